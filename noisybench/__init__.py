@@ -1,0 +1,10 @@
+"""noisybench: train and compare methods for learning image classifiers from noisy labels."""
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("noisybench")
+"""Marker for method hook implementations: ``@hookimpl def noisybench_loss(...)``."""
+
+__all__ = ["__version__", "hookimpl"]

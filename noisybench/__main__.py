@@ -1,0 +1,3 @@
+from noisybench.cli import main
+
+raise SystemExit(main())

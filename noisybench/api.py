@@ -1,0 +1,72 @@
+"""The Python entry points behind the command line: build a config, train a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from noisybench import config as cfg
+from noisybench import records
+from noisybench.datasets import get_dataset
+from noisybench.engine import train
+from noisybench.errors import ConfigError
+from noisybench.plugins import config_defaults, make_plugin_manager
+
+
+def make_config(
+    method: str | None = None,
+    dataset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    resume_from: str | Path | None = None,
+    plugins: Iterable[Any] = (),
+) -> dict[str, Any]:
+    """Resolve defaults < dataset defaults < saved run config (resuming) < YAML file < overrides.
+
+    ``method`` and ``dataset`` may come from the arguments, the YAML file or the saved
+    config of the run being resumed; the arguments win, and a resumed run cannot change them.
+    """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if resume_from is not None and (Path(resume_from) / records.CONFIG_FILE).is_file():
+        layers.append(("saved run config", cfg.load_yaml(Path(resume_from) / records.CONFIG_FILE)))
+    if config_file is not None:
+        layers.append(("config file", cfg.load_yaml(config_file)))
+    names = {"method": method, "dataset": dataset}
+    for key in names:
+        for source, layer in layers:
+            if names[key] is None and layer.get(key):
+                names[key] = layer[key]
+        if names[key] is None:
+            raise ConfigError(f"no {key} given: pass --{key} NAME or set '{key}:' in the config file")
+        if layers and layers[0][0] == "saved run config" and layers[0][1].get(key) not in (None, names[key]):
+            raise ConfigError(
+                f"cannot resume with {key} '{names[key]}': the run in {resume_from} used '{layers[0][1][key]}'"
+            )
+    pm = make_plugin_manager(names["method"], plugins)
+    config = cfg.resolve(
+        method_defaults=config_defaults(pm),
+        dataset_defaults=get_dataset(names["dataset"]).defaults,
+        file_layers=layers,
+        overrides=overrides,
+        method=names["method"],
+    )
+    config["dataset"] = names["dataset"]
+    return config
+
+
+def default_output(config: dict[str, Any]) -> Path:
+    return Path("runs") / config["dataset"] / config["method"] / f"seed{config['seed']}"
+
+
+def run(
+    method: str | None = None,
+    dataset: str | None = None,
+    output: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    config_file: str | Path | None = None,
+    resume: bool = False,
+    plugins: Iterable[Any] = (),
+) -> dict[str, Any]:
+    """Train one method on one dataset; returns the record written to ``output/metrics.json``."""
+    config = make_config(method, dataset, config_file, overrides, output if resume else None, plugins)
+    return train(config, output or default_output(config), resume=resume, plugins=plugins)

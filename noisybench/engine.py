@@ -1,0 +1,393 @@
+"""The training loop: one Accelerate loop with the method hooks at fixed points.
+
+    setup -> for each epoch: epoch_start -> train steps (loss) -> epoch_end
+          -> sample_outputs -> evaluate val and test -> checkpoint
+          -> records (metrics.json last)
+
+Runs unchanged on one CPU, one GPU or several processes under ``accelerate launch`` /
+``torchrun``. Epochs are numbered from 1, as in the papers' algorithms.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from noisybench import metrics, records
+from noisybench.config import dump
+from noisybench.datasets import DataSplits, build_dataset
+from noisybench.errors import ConfigError
+from noisybench.models import create_model, model_bytes, parameter_count
+from noisybench.plugins import make_plugin_manager
+from noisybench.run import Batch, Run
+
+
+class Progress:
+    """Everything besides model, optimiser and RNG that a resumed run must get back."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.epochs_done = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val: dict[str, Any] = {"epoch": None, "accuracy": None, "test_accuracy": None}
+        self.corrected_accuracy_initial: float | None = None
+        self.epoch_seconds: list[float] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epochs_done": self.epochs_done,
+            "history": self.history,
+            "best_val": self.best_val,
+            "corrected_accuracy_initial": self.corrected_accuracy_initial,
+            "epoch_seconds": self.epoch_seconds,
+            "phase_seconds": dict(self.run.phase_seconds),
+            "method_state": self.run.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs_done = state["epochs_done"]
+        self.history = state["history"]
+        self.best_val = state["best_val"]
+        self.corrected_accuracy_initial = state["corrected_accuracy_initial"]
+        self.epoch_seconds = state["epoch_seconds"]
+        self.run.phase_seconds.update(state["phase_seconds"])
+        self.run.state.clear()
+        self.run.state.update(state["method_state"])
+
+
+def choose_mixed_precision(setting: str) -> str:
+    """``auto`` is bf16 on a GPU that supports it and full precision elsewhere."""
+    cuda = torch.cuda.is_available()
+    if setting == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    if setting == "fp16" and not cuda:
+        raise ConfigError("mixed_precision=fp16 needs a GPU; use bf16 or no on the CPU")
+    return setting
+
+
+def lr_milestones(config: dict[str, Any]) -> list[int]:
+    """Epochs after which the learning rate is multiplied by ``lr_schedule.gamma``."""
+    schedule = config["lr_schedule"]
+    if schedule["milestones"] is not None:
+        return [int(m) for m in schedule["milestones"]]
+    step = schedule["step_every"]
+    return list(range(step, config["epochs"], step)) if step and step > 0 else []
+
+
+def sample_outputs(run: Run) -> dict[str, np.ndarray]:
+    """The method's per-sample columns as numpy arrays of length ``run.num_train``."""
+    columns: dict[str, np.ndarray] = {}
+    for part in reversed(run.hook.noisybench_sample_outputs(run=run)):
+        for name, values in (part or {}).items():
+            array = values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
+            if len(array) != run.num_train:
+                raise ValueError(f"sample output '{name}' has {len(array)} rows, expected {run.num_train}")
+            columns[name] = array
+    return columns
+
+
+def peak_memory(device: torch.device) -> tuple[int, int]:
+    """(peak accelerator memory or host memory if on CPU, peak host resident memory) in bytes."""
+    host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else host
+    return int(gpu), int(host)
+
+
+class Trainer:
+    def __init__(self, config: dict[str, Any], output: Path, plugins: Iterable[Any] = ()):
+        self.created = time.perf_counter()
+        self.config = config
+        self.output = Path(output)
+        self.pm = make_plugin_manager(config["method"], plugins)
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),  # several CPU processes then join over gloo
+            mixed_precision=choose_mixed_precision(config["mixed_precision"]),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config["seed"]),
+        )
+        set_seed(config["seed"])
+        self.splits: DataSplits = build_dataset(config)
+        model = create_model(config["model"], self.splits.num_classes, self.splits.channels)
+        self.parameters = parameter_count(model)
+        self.model_bytes = model_bytes(model)
+        opt = config["optimizer"]
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=opt["lr"],
+            momentum=opt["momentum"],
+            weight_decay=opt["weight_decay"],
+            nesterov=opt["nesterov"],
+        )
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=lr_milestones(config), gamma=config["lr_schedule"]["gamma"]
+        )
+        cuda = self.accelerator.device.type == "cuda"
+        workers = config["data"]["num_workers"]
+        loader_args = {"num_workers": workers, "pin_memory": cuda, "persistent_workers": workers > 0}
+        train_loader = DataLoader(
+            self.splits.train, batch_size=config["batch_size"], shuffle=True, drop_last=False, **loader_args
+        )
+        eval_loaders = [
+            DataLoader(split, batch_size=config["eval_batch_size"], shuffle=False, **loader_args)
+            for split in (self.splits.val, self.splits.test)
+            if split is not None
+        ]
+        model, optimizer, self.train_loader, *eval_loaders = self.accelerator.prepare(
+            model, optimizer, train_loader, *eval_loaders
+        )
+        self.test_loader = eval_loaders[-1]
+        self.val_loader = eval_loaders[0] if self.splits.val is not None else None
+        self.run = Run(
+            method=config["method"],
+            config=config,
+            accelerator=self.accelerator,
+            model=model,
+            optimizer=optimizer,
+            hook=self.pm.hook,
+            train_set=self.splits.train,
+            train_eval_set=self.splits.train_eval,
+            noisy_labels=torch.as_tensor(self.splits.train_labels, dtype=torch.long),
+            class_names=self.splits.class_names,
+            num_epochs=config["epochs"],
+        )
+        self.progress = Progress(self.run)
+        self.accelerator.register_for_checkpointing(self.scheduler, self.progress)
+
+    # -- evaluation ---------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+        """(true labels, predictions) over a whole eval split, gathered from all processes."""
+        acc = self.accelerator
+        model = acc.unwrap_model(self.run.model)
+        model.eval()
+        trues, preds = [], []
+        try:
+            with acc.autocast():
+                for images, labels, _ in loader:
+                    logits, _ = model(images)
+                    pred, true = acc.gather_for_metrics((logits.argmax(dim=1), labels))
+                    preds.append(pred.cpu())
+                    trues.append(true.cpu())
+        finally:
+            model.train()
+        return torch.cat(trues).numpy(), torch.cat(preds).numpy()
+
+    # -- one epoch ----------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        run, acc = self.run, self.accelerator
+        run.model.train()
+        self.train_loader.set_epoch(epoch)
+        seen_idx, seen_loss, seen_order = [], [], []
+        total_loss = torch.zeros((), device=acc.device)
+        steps = 0
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch}/{run.num_epochs}",
+            disable=not (acc.is_local_main_process and self.config["progress"]),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        with run.phase("train"):
+            for step, (images, labels, indices) in enumerate(bar):
+                out = self.pm.hook.noisybench_train_step(run=run, batch=Batch(images, labels, indices))
+                total_loss += out.loss.float()
+                steps += 1
+                if out.logits is not None:
+                    with torch.no_grad():
+                        per_sample = F.cross_entropy(out.logits.float(), labels, reduction="none")
+                    seen_idx.append(indices)
+                    seen_loss.append(per_sample)
+                    seen_order.append(torch.full_like(indices, step * acc.num_processes + acc.process_index))
+        mean_loss = acc.gather(total_loss[None]).sum().item() / max(1, acc.gather(torch.tensor([steps], device=acc.device)).sum().item())
+        trained = acc.gather(torch.tensor([sum(len(i) for i in seen_idx)], device=acc.device)).sum().item()
+        loss_column = np.full(run.num_train, np.nan)
+        seen = 0
+        if seen_idx:
+            idx, loss = run.collect(torch.cat(seen_idx), torch.cat(seen_loss), order=torch.cat(seen_order))
+            loss_column[idx.cpu().numpy()] = loss.cpu().numpy()
+            seen = len(idx)
+        self.train_loss_column = loss_column
+        return {"train_loss": mean_loss, "samples_trained": int(trained), "samples_seen": seen}
+
+    def evaluate_epoch(self, entry: dict[str, Any]) -> None:
+        with self.run.phase("eval"):
+            if self.val_loader is not None:
+                true, pred = self.predict(self.val_loader)
+                entry["val_accuracy"] = metrics.classification(true, pred, self.splits.num_classes)["accuracy"]
+            else:
+                entry["val_accuracy"] = None
+            start = time.perf_counter()
+            self.test_true, self.test_pred = self.predict(self.test_loader)
+            self.test_seconds = time.perf_counter() - start
+            entry["test_accuracy"] = metrics.classification(self.test_true, self.test_pred, self.splits.num_classes)["accuracy"]
+
+    def label_metrics(self, entry: dict[str, Any]) -> dict[str, Any]:
+        outputs = sample_outputs(self.run)
+        found = metrics.sample_metrics(self.splits.train_labels, self.splits.true_labels, outputs)
+        entry["label_accuracy"] = found["labels"]["corrected_accuracy"]
+        entry["changed_fraction"] = found["labels"]["changed_fraction"]
+        entry["detection_auc"] = found["detection"]["auc"]
+        if self.progress.corrected_accuracy_initial is None:
+            self.progress.corrected_accuracy_initial = found["labels"]["corrected_accuracy"]
+        self.sample_columns = outputs
+        return found
+
+    # -- checkpoints --------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        acc = self.accelerator
+        tmp = self.output / (records.CHECKPOINT_DIR + ".tmp")
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        with self.run.phase("checkpoint"):
+            acc.save_state(str(tmp), safe_serialization=False)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                records.replace_dir(tmp, self.output / records.CHECKPOINT_DIR)
+            acc.wait_for_everyone()
+
+    # -- the run ------------------------------------------------------------------
+    def fit(self, resume: bool) -> dict[str, Any]:
+        run, acc, progress = self.run, self.accelerator, self.progress
+        self.pm.hook.noisybench_setup(run=run)
+        checkpoint = records.latest_checkpoint(self.output)
+        if resume and checkpoint is not None:
+            acc.load_state(str(checkpoint))
+        if acc.is_main_process:
+            records.write_text(self.output / records.CONFIG_FILE, dump(self.config))
+        self.train_loss_column = np.full(run.num_train, np.nan)
+        found: dict[str, Any] = metrics.sample_metrics(self.splits.train_labels, self.splits.true_labels, {})
+        self.sample_columns: dict[str, np.ndarray] = {}
+        self.startup_seconds = time.perf_counter() - self.created
+        for epoch in range(progress.epochs_done + 1, run.num_epochs + 1):
+            epoch_start = time.perf_counter()
+            run.epoch, run.epoch_log = epoch, {}
+            entry: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
+            self.pm.hook.noisybench_epoch_start(run=run, epoch=epoch)
+            entry.update(self.train_epoch(epoch))
+            self.pm.hook.noisybench_epoch_end(run=run, epoch=epoch)
+            self.scheduler.step()
+            found = self.label_metrics(entry)
+            self.evaluate_epoch(entry)
+            entry.update(run.epoch_log)
+            self.update_best(entry)
+            progress.epoch_seconds.append(time.perf_counter() - epoch_start)
+            entry["seconds"] = progress.epoch_seconds[-1]
+            progress.history.append(entry)
+            progress.epochs_done = epoch
+            self.save_checkpoint()
+            if acc.is_main_process and self.config["progress"]:
+                tqdm.write(self.epoch_line(entry))
+        if progress.epochs_done and not hasattr(self, "test_pred"):
+            self.evaluate_epoch({})  # resumed a finished-but-unrecorded run: evaluate once more
+            found = self.label_metrics({})
+        result = self.record(found)
+        acc.wait_for_everyone()
+        acc.end_training()
+        return result
+
+    def update_best(self, entry: dict[str, Any]) -> None:
+        best = self.progress.best_val
+        if entry["val_accuracy"] is not None and (best["accuracy"] is None or entry["val_accuracy"] > best["accuracy"]):
+            best.update(epoch=entry["epoch"], accuracy=entry["val_accuracy"], test_accuracy=entry["test_accuracy"])
+
+    @staticmethod
+    def epoch_line(entry: dict[str, Any]) -> str:
+        parts = [f"epoch {entry['epoch']}", f"loss {entry['train_loss']:.4f}"]
+        for key in ("val_accuracy", "test_accuracy", "label_accuracy", "changed_fraction"):
+            if entry.get(key) is not None:
+                parts.append(f"{key.replace('_accuracy', ' acc').replace('_', ' ')} {entry[key]:.4f}")
+        parts.append(f"{entry['seconds']:.1f}s")
+        return " | ".join(parts)
+
+    # -- records ------------------------------------------------------------------
+    def record(self, found: dict[str, Any]) -> dict[str, Any]:
+        run, acc, splits, progress = self.run, self.accelerator, self.splits, self.progress
+        peak, host_peak = peak_memory(acc.device)
+        trained = sum(h.get("samples_trained", 0) for h in progress.history)
+        train_seconds = run.phase_seconds.get("train", 0.0)
+        labels = dict(found["labels"])
+        labels["corrected_accuracy_initial"] = progress.corrected_accuracy_initial
+        result = {
+            "schema_version": records.SCHEMA_VERSION,
+            "method": run.method,
+            "dataset": self.config["dataset"],
+            "setting": self.config["setting"],
+            "seed": self.config["seed"],
+            "noise": {"type": splits.noise.type, "rate": splits.noise.rate},
+            "num_train": run.num_train,
+            "num_classes": splits.num_classes,
+            "test": metrics.classification(self.test_true, self.test_pred, splits.num_classes),
+            "best_val": progress.best_val,
+            "labels": labels,
+            "detection": found["detection"],
+            "efficiency": {
+                "total_seconds": sum(progress.epoch_seconds),
+                "startup_seconds": self.startup_seconds,
+                "epoch_seconds": progress.epoch_seconds,
+                "phase_seconds": dict(run.phase_seconds),
+                "train_images_per_second": trained / train_seconds if train_seconds else None,
+                "peak_memory_bytes": peak,
+                "peak_host_memory_bytes": host_peak,
+                "parameters": self.parameters,
+                "model_bytes": self.model_bytes,
+                "inference_ms_per_image": 1000.0 * self.test_seconds / max(1, len(self.test_true)),
+            },
+            "history": progress.history,
+            "environment": records.environment(acc),
+        }
+        if acc.is_main_process:
+            self.write_tables()
+            records.write_json(self.output / records.METRICS_FILE, result)
+        return result
+
+    def write_tables(self) -> None:
+        splits = self.splits
+        table = pd.DataFrame({"index": np.arange(self.run.num_train), "noisy_label": splits.train_labels})
+        if splits.true_labels is not None:
+            table["true_label"] = splits.true_labels
+        table["train_loss"] = self.train_loss_column
+        for name, values in self.sample_columns.items():
+            table[name] = values
+        records.write_csv(self.output / records.SAMPLES_FILE, table)
+        matrix = metrics.confusion(self.test_true, self.test_pred, splits.num_classes)
+        records.write_csv(
+            self.output / records.CONFUSION_FILE, records.confusion_frame(matrix, splits.class_names), index=True
+        )
+
+
+def train(
+    config: dict[str, Any], output: str | Path, resume: bool = False, plugins: Iterable[Any] = ()
+) -> dict[str, Any]:
+    """Train ``config`` into folder ``output`` and return the metrics written to metrics.json.
+
+    ``resume=True`` continues from the folder's checkpoint (or returns the finished
+    record); without it a folder that already holds a run is refused, so nothing is lost.
+    ``plugins`` are extra plugin objects registered beside the method (for tests, tools).
+    """
+    output = Path(output)
+    finished = output / records.METRICS_FILE
+    if not resume and (finished.exists() or records.latest_checkpoint(output) is not None):
+        raise ConfigError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
+    if resume and finished.exists():
+        return json.loads(finished.read_text())
+    try:
+        return Trainer(config, output, plugins).fit(resume)
+    finally:
+        # Accelerate keeps process-wide singletons; clear them so the next run in this
+        # process (a sweep, a notebook, a test) may choose its own mixed precision.
+        AcceleratorState._reset_state()
+        GradientState._reset_state()

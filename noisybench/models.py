@@ -1,0 +1,116 @@
+"""Models: any timm model by name, pretrained weights from a local file only.
+
+``small_cnn`` (for 8×8 to 32×32 images) is registered in timm's model registry like any
+timm architecture, so ``model.name`` picks it the same way as ``resnet50``. Every model
+is wrapped so one forward pass gives both logits and pooled pre-logit features.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
+
+from noisybench.errors import ConfigError
+
+
+class SmallCNN(nn.Module):
+    """Three conv-BN-ReLU blocks and global average pooling; timm's head interface."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 32, drop_rate: float = 0.0, **_: Any):
+        super().__init__()
+
+        def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
+            layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+        self.features = nn.Sequential(
+            *block(in_chans, width, True), *block(width, 2 * width, True), *block(2 * width, 4 * width, False)
+        )
+        self.num_features = 4 * width
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.drop(x.mean(dim=(2, 3)))
+        return x if pre_logits else self.fc(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, *_: Any) -> None:
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+default_cfgs = generate_default_cfgs(
+    {"small_cnn": {"num_classes": 10, "input_size": (3, 32, 32), "classifier": "fc", "first_conv": "features.0"}}
+)
+
+
+@register_model
+def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
+    return build_model_with_cfg(SmallCNN, "small_cnn", pretrained, **kwargs)
+
+
+class Classifier(nn.Module):
+    """A timm backbone whose forward returns ``(logits, pooled pre-logit features)``."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.num_features = backbone.num_features
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        return self.backbone.get_classifier()(features), features
+
+
+def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int) -> Classifier:
+    """Build ``model.name`` for ``num_classes``; weights come from ``model.pretrained_file`` if set."""
+    name = model_config["name"]
+    if not timm.is_model(name):
+        hint = difflib.get_close_matches(name, timm.list_models(), n=3)
+        suggestion = f"; close names: {', '.join(hint)}" if hint else ""
+        raise ConfigError(f"model.name='{name}' is not a timm model{suggestion}")
+    weights = model_config["pretrained_file"]
+    pretrained = bool(model_config["pretrained"] or weights)
+    if pretrained and not weights:
+        raise ConfigError(
+            "model.pretrained=true needs model.pretrained_file=PATH: weights are read from a local file, never downloaded"
+        )
+    kwargs: dict[str, Any] = {}
+    if pretrained:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.pretrained_file: no such file: {path}")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    backbone = timm.create_model(
+        name,
+        pretrained=pretrained,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        drop_rate=model_config["drop_rate"],
+        **kwargs,
+    )
+    return Classifier(backbone)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes of parameters and buffers: the size of the saved weights."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)

@@ -1,0 +1,83 @@
+"""Find method plugins through entry points and build one plugin manager per run."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Iterable
+
+import pluggy
+
+from noisybench import defaults, hookspecs
+from noisybench.errors import ConfigError
+
+ENTRY_POINT_GROUP = "noisybench"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    package: str
+    version: str
+    entry_point: EntryPoint
+
+
+def installed_methods() -> dict[str, MethodInfo]:
+    """Every method installed in this environment, shipped or third-party, by name."""
+    methods = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        methods[ep.name] = MethodInfo(
+            name=ep.name,
+            package=dist.name if dist else "?",
+            version=dist.version if dist else "?",
+            entry_point=ep,
+        )
+    return dict(sorted(methods.items()))
+
+
+def load_method(name: str) -> Any:
+    """Import the plugin of method ``name``; a class is instantiated so each run gets its own."""
+    methods = installed_methods()
+    if name not in methods:
+        hint = difflib.get_close_matches(name, methods, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ConfigError(
+            f"unknown method '{name}'{suggestion}; installed methods: {', '.join(methods) or 'none'}"
+        )
+    plugin = methods[name].entry_point.load()
+    return plugin() if isinstance(plugin, type) else plugin
+
+
+def method_description(info: MethodInfo) -> str:
+    """First line of the plugin's docstring."""
+    doc = (info.entry_point.load().__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def make_plugin_manager(method: str, extra_plugins: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """A fresh manager with the core defaults, method ``method`` and any ``extra_plugins``.
+
+    Only the selected method is registered, so its hooks never mix with another method's.
+    ``check_pending`` makes a misspelt hook name fail here rather than being ignored.
+    """
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    pm.register(defaults, name="noisybench.defaults")
+    pm.register(load_method(method), name=method)
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(f"plugin for method '{method}': {exc}") from exc
+    return pm
+
+
+def config_defaults(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """The merged option defaults that the registered plugins declare."""
+    merged: dict[str, Any] = {}
+    for part in reversed(pm.hook.noisybench_config_defaults()):
+        merged.update(part or {})
+    return merged

@@ -1,0 +1,119 @@
+"""Run records on disk, each written atomically (temp file, then rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+import noisybench
+
+SCHEMA_VERSION = 1
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+SAMPLES_FILE = "samples.csv"
+CONFUSION_FILE = "confusion_matrix.csv"
+CHECKPOINT_DIR = "checkpoint"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move directory ``src`` to ``dst``; the old ``dst`` is kept as ``dst.old`` until the move is done."""
+    old = dst.with_name(dst.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dst.exists():
+        dst.rename(old)
+    src.rename(dst)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    """The checkpoint folder, or its predecessor if a crash struck between the two renames."""
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+        if (output / name).is_dir():
+            return output / name
+    return None
+
+
+def confusion_frame(matrix: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(matrix, index=class_names, columns=class_names)
+    frame.index.name = "true\\predicted"
+    return frame
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def git_revision() -> str | None:
+    """The commit of the noisybench source tree, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(noisybench.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def environment(accelerator: Any) -> dict[str, Any]:
+    device = accelerator.device
+    return {
+        "noisybench": noisybench.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        **{pkg: _package_version(pkg) for pkg in ("torchvision", "timm", "accelerate", "pluggy")},
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device_type": device.type,
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "git_revision": git_revision(),
+    }

@@ -1,0 +1,160 @@
+"""What a method sees of a run: model, optimiser, training data, per-sample state, timers."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+class Batch(NamedTuple):
+    """One training batch on the run's device: images, noisy labels, dataset indices."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+
+class StepOutput(NamedTuple):
+    """What a train step reports: the detached batch loss and, if it has them, the logits."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor | None = None
+
+
+def unique_by_index(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique indices and, for each, the value of its first occurrence."""
+    unique, inverse = torch.unique(indices, return_inverse=True)
+    positions = torch.arange(len(indices), device=indices.device)
+    first = torch.full((len(unique),), len(indices), device=indices.device, dtype=positions.dtype)
+    first.scatter_reduce_(0, inverse, positions, reduce="amin")
+    return unique, values[first]
+
+
+@dataclass
+class Run:
+    """The state of one training run, passed to every hook as ``run``.
+
+    Methods read ``model``, ``optimizer``, ``train_set``, ``noisy_labels``, ``options``
+    and keep per-sample state in ``state`` (checkpointed). True labels are not here:
+    the core keeps them for metrics only.
+    """
+
+    method: str
+    config: dict[str, Any]
+    accelerator: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    hook: Any
+    train_set: Dataset
+    train_eval_set: Dataset
+    noisy_labels: torch.Tensor
+    class_names: list[str]
+    num_epochs: int
+    epoch: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    epoch_log: dict[str, Any] = field(default_factory=dict)
+    _open_phases: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The method's own config section."""
+        return self.config.get(self.method, {})
+
+    @property
+    def num_train(self) -> int:
+        return len(self.noisy_labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a block into ``efficiency.phase_seconds[name]`` (GPU work included).
+
+        Phases may nest; each second counts once, in the innermost phase, so a method's
+        ``"meta"`` phase inside the core's ``"train"`` phase is not counted twice.
+        """
+        start = time.perf_counter()
+        self._open_phases.append(0.0)
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            elapsed = time.perf_counter() - start
+            self.phase_seconds[name] += elapsed - self._open_phases.pop()
+            if self._open_phases:
+                self._open_phases[-1] += elapsed
+
+    def log(self, **values: Any) -> None:
+        """Add values to this epoch's ``history`` entry in metrics.json."""
+        self.epoch_log.update(values)
+
+    def collect(
+        self, indices: torch.Tensor, values: torch.Tensor, order: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gather (index, value) pairs from every process: one value per index, sorted by index.
+
+        Where an index occurs more than once (the padding a distributed sampler adds at
+        the end of an epoch), the occurrence with the smallest ``order`` wins, or the
+        first one gathered if no ``order`` is given.
+        """
+        acc = self.accelerator
+        indices, values = indices.to(acc.device), values.to(acc.device)
+        order = torch.arange(len(indices), device=acc.device) if order is None else order.to(acc.device)
+        if acc.num_processes > 1:
+            indices = acc.pad_across_processes(indices, pad_index=-1)
+            values = acc.pad_across_processes(values, pad_index=0)
+            order = acc.pad_across_processes(order, pad_index=0)
+            indices, values, order = acc.gather((indices.contiguous(), values.contiguous(), order.contiguous()))
+            keep = indices >= 0
+            indices, values, order = indices[keep], values[keep], order[keep]
+        by_order = torch.sort(order, stable=True).indices
+        return unique_by_index(indices[by_order], values[by_order])
+
+    @torch.no_grad()
+    def extract_features(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled pre-logit features of training samples (all, or ``indices`` in that order).
+
+        One pass with eval transforms and no gradient, split over the processes and
+        gathered, so every process gets the same float32 tensor. The model is put back
+        in the mode it was in (train mode during training), even if the pass fails.
+        """
+        wanted = torch.arange(self.num_train) if indices is None else torch.as_tensor(indices).cpu()
+        acc = self.accelerator
+        mine = wanted[acc.process_index :: acc.num_processes]
+        loader = DataLoader(
+            Subset(self.train_eval_set, mine.tolist()),
+            batch_size=self.config["eval_batch_size"],
+            num_workers=self.config["data"]["num_workers"],
+            pin_memory=self.device.type == "cuda",
+        )
+        model = acc.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        feats, seen = [], []
+        try:
+            with acc.autocast():
+                for images, _, batch_indices in loader:
+                    _, features = model(images.to(self.device, non_blocking=True))
+                    feats.append(features.float())
+                    seen.append(batch_indices.to(self.device))
+        finally:
+            model.train(was_training)
+        dim = getattr(model, "num_features", 0)
+        local_feats = torch.cat(feats) if feats else torch.zeros(0, dim, device=self.device)
+        local_seen = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long, device=self.device)
+        got, features = self.collect(local_seen, local_feats)
+        return features[torch.searchsorted(got, wanted.to(self.device))]

@@ -1,0 +1,18 @@
+"""Cross-entropy on the noisy labels: the baseline every method is compared with."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from noisybench import hookimpl
+
+
+@hookimpl
+def noisybench_config_defaults() -> dict:
+    return {"label_smoothing": 0.0}
+
+
+@hookimpl
+def noisybench_loss(run, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels, label_smoothing=run.options["label_smoothing"])

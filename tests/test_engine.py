@@ -1,0 +1,144 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import read_metrics, run_digits
+from noisybench import hookimpl
+from noisybench.errors import ConfigError
+
+RECORD_KEYS = {
+    "schema_version", "method", "dataset", "setting", "seed", "noise", "test", "best_val", "labels",
+    "detection", "efficiency", "history", "environment",
+}
+
+
+def test_ce_learns_noise_free_digits(clean_ce_run):
+    metrics = read_metrics(clean_ce_run)
+    assert metrics["test"]["accuracy"] > 0.85  # chance is 0.10
+    assert metrics["best_val"]["test_accuracy"] > 0.85
+    assert metrics["labels"]["noisy_accuracy"] == 1.0
+    losses = [h["train_loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0] / 2
+
+
+def test_record_has_the_documented_schema(clean_ce_run):
+    m = read_metrics(clean_ce_run)
+    assert RECORD_KEYS <= set(m)
+    assert m["schema_version"] == 1 and m["method"] == "ce" and m["dataset"] == "digits"
+    assert m["noise"] == {"type": "none", "rate": 0.0}
+    assert set(m["test"]) == {"accuracy", "macro_precision", "macro_recall", "macro_f1"}
+    assert all(0.0 <= v <= 1.0 for v in m["test"].values())
+    assert set(m["best_val"]) == {"epoch", "accuracy", "test_accuracy"}
+    assert m["best_val"]["accuracy"] == max(h["val_accuracy"] for h in m["history"])
+    assert {"noisy_accuracy", "corrected_accuracy", "corrected_accuracy_initial", "changed_fraction"} <= set(m["labels"])
+    assert m["labels"]["corrected_accuracy"] is None  # ce corrects nothing
+    assert set(m["detection"]) == {"auc", "fdr", "recall", "f1"}
+    eff = m["efficiency"]
+    for key in ("total_seconds", "epoch_seconds", "phase_seconds", "train_images_per_second", "peak_memory_bytes",
+                "parameters", "model_bytes", "inference_ms_per_image"):
+        assert key in eff
+    assert len(eff["epoch_seconds"]) == 6 and eff["parameters"] > 0 and eff["model_bytes"] >= 4 * eff["parameters"]
+    assert {"train", "eval"} <= set(eff["phase_seconds"])
+    assert [h["epoch"] for h in m["history"]] == list(range(1, 7))
+    for h in m["history"]:
+        assert {"epoch", "train_loss", "val_accuracy", "test_accuracy"} <= set(h)
+    assert m["environment"]["torch"] and m["environment"]["num_processes"] == 1
+
+
+def test_run_folder_holds_config_samples_confusion_and_checkpoint(clean_ce_run):
+    config = (clean_ce_run / "config.yaml").read_text()
+    assert "method: ce" in config and "epochs: 6" in config
+    samples = pd.read_csv(clean_ce_run / "samples.csv")
+    assert list(samples["index"]) == list(range(1078))
+    assert {"noisy_label", "true_label", "train_loss"} <= set(samples.columns)
+    confusion = pd.read_csv(clean_ce_run / "confusion_matrix.csv", index_col=0)
+    metrics = read_metrics(clean_ce_run)
+    assert confusion.values.sum() == 360
+    assert np.trace(confusion.values) / 360 == pytest.approx(metrics["test"]["accuracy"])
+    assert (clean_ce_run / "checkpoint" / "pytorch_model.bin").exists() or any((clean_ce_run / "checkpoint").iterdir())
+
+
+def test_noise_is_recorded_and_true_labels_kept(tmp_path):
+    m = run_digits(tmp_path, "epochs=1", "noise=asymmetric:0.4")
+    assert m["noise"] == {"type": "asymmetric", "rate": 0.4}
+    samples = pd.read_csv(tmp_path / "samples.csv")
+    flipped = samples[samples.noisy_label != samples.true_label]
+    assert len(flipped) / len(samples) == pytest.approx(0.4, abs=10 / len(samples))
+    assert ((flipped.true_label + 1) % 10 == flipped.noisy_label).all()
+    assert m["labels"]["noisy_accuracy"] == pytest.approx(1 - len(flipped) / len(samples))
+
+
+class CrashAt:
+    """Stands in for a kill in the middle of a run."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    @hookimpl
+    def noisybench_epoch_start(self, epoch):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def comparable(metrics):
+    """Everything but timings and the environment."""
+    history = [{k: v for k, v in h.items() if k != "seconds"} for h in metrics["history"]]
+    return {k: metrics[k] for k in ("test", "best_val", "labels", "detection")} | {"history": history}
+
+
+def test_resume_gives_the_same_result_as_a_straight_run(tmp_path):
+    overrides = ("epochs=3", "noise=symmetric:0.3", "lr_schedule.step_every=2", "seed=5")
+    straight = run_digits(tmp_path / "straight", *overrides)
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "resumed", *overrides, plugins=[CrashAt(3)])
+    folder = tmp_path / "resumed"
+    assert not (folder / "metrics.json").exists()  # crashed runs leave no record
+    assert not list(folder.glob(".metrics.json*"))
+    assert (folder / "checkpoint").is_dir()
+    resumed = run_digits(folder, resume=True)
+    assert comparable(resumed) == comparable(straight)
+    a = pd.read_csv(tmp_path / "straight" / "samples.csv")
+    b = pd.read_csv(folder / "samples.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_resume_may_extend_epochs(tmp_path):
+    run_digits(tmp_path, "epochs=1")
+    (tmp_path / "metrics.json").unlink()  # as if stopped after epoch 1
+    m = run_digits(tmp_path, "epochs=2", resume=True)
+    assert [h["epoch"] for h in m["history"]] == [1, 2]
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path):
+    run_digits(tmp_path, "epochs=1")
+    before = (tmp_path / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_digits(tmp_path, "epochs=1")
+    assert run_digits(tmp_path, resume=True) == json.loads(before)  # finished: returned as is
+
+
+def test_two_processes_on_cpu_see_every_sample_once(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "noisybench", "run",
+         "--method", "ce", "--dataset", "digits", "--output", str(out), "epochs=2", "progress=false",
+         "noise=symmetric:0.4", "batch_size=100"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = read_metrics(out)
+    assert m["environment"]["num_processes"] == 2
+    for h in m["history"]:
+        # 1078 samples in batches of 100 on 2 processes: accelerate pads to 1200
+        assert h["samples_trained"] == 1200
+        assert h["samples_seen"] == 1078
+    samples = pd.read_csv(out / "samples.csv")
+    assert list(samples["index"]) == list(range(1078))
+    assert samples["train_loss"].notna().all()
+    assert proc.stdout.count("done:") == 1  # one report, from the main process

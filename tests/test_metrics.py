@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+from noisybench import metrics, records
+
+
+def test_detection_metrics_by_hand():
+    is_noisy = np.array([1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    flagged = np.array([1, 1, 0, 1, 0, 0, 0, 0], dtype=bool)
+    score = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1, 0.4, 0.0])
+    out = metrics.detection(is_noisy, flagged, score)
+    # 2 of 3 flagged are noisy: FDR 1/3; 2 of 3 noisy found: recall 2/3; F1 2/3
+    assert out["fdr"] == pytest.approx(1 / 3)
+    assert out["recall"] == pytest.approx(2 / 3)
+    assert out["f1"] == pytest.approx(2 / 3)
+    # AUC: pairs (noisy, clean) ranked right: 0.9,0.8 beat all 5; 0.3 beats 0.2,0.1,0.0 -> 13/15
+    assert out["auc"] == pytest.approx(13 / 15)
+
+
+def test_detection_is_null_where_undefined():
+    out = metrics.detection(np.array([0, 0], dtype=bool), np.array([0, 0], dtype=bool), np.array([0.1, 0.2]))
+    assert out == {"auc": None, "fdr": None, "recall": None, "f1": None}
+    assert metrics.detection(None, None, None)["auc"] is None
+
+
+def test_label_quality_by_hand():
+    noisy = np.array([0, 1, 2, 2])
+    true = np.array([0, 1, 1, 2])
+    corrected = np.array([0, 1, 1, 1])
+    out = metrics.label_quality(noisy, true, corrected)
+    assert out == {"noisy_accuracy": 0.75, "corrected_accuracy": 0.75, "changed_fraction": 0.5}
+
+
+def test_classification_counts_absent_classes_in_the_macro_average():
+    out = metrics.classification(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 0]), num_classes=3)
+    assert out["accuracy"] == 0.75
+    # recalls 1, 0.5, 0 -> macro 0.5; precisions 2/3, 1, 0 -> macro 5/9
+    assert out["macro_recall"] == pytest.approx(0.5)
+    assert out["macro_precision"] == pytest.approx(5 / 9)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    records.write_json(path, {"a": 1})
+    with pytest.raises(ValueError):
+        records.write_json(path, {"a": float("nan")})  # not valid JSON
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_replace_dir_swaps_checkpoints(tmp_path):
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "old").write_text("1")
+    (tmp_path / "checkpoint.tmp").mkdir()
+    (tmp_path / "checkpoint.tmp" / "new").write_text("2")
+    records.replace_dir(tmp_path / "checkpoint.tmp", tmp_path / "checkpoint")
+    assert [p.name for p in (tmp_path / "checkpoint").iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    assert records.latest_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoint.old").mkdir()  # a crash between the two renames
+    assert records.latest_checkpoint(tmp_path) == tmp_path / "checkpoint.old"

@@ -1,0 +1,55 @@
+import pytest
+import timm
+import torch
+
+from noisybench.errors import ConfigError
+from noisybench.models import Classifier, create_model
+
+
+def config(**changes):
+    base = {"name": "small_cnn", "pretrained": False, "pretrained_file": None, "drop_rate": 0.0}
+    return base | changes
+
+
+def test_small_cnn_is_a_timm_model_returning_logits_and_pooled_features():
+    assert timm.is_model("small_cnn")
+    model = create_model(config(), num_classes=7, in_chans=1)
+    logits, features = model(torch.randn(4, 1, 8, 8))
+    assert logits.shape == (4, 7) and features.shape == (4, model.num_features)
+    assert torch.allclose(model.backbone.get_classifier()(features), logits)
+
+
+def test_any_timm_model_by_name():
+    model = create_model(config(name="resnet18"), num_classes=3, in_chans=3)
+    logits, features = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 3) and features.shape == (2, 512)
+
+
+def test_pretrained_asked_for_without_a_file_fails_clearly():
+    with pytest.raises(ConfigError, match="model.pretrained_file"):
+        create_model(config(pretrained=True), 10, 1)
+
+
+def test_pretrained_file_missing_names_the_path(tmp_path):
+    with pytest.raises(ConfigError, match="no such file.*nowhere.pth"):
+        create_model(config(pretrained=True, pretrained_file=str(tmp_path / "nowhere.pth")), 10, 1)
+
+
+def test_pretrained_weights_load_from_a_local_file_and_the_head_is_new(tmp_path):
+    torch.manual_seed(0)
+    source = timm.create_model("small_cnn", num_classes=10, in_chans=1)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    torch.manual_seed(1)
+    model = create_model(config(pretrained_file=str(path)), num_classes=4, in_chans=1)
+    loaded = model.backbone.state_dict()
+    for key, value in source.state_dict().items():
+        if key.startswith("fc."):
+            assert loaded[key].shape[0] == 4  # classifier re-initialised for 4 classes
+        else:
+            assert torch.equal(loaded[key], value), key
+
+
+def test_unknown_model_name_suggests_close_names():
+    with pytest.raises(ConfigError, match="resnet5 .*not a timm model.*resnet50"):
+        create_model(config(name="resnet5 "), 10, 3)

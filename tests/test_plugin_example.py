@@ -1,0 +1,50 @@
+"""The README's third-party plugin, installed in-process through a real entry point."""
+
+import re
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_digits
+from noisybench.cli import main
+from noisybench.plugins import installed_methods
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+@pytest.fixture
+def gce_installed(tmp_path, monkeypatch):
+    code = re.search(r"<!-- plugin-example -->\n```python\n(.*?)```", README, re.S).group(1)
+    assert 20 <= len(code.strip().splitlines()) <= 40
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "noisybench_gce.py").write_text(code)
+    dist = site / "noisybench_gce-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: noisybench-gce\nVersion: 0.1\n")
+    entry_points_toml = re.search(r"```toml\n(\[project.entry-points.noisybench\]\n.*?)```", README, re.S).group(1)
+    ini = entry_points_toml.replace("project.entry-points.", "").replace('"', "")  # TOML -> INI
+    (dist / "entry_points.txt").write_text(ini)
+    monkeypatch.syspath_prepend(str(site))
+    yield
+    sys.modules.pop("noisybench_gce", None)
+
+
+def test_example_plugin_is_discovered_and_listed(gce_installed, capsys):
+    assert "gce" in [ep.name for ep in entry_points(group="noisybench")]
+    assert installed_methods()["gce"].package == "noisybench-gce"
+    main(["methods"])
+    assert re.search(r"^gce\s+noisybench-gce", capsys.readouterr().out, re.M)
+
+
+def test_example_plugin_runs_end_to_end(gce_installed, tmp_path):
+    m = run_digits(tmp_path / "run", "epochs=4", "noise=symmetric:0.4", "gce.q=0.7", method="gce")
+    assert m["method"] == "gce"
+    assert m["test"]["accuracy"] > 0.5
+    # its per-sample loss is a noise score: mislabelled samples have the larger losses
+    assert m["detection"]["auc"] > 0.8
+    samples = pd.read_csv(tmp_path / "run" / "samples.csv")
+    assert "noise_score" in samples.columns and (samples["noise_score"] > 0).all()
