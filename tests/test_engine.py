@@ -142,3 +142,17 @@ def test_two_processes_on_cpu_see_every_sample_once(tmp_path):
     assert list(samples["index"]) == list(range(1078))
     assert samples["train_loss"].notna().all()
     assert proc.stdout.count("done:") == 1  # one report, from the main process
+
+
+def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
+    m = run_digits(tmp_path, "epochs=2", "mixed_precision=bf16")
+    assert m["environment"]["mixed_precision"] == "bf16"
+    assert m["test"]["accuracy"] > 0.3
+
+
+def test_fp16_without_a_gpu_is_refused(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        run_digits(tmp_path, "epochs=1", "mixed_precision=fp16")
+    assert not (tmp_path / "metrics.json").exists()
