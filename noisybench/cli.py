@@ -31,6 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("methods", help="list installed methods and the package each comes from")
     commands.add_parser("datasets", help="list registered datasets")
+    data = commands.add_parser("data", help="work with datasets").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser(
+        "check",
+        help="validate a copy of a dataset",
+        description="Read a dataset as a run would, check every image file and print counts per split and "
+        "class, the noisy-label accuracy where known, and warnings. Exit status 1 if problems were found.",
+    )
+    check.add_argument("--dataset", required=True, help="dataset name")
+    check.add_argument("--config", help="YAML file of config keys")
+    check.add_argument("--decode", action="store_true", help="also decode every image (slow)")
     return parser
 
 
@@ -48,6 +58,16 @@ def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
         line += f", {best['test_accuracy']:.4f} at best val epoch {best['epoch']}"
     line += f"; {result['efficiency']['total_seconds']:.1f}s"
     print(line)
+
+
+def cmd_data_check(args: argparse.Namespace, overrides: list[str]) -> int:
+    from noisybench.api import make_config
+    from noisybench.datacheck import check
+
+    config = make_config("ce", args.dataset, args.config, overrides)
+    report, problems = check(config, decode=args.decode)
+    print(report)
+    return 1 if problems else 0
 
 
 def cmd_methods() -> None:
@@ -69,11 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     unknown = [a for a in extra if a not in overrides]
-    if unknown or (overrides and args.command != "run"):
+    if unknown or (overrides and args.command not in ("run", "data")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
     try:
         if args.command == "run":
             cmd_run(args, overrides)
+        elif args.command == "data":
+            return cmd_data_check(args, overrides)
         elif args.command == "methods":
             cmd_methods()
         else:

@@ -37,9 +37,21 @@ DEFAULTS: dict[str, Any] = {
     },
     "data": {
         "root": None,
-        "num_workers": 0,
+        "food101_root": None,
+        "cifar_n_file": None,
+        "download": False,
+        "decoder": "torchvision",
+        "image_size": 224,
+        "num_workers": None,
+        "pin_memory": None,
+        "persistent_workers": True,
         "split_seed": 0,
+        "val_fraction": 0.1,
+        "test_fraction": 0.2,
+        "clean_fraction": 0.1,
+        "epoch_subset": 0,
     },
+    "finetune": {"epochs": 5, "lr": None},
 }
 
 SETTINGS = ("noisy", "verify", "clean")
@@ -157,8 +169,16 @@ def validate(config: dict[str, Any]) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if config[key] < 1:
             raise ConfigError(f"config key '{key}' must be at least 1, got {config[key]}")
-    if config["data"]["num_workers"] < 0:
-        raise ConfigError("config key 'data.num_workers' must be 0 or more")
+    data = config["data"]
+    if data["num_workers"] is not None and (not isinstance(data["num_workers"], int) or data["num_workers"] < 0):
+        raise ConfigError(f"config key 'data.num_workers' must be null (automatic) or 0 or more, got {data['num_workers']!r}")
+    if data["decoder"] not in ("torchvision", "pil"):
+        raise ConfigError(f"data.decoder='{data['decoder']}': expected torchvision or pil")
+    for key in ("val_fraction", "test_fraction", "clean_fraction"):
+        if not 0.0 <= data[key] < 1.0:
+            raise ConfigError(f"config key 'data.{key}' must be in [0, 1), got {data[key]}")
+    if data["epoch_subset"] < 0 or config["finetune"]["epochs"] < 0:
+        raise ConfigError("config keys 'data.epoch_subset' and 'finetune.epochs' must be 0 or more")
 
 
 def dump(config: dict[str, Any]) -> str:

@@ -2,6 +2,8 @@
 
     setup -> for each epoch: epoch_start -> train steps (loss) -> epoch_end
           -> sample_outputs -> evaluate val and test -> checkpoint
+          -> in setting ``clean``: ``finetune.epochs`` more epochs of plain
+             cross-entropy on the clean set (no method hooks)
           -> records (metrics.json last)
 
 Runs unchanged on one CPU, one GPU or several processes under ``accelerate launch`` /
@@ -29,8 +31,9 @@ from tqdm.auto import tqdm
 
 from noisybench import metrics, records
 from noisybench.config import dump
-from noisybench.datasets import DataSplits, build_dataset
+from noisybench.datasets import DataSplits, build_dataset, image_files
 from noisybench.errors import ConfigError
+from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.plugins import make_plugin_manager
 from noisybench.run import Batch, Run
@@ -134,35 +137,36 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=lr_milestones(config), gamma=config["lr_schedule"]["gamma"]
         )
-        cuda = self.accelerator.device.type == "cuda"
-        workers = config["data"]["num_workers"]
-        loader_args = {"num_workers": workers, "pin_memory": cuda, "persistent_workers": workers > 0}
-        train_loader = DataLoader(
-            self.splits.train, batch_size=config["batch_size"], shuffle=True, drop_last=False, **loader_args
-        )
-        eval_loaders = [
-            DataLoader(split, batch_size=config["eval_batch_size"], shuffle=False, **loader_args)
-            for split in (self.splits.val, self.splits.test)
-            if split is not None
-        ]
-        model, optimizer, self.train_loader, *eval_loaders = self.accelerator.prepare(
-            model, optimizer, train_loader, *eval_loaders
-        )
-        self.test_loader = eval_loaders[-1]
-        self.val_loader = eval_loaders[0] if self.splits.val is not None else None
+        acc = self.accelerator
+        cuda = acc.device.type == "cuda"
+        options = loader_options(config, self.splits.train, cuda, acc.num_processes)
+        splits = self.splits
+        loaders = [train_loader(config, splits.train, splits.train_labels, options)]
+        loaders += [eval_loader(config, split, options) for split in (splits.val, splits.test) if split is not None]
+        self.finetune_epochs = config["finetune"]["epochs"] if config["setting"] == "clean" else 0
+        if self.finetune_epochs:
+            loaders.append(DataLoader(splits.clean, batch_size=config["batch_size"], shuffle=True, **options))
+        model, optimizer, self.train_loader, *loaders = acc.prepare(model, optimizer, *loaders)
+        self.clean_loader = loaders.pop() if self.finetune_epochs else None
+        self.test_loader = loaders[-1]
+        self.val_loader = loaders[0] if splits.val is not None else None
         self.run = Run(
             method=config["method"],
             config=config,
-            accelerator=self.accelerator,
+            accelerator=acc,
             model=model,
             optimizer=optimizer,
             hook=self.pm.hook,
-            train_set=self.splits.train,
-            train_eval_set=self.splits.train_eval,
-            noisy_labels=torch.as_tensor(self.splits.train_labels, dtype=torch.long),
-            class_names=self.splits.class_names,
+            train_set=splits.train,
+            train_eval_set=splits.train_eval,
+            noisy_labels=torch.as_tensor(splits.train_labels, dtype=torch.long),
+            class_names=splits.class_names,
             num_epochs=config["epochs"],
+            loader_options=options,
+            trusted=splits.trusted if config["setting"] == "verify" else None,
+            clean=splits.clean if config["setting"] == "clean" else None,
         )
+        self.corrupt_reported: dict[str, int] = {}
         self.progress = Progress(self.run)
         self.accelerator.register_for_checkpointing(self.scheduler, self.progress)
 
@@ -222,6 +226,49 @@ class Trainer:
         self.train_loss_column = loss_column
         return {"train_loss": mean_loss, "samples_trained": int(trained), "samples_seen": seen}
 
+    def finetune_epoch(self, epoch: int) -> dict[str, Any]:
+        """Plain cross-entropy on the clean set, the ``clean`` setting's last stage."""
+        run, acc = self.run, self.accelerator
+        lr = self.config["finetune"]["lr"] or self.config["optimizer"]["lr"] / 10
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        run.model.train()
+        self.clean_loader.set_epoch(epoch)
+        total, steps = torch.zeros((), device=acc.device), 0
+        with run.phase("finetune"):
+            for images, labels, _ in self.clean_loader:
+                logits, _ = run.model(images)
+                loss = F.cross_entropy(logits.float(), labels)
+                run.optimizer.zero_grad(set_to_none=True)
+                acc.backward(loss)
+                run.optimizer.step()
+                total += loss.detach()
+                steps += 1
+        mean_loss = acc.reduce(total, "sum").item() / max(1, acc.reduce(torch.tensor(steps, device=acc.device), "sum").item())
+        return {"stage": "finetune", "lr": lr, "train_loss": mean_loss}
+
+    def corrupt_images(self) -> dict[str, np.ndarray]:
+        """Per split, which images could not be read so far (all processes and workers)."""
+        found = {}
+        splits = self.splits
+        for name, datasets in (("train", (splits.train, splits.train_eval)), ("val", (splits.val,)),
+                               ("test", (splits.test,)), ("clean", (splits.clean,))):
+            masks = [files.corrupt for files in map(image_files, datasets) if files is not None]
+            if masks:
+                mask = torch.stack(masks).any(dim=0).to(self.accelerator.device, torch.int32)
+                found[name] = (self.accelerator.reduce(mask, "sum") > 0).cpu().numpy()
+        return found
+
+    def report_corrupt(self) -> None:
+        """Say once which unreadable images were replaced (see images.py for the policy)."""
+        for name, mask in self.corrupt_images().items():
+            count = int(mask.sum())
+            if count > self.corrupt_reported.get(name, 0) and self.accelerator.is_main_process:
+                paths = image_files(getattr(self.splits, name)).paths[mask]
+                shown = ", ".join(map(str, paths[:3])) + (", ..." if count > 3 else "")
+                tqdm.write(f"warning: {count} unreadable {name} images replaced by blank ones: {shown}")
+            self.corrupt_reported[name] = count
+
     def evaluate_epoch(self, entry: dict[str, Any]) -> None:
         with self.run.phase("eval"):
             if self.val_loader is not None:
@@ -236,7 +283,7 @@ class Trainer:
 
     def label_metrics(self, entry: dict[str, Any]) -> dict[str, Any]:
         outputs = sample_outputs(self.run)
-        found = metrics.sample_metrics(self.splits.train_labels, self.splits.true_labels, outputs)
+        found = metrics.sample_metrics(self.splits.train_labels, self.splits.true_labels, self.splits.is_noisy(), outputs)
         entry["label_accuracy"] = found["labels"]["corrected_accuracy"]
         entry["changed_fraction"] = found["labels"]["changed_fraction"]
         entry["detection_auc"] = found["detection"]["auc"]
@@ -269,18 +316,27 @@ class Trainer:
         if acc.is_main_process:
             records.write_text(self.output / records.CONFIG_FILE, dump(self.config))
         self.train_loss_column = np.full(run.num_train, np.nan)
-        found: dict[str, Any] = metrics.sample_metrics(self.splits.train_labels, self.splits.true_labels, {})
+        found: dict[str, Any] = metrics.sample_metrics(
+            self.splits.train_labels, self.splits.true_labels, self.splits.is_noisy(), {}
+        )
         self.sample_columns: dict[str, np.ndarray] = {}
         self.startup_seconds = time.perf_counter() - self.created
-        for epoch in range(progress.epochs_done + 1, run.num_epochs + 1):
+        if acc.is_main_process:
+            for warning in self.splits.warnings:
+                tqdm.write(f"warning: {warning}")
+        for epoch in range(progress.epochs_done + 1, run.num_epochs + self.finetune_epochs + 1):
             epoch_start = time.perf_counter()
             run.epoch, run.epoch_log = epoch, {}
-            entry: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
-            self.pm.hook.noisybench_epoch_start(run=run, epoch=epoch)
-            entry.update(self.train_epoch(epoch))
-            self.pm.hook.noisybench_epoch_end(run=run, epoch=epoch)
-            self.scheduler.step()
-            found = self.label_metrics(entry)
+            entry: dict[str, Any] = {"epoch": epoch, "stage": "train", "lr": run.optimizer.param_groups[0]["lr"]}
+            if epoch <= run.num_epochs:
+                self.pm.hook.noisybench_epoch_start(run=run, epoch=epoch)
+                entry.update(self.train_epoch(epoch))
+                self.pm.hook.noisybench_epoch_end(run=run, epoch=epoch)
+                self.scheduler.step()
+                found = self.label_metrics(entry)
+            else:
+                entry.update(self.finetune_epoch(epoch))
+            self.report_corrupt()
             self.evaluate_epoch(entry)
             entry.update(run.epoch_log)
             self.update_best(entry)
@@ -306,7 +362,8 @@ class Trainer:
 
     @staticmethod
     def epoch_line(entry: dict[str, Any]) -> str:
-        parts = [f"epoch {entry['epoch']}", f"loss {entry['train_loss']:.4f}"]
+        parts = [f"epoch {entry['epoch']}" + (" (fine-tune)" if entry["stage"] == "finetune" else ""),
+                 f"loss {entry['train_loss']:.4f}"]
         for key in ("val_accuracy", "test_accuracy", "label_accuracy", "changed_fraction"):
             if entry.get(key) is not None:
                 parts.append(f"{key.replace('_accuracy', ' acc').replace('_', ' ')} {entry[key]:.4f}")
@@ -321,13 +378,14 @@ class Trainer:
         train_seconds = run.phase_seconds.get("train", 0.0)
         labels = dict(found["labels"])
         labels["corrected_accuracy_initial"] = progress.corrected_accuracy_initial
+        corrupt = self.corrupt_images()  # a collective: every process takes part
         result = {
             "schema_version": records.SCHEMA_VERSION,
             "method": run.method,
             "dataset": self.config["dataset"],
             "setting": self.config["setting"],
             "seed": self.config["seed"],
-            "noise": {"type": splits.noise.type, "rate": splits.noise.rate},
+            "noise": noise_record(splits),
             "num_train": run.num_train,
             "num_classes": splits.num_classes,
             "test": metrics.classification(self.test_true, self.test_pred, splits.num_classes),
@@ -347,19 +405,28 @@ class Trainer:
                 "inference_ms_per_image": 1000.0 * self.test_seconds / max(1, len(self.test_true)),
             },
             "history": progress.history,
+            "data": {
+                "corrupt_images": {name: int(mask.sum()) for name, mask in corrupt.items()},
+                "warnings": splits.warnings,
+            },
             "environment": records.environment(acc),
         }
         if acc.is_main_process:
-            self.write_tables()
+            self.write_tables(corrupt.get("train"))
             records.write_json(self.output / records.METRICS_FILE, result)
         return result
 
-    def write_tables(self) -> None:
+    def write_tables(self, corrupt: np.ndarray | None) -> None:
         splits = self.splits
         table = pd.DataFrame({"index": np.arange(self.run.num_train), "noisy_label": splits.train_labels})
         if splits.true_labels is not None:
-            table["true_label"] = splits.true_labels
+            table["true_label"] = pd.array(np.where(splits.true_labels >= 0, splits.true_labels, None), dtype="Int64")
+        flags = splits.is_noisy()
+        if flags is not None:
+            table["is_noisy"] = pd.array(np.where(flags >= 0, flags, None), dtype="Int64")
         table["train_loss"] = self.train_loss_column
+        if corrupt is not None:
+            table["corrupt"] = corrupt.astype(int)
         for name, values in self.sample_columns.items():
             table[name] = values
         records.write_csv(self.output / records.SAMPLES_FILE, table)
@@ -367,6 +434,15 @@ class Trainer:
         records.write_csv(
             self.output / records.CONFUSION_FILE, records.confusion_frame(matrix, splits.class_names), index=True
         )
+
+
+def noise_record(splits: DataSplits) -> dict[str, Any]:
+    """Noise type and rate (the measured rate for human labels, null for real-world noise)."""
+    rate = splits.noise.rate
+    record: dict[str, Any] = {"type": splits.noise.type, "rate": None if rate != rate else rate}
+    if splits.noise.label_set:
+        record["label_set"] = splits.noise.label_set
+    return record
 
 
 def train(

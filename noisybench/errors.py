@@ -7,3 +7,7 @@ class NoisybenchError(Exception):
 
 class ConfigError(NoisybenchError):
     """A config key, value or name that cannot be used."""
+
+
+class DataError(NoisybenchError):
+    """A dataset on disk that cannot be read as it should be; the message names file and line."""

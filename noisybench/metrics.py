@@ -33,12 +33,21 @@ def confusion(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarra
 
 
 def label_quality(
-    noisy: np.ndarray, true: np.ndarray | None, corrected: np.ndarray | None
+    noisy: np.ndarray, true: np.ndarray | None, flags: np.ndarray | None, corrected: np.ndarray | None
 ) -> dict[str, float | None]:
-    """How right the training labels are before and after a method corrects them."""
+    """How right the training labels are before and after a method corrects them.
+
+    ``true`` holds -1 where unknown and ``flags`` (1 wrong, 0 right, -1 unknown) where only
+    the rightness of a label is known: each accuracy is taken over the samples where it
+    can be computed.
+    """
+    known_true = None if true is None else true >= 0
+    known_flags = None if flags is None else flags >= 0
     return {
-        "noisy_accuracy": None if true is None else float(np.mean(noisy == true)),
-        "corrected_accuracy": None if true is None or corrected is None else float(np.mean(corrected == true)),
+        "noisy_accuracy": None if known_flags is None or not known_flags.any() else float(np.mean(flags[known_flags] == 0)),
+        "corrected_accuracy": None
+        if corrected is None or known_true is None or not known_true.any()
+        else float(np.mean(corrected[known_true] == true[known_true])),
         "changed_fraction": None if corrected is None else float(np.mean(corrected != noisy)),
     }
 
@@ -69,15 +78,23 @@ def detection(
 
 
 def sample_metrics(
-    noisy: np.ndarray, true: np.ndarray | None, outputs: dict[str, np.ndarray]
+    noisy: np.ndarray, true: np.ndarray | None, flags: np.ndarray | None, outputs: dict[str, np.ndarray]
 ) -> dict[str, dict[str, Any]]:
-    """Label-quality and detection metrics from a method's per-sample outputs."""
+    """Label-quality and detection metrics from a method's per-sample outputs.
+
+    Detection is scored on the samples whose label is known to be right or wrong.
+    """
     corrected = outputs.get("corrected_label")
     flagged = outputs.get("flagged")
     if flagged is None and corrected is not None:
         flagged = corrected != noisy
-    is_noisy = None if true is None else noisy != true
-    return {
-        "labels": label_quality(noisy, true, corrected),
-        "detection": detection(is_noisy, None if flagged is None else flagged.astype(bool), outputs.get("noise_score")),
-    }
+    detected: dict[str, Any] = detection(None, None, None)
+    if flags is not None and (flags >= 0).any():
+        known = flags >= 0
+        score = outputs.get("noise_score")
+        detected = detection(
+            flags[known] == 1,
+            None if flagged is None else np.asarray(flagged, dtype=bool)[known],
+            None if score is None else np.asarray(score, dtype=float)[known],
+        )
+    return {"labels": label_quality(noisy, true, flags, corrected), "detection": detected}

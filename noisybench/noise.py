@@ -2,6 +2,8 @@
 
 ``symmetric:r``  in each class, round(r·n_c) samples move to a uniformly drawn other class.
 ``asymmetric:r`` in each class, round(r·n_c) samples move to class (c+1) mod K (pair flip).
+``human:NAME``   real human noise from CIFAR-N label files (cifar10/cifar100 only): NAME is
+                 aggre, worse, random1, random2, random3 (CIFAR-10N) or noisy (CIFAR-100N).
 ``instance:r``   part-dependent noise after Xia et al. 2020: each sample gets a flip rate
                  q_i ~ N(r, 0.1²) clipped to [0, 1] and a target distribution
                  softmax(x_i·W_{y_i}) over the other classes (W ~ N(0, 1), x_i the
@@ -17,17 +19,19 @@ import numpy as np
 
 from noisybench.errors import ConfigError
 
-NOISE_TYPES = ("none", "symmetric", "asymmetric", "instance")
+NOISE_TYPES = ("none", "symmetric", "asymmetric", "instance", "human")
+HUMAN_LABEL_SETS = ("aggre", "worse", "random1", "random2", "random3", "noisy")
 
 
 @dataclass(frozen=True)
 class NoiseSpec:
     type: str
     rate: float
+    label_set: str | None = None  # which CIFAR-N labels, for type "human"
 
     @property
     def synthetic(self) -> bool:
-        return self.type != "none"
+        return self.type in ("symmetric", "asymmetric", "instance")
 
 
 def parse_noise(spec: str | None) -> NoiseSpec:
@@ -38,8 +42,12 @@ def parse_noise(spec: str | None) -> NoiseSpec:
     kind, sep, rate_text = text.partition(":")
     if kind not in NOISE_TYPES[1:]:
         raise ConfigError(
-            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, asymmetric:R or instance:R"
+            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, asymmetric:R, instance:R or human:NAME"
         )
+    if kind == "human":
+        if rate_text not in HUMAN_LABEL_SETS:
+            raise ConfigError(f"noise='{text}': expected human:NAME with NAME one of {', '.join(HUMAN_LABEL_SETS)}")
+        return NoiseSpec("human", float("nan"), rate_text)
     try:
         rate = float(rate_text)
     except ValueError:

@@ -8,8 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+
+from noisybench.errors import ConfigError
 
 
 class Batch(NamedTuple):
@@ -56,6 +59,9 @@ class Run:
     noisy_labels: torch.Tensor
     class_names: list[str]
     num_epochs: int
+    loader_options: dict[str, Any] = field(default_factory=dict)
+    trusted: np.ndarray | None = None
+    clean: Dataset | None = None
     epoch: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -78,6 +84,28 @@ class Run:
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
+
+    def trusted_indices(self) -> torch.Tensor:
+        """Training indices whose noisy label a human verified as right (setting ``verify`` only).
+
+        Methods use them to guide the method (prototypes, meta weights), not as extra
+        training data.
+        """
+        if self.trusted is None:
+            raise ConfigError(
+                f"method '{self.method}' needs a verified subset: run it with setting=verify "
+                "(clothing1m, food101n, or any dataset with synthetic noise)"
+            )
+        return torch.as_tensor(self.trusted, dtype=torch.long)
+
+    def clean_set(self) -> Dataset:
+        """The separately labelled clean set (setting ``clean`` only); items (image, label, index)."""
+        if self.clean is None:
+            raise ConfigError(
+                f"method '{self.method}' needs a clean set: run it with setting=clean "
+                "(clothing1m's clean train, food101n's verified rows, or a held-out slice with synthetic noise)"
+            )
+        return self.clean
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -138,8 +166,7 @@ class Run:
         loader = DataLoader(
             Subset(self.train_eval_set, mine.tolist()),
             batch_size=self.config["eval_batch_size"],
-            num_workers=self.config["data"]["num_workers"],
-            pin_memory=self.device.type == "cuda",
+            **self.loader_options,
         )
         model = acc.unwrap_model(self.model)
         was_training = model.training

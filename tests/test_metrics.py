@@ -29,8 +29,25 @@ def test_label_quality_by_hand():
     noisy = np.array([0, 1, 2, 2])
     true = np.array([0, 1, 1, 2])
     corrected = np.array([0, 1, 1, 1])
-    out = metrics.label_quality(noisy, true, corrected)
+    flags = (noisy != true).astype(np.int8)
+    out = metrics.label_quality(noisy, true, flags, corrected)
     assert out == {"noisy_accuracy": 0.75, "corrected_accuracy": 0.75, "changed_fraction": 0.5}
+
+
+def test_label_quality_and_detection_over_known_samples_only():
+    # Food-101N style: only some labels are known right (0) or wrong (1); -1 unknown
+    noisy = np.array([0, 1, 2, 2, 1, 0])
+    true = np.array([0, -1, -1, 2, -1, -1])
+    flags = np.array([0, 1, -1, 0, 1, -1], dtype=np.int8)
+    corrected = np.array([0, 2, 2, 1, 1, 0])
+    out = metrics.sample_metrics(noisy, true, flags, {"corrected_label": corrected,
+                                                      "noise_score": np.array([0.1, 0.9, 0.5, 0.2, 0.8, 0.0])})
+    assert out["labels"]["noisy_accuracy"] == 0.5  # 2 right of 4 known
+    assert out["labels"]["corrected_accuracy"] == 0.5  # true known for samples 0 and 3: 0 right, 3 wrong
+    assert out["labels"]["changed_fraction"] == pytest.approx(2 / 6)
+    # known: 0 (clean, kept), 1 (noisy, changed), 3 (clean, changed), 4 (noisy, kept)
+    assert out["detection"]["fdr"] == 0.5 and out["detection"]["recall"] == 0.5
+    assert out["detection"]["auc"] == 1.0  # 0.9 and 0.8 above 0.1 and 0.2
 
 
 def test_classification_counts_absent_classes_in_the_macro_average():

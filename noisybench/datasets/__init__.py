@@ -1,9 +1,10 @@
 """Dataset registry and the splits every dataset builds.
 
 A dataset is a function ``build(config) -> DataSplits`` registered with
-``@register_dataset(name)``. Each split yields ``(image, label, index)``; the training
-split's labels are the noisy ones, and the true labels (where known) are kept beside them
-for metrics only.
+``@register_dataset(name)``. Each split yields ``(image, label, index)`` with ``index``
+the position in that split. The training split's labels are the noisy ones; what is
+known of the truth (true labels, or only whether a label is wrong) is kept beside them
+for metrics only. ``build_dataset`` then applies the setting and synthetic noise.
 """
 
 from __future__ import annotations
@@ -14,15 +15,25 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from noisybench.errors import ConfigError
 from noisybench.noise import NoiseSpec, apply_noise, parse_noise
 
+UNKNOWN = -1
+
 
 @dataclass
 class DataSplits:
-    """Train (with train and eval transforms), val and test sets of one dataset."""
+    """Train (with train and eval transforms), val and test sets of one dataset, and what is known of them.
+
+    ``true_labels`` holds -1 where the true label is unknown. ``noise_flags`` (1 wrong,
+    0 right, -1 unknown) is for datasets that know a label is wrong without knowing the
+    right one (Food-101N's verification); elsewhere it follows from ``true_labels``.
+    ``trusted`` are training indices whose noisy label a human verified as right; ``clean``
+    is a separately labelled clean set (train transforms).
+    """
 
     train: Dataset
     train_eval: Dataset
@@ -31,13 +42,27 @@ class DataSplits:
     class_names: list[str]
     train_labels: np.ndarray
     true_labels: np.ndarray | None = None
+    noise_flags: np.ndarray | None = None
+    trusted: np.ndarray | None = None
+    clean: Dataset | None = None
     channels: int = 3
     instance_features: Callable[[], np.ndarray] | None = None
     noise: NoiseSpec = field(default_factory=lambda: NoiseSpec("none", 0.0))
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def is_noisy(self) -> np.ndarray | None:
+        """Per training sample: 1 label wrong, 0 right, -1 unknown (None if nothing is known)."""
+        if self.noise_flags is not None:
+            return self.noise_flags
+        if self.true_labels is None:
+            return None
+        flags = (self.train_labels != self.true_labels).astype(np.int8)
+        flags[self.true_labels == UNKNOWN] = UNKNOWN
+        return flags
 
 
 @dataclass(frozen=True)
@@ -76,7 +101,12 @@ def list_datasets() -> list[DatasetInfo]:
 
 
 def _load_builtin() -> None:
-    from noisybench.datasets import digits  # noqa: F401  (registers itself)
+    from noisybench.datasets import cifar, clothing1m, digits, food101n, user  # noqa: F401  (they register)
+
+
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """The labels a dataset's items carry, without loading images."""
+    return np.asarray(dataset.labels)
 
 
 class RelabelledDataset(Dataset):
@@ -90,27 +120,109 @@ class RelabelledDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int):
-        image, _, index = self.base[i]
-        return image, self.labels[i], index
+        image, _, _ = self.base[i]
+        return image, self.labels[i], i
+
+
+class IndexedSubset(Dataset):
+    """Items ``indices`` of ``base``, renumbered 0..n-1 so per-sample state stays dense."""
+
+    def __init__(self, base: Dataset, indices: np.ndarray):
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = torch.as_tensor(labels_of(base)[self.indices])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label, _ = self.base[int(self.indices[i])]
+        return image, label, i
+
+
+def image_files(dataset: Dataset):
+    """The ImageFiles under a stack of wrappers, or None for in-memory data."""
+    from noisybench.datasets.images import ImageFiles
+
+    while not isinstance(dataset, ImageFiles):
+        dataset = getattr(dataset, "base", None)
+        if dataset is None:
+            return None
+    return dataset
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) positions, ``fraction`` held out per class as nearly as possible."""
+    order = np.arange(len(labels))
+    if fraction <= 0:
+        return order, order[:0]
+    try:
+        kept, held = train_test_split(order, test_size=fraction, stratify=labels, random_state=seed)
+    except ValueError:  # too few samples per class to stratify: a plain random split
+        kept, held = train_test_split(order, test_size=fraction, random_state=seed)
+    return np.sort(kept), np.sort(held)
+
+
+def hold_out_clean(splits: DataSplits, fraction: float, seed: int) -> None:
+    """Move ``fraction`` of the training set, with its true labels, into ``splits.clean``
+    and out of training, as the meta-learning paper (§4.1) does for CIFAR."""
+    kept, held = stratified_split(splits.true_labels, fraction, seed)
+    splits.clean = IndexedSubset(RelabelledDataset(splits.train, splits.true_labels), held)
+    splits.train = IndexedSubset(splits.train, kept)
+    splits.train_eval = IndexedSubset(splits.train_eval, kept)
+    splits.train_labels = splits.train_labels[kept]
+    splits.true_labels = splits.true_labels[kept]
+    if splits.instance_features is not None:
+        features = splits.instance_features
+        splits.instance_features = lambda: features()[kept]
+
+
+def simulate_verification(splits: DataSplits, fraction: float, seed: int) -> None:
+    """Trusted subset where every true label is known: a random ``fraction`` of training samples
+    is 'verified' and those whose noisy label is right become trusted, as Food-101N's rows do."""
+    rng = np.random.default_rng(seed)
+    count = int(round(fraction * len(splits.train_labels)))
+    verified = rng.choice(len(splits.train_labels), size=count, replace=False)
+    right = splits.train_labels[verified] == splits.true_labels[verified]
+    splits.trusted = np.sort(verified[right])
 
 
 def build_dataset(config: dict[str, Any]) -> DataSplits:
-    """Build the configured dataset and apply its synthetic noise (seeded by ``seed``)."""
-    splits = get_dataset(config["dataset"]).build(config)
+    """Build the configured dataset, then apply the setting and the synthetic noise (seeded by ``seed``).
+
+    Where every true label is known (synthetic noise, CIFAR-N), the ``clean`` setting holds
+    out ``data.clean_fraction`` of the training set as the clean set, and the ``verify``
+    setting simulates verification of that fraction.
+    """
+    name = config["dataset"]
+    data = config["data"]
+    splits = get_dataset(name).build(config)
     spec = parse_noise(config["noise"])
-    if not spec.synthetic:
-        return splits
-    if splits.true_labels is not None and not np.array_equal(splits.true_labels, splits.train_labels):
-        raise ConfigError(
-            f"noise='{config['noise']}': dataset '{config['dataset']}' already has noisy labels; "
-            "synthetic noise applies to clean training labels only"
-        )
-    features = splits.instance_features() if spec.type == "instance" and splits.instance_features else None
-    clean = splits.train_labels
-    noisy = apply_noise(clean, splits.num_classes, spec, seed=config["seed"], features=features)
-    splits.train = RelabelledDataset(splits.train, noisy)
-    splits.train_eval = RelabelledDataset(splits.train_eval, noisy)
-    splits.train_labels = noisy
-    splits.true_labels = clean
-    splits.noise = spec
+    setting = config["setting"]
+    if spec.type == "human" and splits.noise.type != "human":
+        raise ConfigError(f"noise='{config['noise']}': human labels exist for cifar10 and cifar100 only, not '{name}'")
+    if spec.synthetic:
+        if splits.true_labels is None and splits.noise.type == "none":
+            splits.true_labels = splits.train_labels.copy()  # the user's labels are taken as clean
+        if splits.noise.type != "none" or not np.array_equal(splits.true_labels, splits.train_labels):
+            raise ConfigError(
+                f"noise='{config['noise']}': dataset '{name}' already has noisy labels; "
+                "synthetic noise applies to clean training labels only"
+            )
+    fully_known = splits.true_labels is not None and bool((splits.true_labels != UNKNOWN).all())
+    if setting == "clean" and splits.clean is None and fully_known:
+        hold_out_clean(splits, data["clean_fraction"], data["split_seed"])
+    if spec.synthetic:
+        features = splits.instance_features() if spec.type == "instance" and splits.instance_features else None
+        noisy = apply_noise(splits.true_labels, splits.num_classes, spec, seed=config["seed"], features=features)
+        splits.train = RelabelledDataset(splits.train, noisy)
+        splits.train_eval = RelabelledDataset(splits.train_eval, noisy)
+        splits.train_labels = noisy
+        splits.noise = spec
+    if setting == "verify" and splits.trusted is None and fully_known:
+        simulate_verification(splits, data["clean_fraction"], data["split_seed"])
+    if setting == "verify" and splits.trusted is None:
+        raise ConfigError(f"setting=verify: dataset '{name}' has no verified subset and no true labels to simulate one")
+    if setting == "clean" and splits.clean is None:
+        raise ConfigError(f"setting=clean: dataset '{name}' has no clean set and no true labels to hold one out")
     return splits

@@ -1,0 +1,145 @@
+"""Image files on disk: decoding, the paper transforms, and the corrupt-image policy.
+
+Corrupt-image policy: an image that cannot be read or decoded (truncated, not an image,
+missing) does not stop the run. It is decoded as a constant image of the dataset's mean
+colour, which is all zeros after normalisation, and keeps its label and index, so the
+result does not depend on worker timing. Each such image is marked in a mask shared by
+the loader workers; the run reports them once and lists them in ``samples.csv``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DECODERS = ("pil", "torchvision")
+
+
+def paper_transforms(train: bool, mean: Sequence[float], std: Sequence[float], size: int = 224, resize: int = 256):
+    """The SMP paper's pipeline: short edge to 256, random 224 crop and flip (train) or centre crop (eval)."""
+    crop = [v2.RandomCrop(size), v2.RandomHorizontalFlip()] if train else [v2.CenterCrop(size)]
+    return v2.Compose(
+        [v2.ToImage(), v2.Resize(resize, antialias=True), *crop, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+
+
+def small_transforms(train: bool, mean: Sequence[float], std: Sequence[float], size: int, flip: bool = True):
+    """For 32-pixel images: pad-4 random crop and flip (train); plain tensors (eval)."""
+    augment = [v2.RandomCrop(size, padding=size // 8)] + ([v2.RandomHorizontalFlip()] if flip else [])
+    return v2.Compose(
+        [v2.ToImage(), *(augment if train else []), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+
+
+def decode_pil(path: str, draft_size: int | None = None) -> Image.Image:
+    """PIL decode; ``draft_size`` lets libjpeg scale down by 1/2, 1/4 or 1/8 while decoding."""
+    with Image.open(path) as image:
+        if draft_size and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        return image.convert("RGB")
+
+
+def decode_torchvision(path: str) -> torch.Tensor:
+    """torchvision's libjpeg-turbo/libpng decode into a uint8 C×H×W tensor.
+
+    torchvision 0.29 marks its decoders deprecated in favour of TorchCodec, which needs a
+    system FFmpeg; they remain the fastest measured here, so the notice is silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
+        return decode_image(read_file(path), mode=ImageReadMode.RGB)
+
+
+class ImageFiles(Dataset):
+    """Images listed by path with integer labels; items are (image, label, index)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: np.ndarray,
+        transform: Callable,
+        decoder: str = "pil",
+        draft_size: int | None = None,
+        fallback_size: tuple[int, int] = (256, 256),
+    ):
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder '{decoder}': expected one of {', '.join(DECODERS)}")
+        self.paths = np.asarray(paths, dtype=object)
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self.transform = transform
+        self.decoder = decoder
+        self.draft_size = draft_size
+        self.fallback_size = fallback_size
+        self.corrupt = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
+        self._fill = (128, 128, 128)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_fill(self, mean: Sequence[float]) -> None:
+        """The colour a corrupt image is replaced with: the normalisation mean, so it becomes zeros."""
+        self._fill = tuple(int(round(255 * m)) for m in mean)
+
+    def load(self, i: int):
+        path = str(self.paths[i])
+        try:
+            if self.decoder == "torchvision":
+                return decode_torchvision(path)
+            return decode_pil(path, self.draft_size)
+        except (OSError, RuntimeError, ValueError, SyntaxError):
+            self.corrupt[i] = True
+            return Image.new("RGB", self.fallback_size, self._fill)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.load(i)), self.labels[i], i
+
+
+def find_missing(paths: Sequence[str], limit: int = 5, sample: int = 512) -> tuple[int, list[str]]:
+    """Check up to ``sample`` evenly spread paths; (how many checked, the first ``limit`` missing)."""
+    paths = list(paths)
+    step = max(1, len(paths) // sample)
+    checked = paths[::step][:sample]
+    missing = [p for p in checked if not Path(p).is_file()]
+    return len(checked), missing[:limit]
+
+
+def normalization(config: dict, default: tuple = (IMAGENET_MEAN, IMAGENET_STD)) -> tuple:
+    """(mean, std): what the model's weights expect when weights are loaded, else ``default``."""
+    import timm
+
+    model = config["model"]
+    if model["pretrained"] or model["pretrained_file"]:
+        cfg = timm.models.get_pretrained_cfg(model["name"])
+        if cfg is not None:
+            return tuple(cfg.mean), tuple(cfg.std)
+    return default
+
+
+def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: bool) -> ImageFiles:
+    """ImageFiles of photographs with the configured size, decoder and normalisation.
+
+    ``data.image_size`` 224 gives the paper pipeline (short edge 256, crop 224); sizes
+    under 96 resize to a square and use the small-image augmentation.
+    """
+    data = config["data"]
+    size = data["image_size"]
+    mean, std = normalization(config)
+    if size >= 96:
+        resize = round(size * 256 / 224)
+        transform = paper_transforms(train, mean, std, size=size, resize=resize)
+    else:
+        resize = size
+        transform = v2.Compose([v2.Resize((size, size), antialias=True), small_transforms(train, mean, std, size)])
+    files = ImageFiles(paths, labels, transform, data["decoder"], draft_size=resize, fallback_size=(resize, resize))
+    files.set_fill(mean)
+    return files

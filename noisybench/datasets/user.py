@@ -1,0 +1,127 @@
+"""The user's own images: a manifest CSV (``csv``) or an ImageFolder tree (``imagefolder``).
+
+Manifest: columns ``path,label`` and optionally ``true_label`` and ``split``
+(train/val/test); paths relative to the CSV; labels as class names or as integer ids.
+ImageFolder: ``data.root/<class>/<image>``, or ``data.root/{train,val,test}/<class>/<image>``.
+Class names come from the data (sorted names, or ids 0..K-1). Splits the data does not
+give are carved from the training rows: ``data.test_fraction`` and ``data.val_fraction``,
+stratified and seeded by ``data.split_seed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from noisybench.datasets import UNKNOWN, DataSplits, register_dataset, stratified_split
+from noisybench.datasets.files import check_images
+from noisybench.datasets.images import photo_files
+from noisybench.errors import DataError
+
+SPLITS = ("train", "val", "test")
+CSV_LAYOUT = """expected a CSV file in data.root with a header and columns:
+  path,label[,true_label][,split]   (path relative to the CSV; split one of train, val, test)"""
+USER_DEFAULTS = {"model": {"name": "resnet18"}, "epochs": 10, "optimizer": {"lr": 0.01}}
+
+
+def class_ids(values: list[pd.Series], file: Path) -> tuple[list[str], list[np.ndarray]]:
+    """Map label columns to ids: integer ids as they are, names in sorted order."""
+    present = pd.concat([v[v.notna()] for v in values]).astype(str).str.strip()
+    if present.str.fullmatch(r"\d+").all():
+        ids = [pd.to_numeric(v, errors="coerce").fillna(UNKNOWN).astype(np.int64).to_numpy() for v in values]
+        names = [str(i) for i in range(int(max(a.max() for a in ids)) + 1)]
+        return names, ids
+    names = sorted(present.unique())
+    lookup = {name: i for i, name in enumerate(names)}
+    ids = [v.map(lambda x: lookup.get(str(x).strip(), UNKNOWN) if pd.notna(x) else UNKNOWN).astype(np.int64).to_numpy()
+           for v in values]
+    return names, ids
+
+
+def assemble(
+    config: dict[str, Any], name: str, paths: np.ndarray, labels: np.ndarray, true: np.ndarray | None,
+    split: np.ndarray, class_names: list[str],
+) -> DataSplits:
+    """Carve missing splits, check the images and build the DataSplits of a user dataset."""
+    data = config["data"]
+    if not (split == "test").any():
+        train_at = np.flatnonzero(split == "train")
+        _, held = stratified_split(labels[train_at], data["test_fraction"], data["split_seed"])
+        split[train_at[held]] = "test"
+    if not (split == "val").any() and data["val_fraction"] > 0:
+        train_at = np.flatnonzero(split == "train")
+        _, held = stratified_split(labels[train_at], data["val_fraction"], data["split_seed"])
+        split[train_at[held]] = "val"
+    at = {s: np.flatnonzero(split == s) for s in SPLITS}
+    if not len(at["train"]) or not len(at["test"]):
+        raise DataError(f"{name}: need training and test images, found {len(at['train'])} and {len(at['test'])}")
+    for s in SPLITS:
+        check_images(paths[at[s]], s, name)
+    # val and test are scored against the best label known
+    best = labels if true is None else np.where(true != UNKNOWN, true, labels)
+    train = at["train"]
+    return DataSplits(
+        train=photo_files(config, paths[train], labels[train], train=True),
+        train_eval=photo_files(config, paths[train], labels[train], train=False),
+        val=photo_files(config, paths[at["val"]], best[at["val"]], train=False) if len(at["val"]) else None,
+        test=photo_files(config, paths[at["test"]], best[at["test"]], train=False),
+        class_names=class_names,
+        train_labels=labels[train],
+        true_labels=None if true is None else true[train],
+    )
+
+
+@register_dataset("csv", description="your images listed in a CSV manifest (path,label[,true_label][,split]); data.root=FILE.csv",
+                  defaults=USER_DEFAULTS)
+def build_csv(config: dict[str, Any]) -> DataSplits:
+    if not config["data"]["root"]:
+        raise DataError(f"csv: set data.root=FILE.csv\n{CSV_LAYOUT}")
+    file = Path(config["data"]["root"]).expanduser()
+    if not file.is_file():
+        raise DataError(f"csv: no such file: {file}\n{CSV_LAYOUT}")
+    table = pd.read_csv(file, dtype=str, keep_default_na=True, skipinitialspace=True)
+    missing = {"path", "label"} - set(table.columns)
+    if missing:
+        raise DataError(f"{file}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(table.columns)}\n{CSV_LAYOUT}")
+    for column in ("path", "label"):
+        empty = table[column].isna()
+        if empty.any():
+            raise DataError(f"{file}:{int(np.flatnonzero(empty)[0]) + 2}: empty '{column}'")
+    split = table["split"].fillna("train").str.strip().to_numpy(dtype=object) if "split" in table else np.full(len(table), "train", dtype=object)
+    bad = [i for i, s in enumerate(split) if s not in SPLITS]
+    if bad:
+        raise DataError(f"{file}:{bad[0] + 2}: split '{split[bad[0]]}' is not one of {', '.join(SPLITS)}")
+    columns = [table["label"]] + ([table["true_label"]] if "true_label" in table else [])
+    names, ids = class_ids(columns, file)
+    labels = ids[0]
+    paths = np.array([str((file.parent / p.strip()).resolve()) for p in table["path"]], dtype=object)
+    return assemble(config, "csv", paths, labels, ids[1] if len(ids) > 1 else None, split, names)
+
+
+@register_dataset("imagefolder", description="your images in class folders (root/<class>/ or root/{train,val,test}/<class>/); data.root",
+                  defaults=USER_DEFAULTS)
+def build_imagefolder(config: dict[str, Any]) -> DataSplits:
+    if not config["data"]["root"]:
+        raise DataError("imagefolder: set data.root=FOLDER holding <class>/<image> or train/<class>/<image>")
+    root = Path(config["data"]["root"]).expanduser()
+    if not root.is_dir():
+        raise DataError(f"imagefolder: {root} is not a folder")
+    folders = {s: root / s for s in SPLITS if (root / s).is_dir()} if (root / "train").is_dir() else {"train": root}
+    try:
+        names = sorted(set().union(*(find_classes(str(f))[0] for f in folders.values())))
+    except FileNotFoundError as exc:
+        raise DataError(f"imagefolder: {exc}") from None
+    lookup = {name: i for i, name in enumerate(names)}
+    paths, labels, split = [], [], []
+    for s, folder in folders.items():
+        local = find_classes(str(folder))[0]
+        rows = make_dataset(str(folder), {c: lookup[c] for c in local}, extensions=IMG_EXTENSIONS, allow_empty=True)
+        paths += [p for p, _ in rows]
+        labels += [c for _, c in rows]
+        split += [s] * len(rows)
+    return assemble(config, "imagefolder", np.array(paths, dtype=object), np.array(labels, dtype=np.int64), None,
+                    np.array(split, dtype=object), names)

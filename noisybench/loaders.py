@@ -1,0 +1,74 @@
+"""Data loaders: worker settings and the optional per-epoch class-balanced subset."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from noisybench.datasets import image_files
+
+
+def loader_options(config: dict[str, Any], dataset: Dataset, cuda: bool, processes: int) -> dict[str, Any]:
+    """Workers, pinned memory and persistent workers.
+
+    ``data.num_workers: null`` means no workers for in-memory data (they only add
+    overhead) and, for image files, the CPU cores shared out over the processes on this
+    machine, at most 8 each. Pinned memory defaults to on with a GPU.
+    """
+    data = config["data"]
+    workers = data["num_workers"]
+    if workers is None:
+        workers = 0 if image_files(dataset) is None else max(1, min(8, (os.cpu_count() or 1) // processes))
+    pin = cuda if data["pin_memory"] is None else bool(data["pin_memory"])
+    options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
+    if workers > 0:
+        options["persistent_workers"] = bool(data["persistent_workers"])
+    return options
+
+
+class BalancedEpochSampler(Sampler[int]):
+    """Each epoch, ``total // K`` random samples of each class (all of a smaller class), shuffled.
+
+    As DivideMix draws 32k class-balanced Clothing1M images per epoch. The draw depends on
+    (seed, epoch) only, so every process draws the same and a resumed run draws as before.
+    """
+
+    def __init__(self, labels: np.ndarray, total: int, seed: int):
+        self.by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        self.per_class = max(1, total // len(self.by_class))
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(min(len(members), self.per_class) for members in self.by_class)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        chosen = np.concatenate(
+            [rng.permutation(members)[: self.per_class] for members in self.by_class]
+        )
+        return iter(rng.permutation(chosen).tolist())
+
+
+def train_loader(config: dict[str, Any], dataset: Dataset, labels: np.ndarray, options: dict[str, Any]) -> DataLoader:
+    subset = config["data"]["epoch_subset"]
+    sampler = BalancedEpochSampler(labels, subset, config["seed"]) if subset else None
+    return DataLoader(
+        dataset,
+        batch_size=config["batch_size"],
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=False,
+        **options,
+    )
+
+
+def eval_loader(config: dict[str, Any], dataset: Dataset, options: dict[str, Any]) -> DataLoader:
+    return DataLoader(dataset, batch_size=config["eval_batch_size"], shuffle=False, **options)
+

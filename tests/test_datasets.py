@@ -1,0 +1,344 @@
+"""Real-dataset loaders read small trees written in the exact distributed formats."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import read_metrics
+from fixtures import (CLOTHING_NAMES, FOOD_CLASSES, write_cifar10, write_cifar10n, write_clothing1m, write_corrupt,
+                      write_food101n, write_jpeg, write_lines)
+from noisybench import hookimpl
+from noisybench.api import make_config, run
+from noisybench.cli import main
+from noisybench.datasets import build_dataset, labels_of
+from noisybench.errors import ConfigError, DataError
+
+SMALL = ["progress=false", "model.name=small_cnn", "data.image_size=16", "epochs=1", "batch_size=16",
+         "data.num_workers=0"]
+
+
+def splits_of(dataset, *overrides):
+    return build_dataset(make_config("ce", dataset, overrides=[*SMALL, *overrides]))
+
+
+# -- Clothing1M ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kv_prefix, list_prefix", [(True, False), (False, True)])
+def test_clothing1m_counts_labels_and_true_label_overlap(tmp_path, kv_prefix, list_prefix):
+    expected = write_clothing1m(tmp_path, kv_prefix=kv_prefix, list_prefix=list_prefix)
+    splits = splits_of("clothing1m", f"data.root={tmp_path}")
+    assert splits.class_names == CLOTHING_NAMES
+    assert len(splits.train) == 56 and len(splits.val) == 28 and len(splits.test) == 14 and len(splits.clean) == 14
+    assert np.array_equal(splits.train_labels, expected["noisy"])
+    assert np.array_equal(splits.true_labels, expected["true"])  # -1 where only the noisy label exists
+    assert np.array_equal(labels_of(splits.test), np.arange(14))
+    image, label, index = splits.train[3]
+    assert image.shape == (3, 16, 16) and label == expected["noisy"][3] and index == 3
+    assert splits.noise.type == "real"
+
+
+def test_clothing1m_settings(tmp_path):
+    write_clothing1m(tmp_path)
+    verify = splits_of("clothing1m", f"data.root={tmp_path}", "setting=verify")
+    assert len(verify.trusted) == 28  # images with both labels, and they agree
+    assert (verify.train_labels[verify.trusted] == verify.true_labels[verify.trusted]).all()
+
+
+class TrustedProbe:
+    seen = None
+
+    @hookimpl
+    def noisybench_setup(self, run):
+        TrustedProbe.seen = run.trusted_indices()
+
+
+def test_clothing1m_runs_in_each_setting(tmp_path):
+    write_clothing1m(tmp_path / "data")
+    root = f"data.root={tmp_path / 'data'}"
+    m = run("ce", "clothing1m", tmp_path / "noisy", [*SMALL, root])
+    assert m["labels"]["noisy_accuracy"] == pytest.approx(28 / 42)
+    assert m["noise"] == {"type": "real", "rate": None}
+    run("ce", "clothing1m", tmp_path / "verify", [*SMALL, root, "setting=verify"], plugins=[TrustedProbe()])
+    assert len(TrustedProbe.seen) == 28
+    m = run("ce", "clothing1m", tmp_path / "clean", [*SMALL, root, "setting=clean", "finetune.epochs=2"])
+    assert [h["stage"] for h in m["history"]] == ["train", "finetune", "finetune"]
+    assert m["history"][1]["lr"] == pytest.approx(0.0002)  # optimizer.lr / 10
+
+
+def test_trusted_subset_is_refused_outside_verify(tmp_path):
+    with pytest.raises(ConfigError, match="setting=verify"):
+        run("ce", "digits", tmp_path, ["progress=false", "epochs=1"], plugins=[TrustedProbe()])
+
+
+def test_clothing1m_missing_kv_file_names_it_and_the_layout(tmp_path):
+    write_clothing1m(tmp_path, skip=("noisy_label_kv.txt", "clean_label_kv.txt"))
+    with pytest.raises(DataError, match="missing in .*: noisy_label_kv.txt, clean_label_kv.txt") as err:
+        splits_of("clothing1m", f"data.root={tmp_path}")
+    assert "expected layout" in str(err.value)
+
+
+def test_missing_root_fails_at_once(tmp_path):
+    with pytest.raises(DataError, match="data.root=PATH"):
+        splits_of("clothing1m")
+    with pytest.raises(DataError, match="is not a folder"):
+        splits_of("clothing1m", f"data.root={tmp_path / 'nowhere'}")
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [("images/0/01/x.jpg 14", r"noisy_label_kv.txt:57: label 14 is out of range 0..13"),
+     ("images/0/01/x.jpg five", r"noisy_label_kv.txt:57: label 'five' is not an integer"),
+     ("images/0/01/x.jpg 3 extra", r"noisy_label_kv.txt:57: expected 'KEY LABEL'")],
+)
+def test_malformed_kv_line_names_file_and_line(tmp_path, line, message):
+    write_clothing1m(tmp_path)
+    kv = tmp_path / "noisy_label_kv.txt"
+    kv.write_text(kv.read_text() + line + "\n")
+    with pytest.raises(DataError, match=message):
+        splits_of("clothing1m", f"data.root={tmp_path}")
+
+
+def test_missing_images_are_listed(tmp_path):
+    expected = write_clothing1m(tmp_path)
+    for key in expected["lists"]["clean_test"][:2]:
+        (tmp_path / "images" / key).unlink()
+    with pytest.raises(DataError, match="clean_test split are missing") as err:
+        splits_of("clothing1m", f"data.root={tmp_path}")
+    assert expected["lists"]["clean_test"][0] in str(err.value)
+
+
+def test_key_without_a_label_is_named(tmp_path):
+    write_clothing1m(tmp_path)
+    keys = tmp_path / "noisy_train_key_list.txt"
+    keys.write_text(keys.read_text() + "9/99/unlabelled.jpg\n")
+    with pytest.raises(DataError, match="1 keys of noisy_train_key_list.txt have no label.*unlabelled.jpg"):
+        splits_of("clothing1m", f"data.root={tmp_path}")
+
+
+def test_corrupt_image_is_counted_reported_and_blanked(tmp_path, capsys):
+    write_clothing1m(tmp_path / "data", corrupt=True)
+    m = run("ce", "clothing1m", tmp_path / "run", [*SMALL, f"data.root={tmp_path / 'data'}", "epochs=2", "progress=true"])
+    assert m["data"]["corrupt_images"]["train"] == 1
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("1 unreadable train images replaced") == 1  # reported once, not per epoch
+    samples = pd.read_csv(tmp_path / "run" / "samples.csv")
+    assert samples["corrupt"].tolist() == [0, 1] + [0] * 54
+
+
+def test_corrupt_image_policy_is_a_normalised_blank(tmp_path):
+    write_clothing1m(tmp_path, corrupt=True)
+    splits = splits_of("clothing1m", f"data.root={tmp_path}")
+    image, label, index = splits.train_eval[1]
+    assert torch.allclose(image, torch.zeros_like(image), atol=0.02)  # mean colour -> zeros
+    assert (label, index) == (splits.train_labels[1], 1)
+
+
+# -- Food-101N ----------------------------------------------------------------------------
+
+
+def test_food101n_traps(tmp_path):
+    expected = write_food101n(tmp_path / "n", tmp_path / "f")
+    splits = splits_of("food101n", f"data.root={tmp_path / 'n'}", f"data.food101_root={tmp_path / 'f'}")
+    assert splits.class_names == FOOD_CLASSES  # the header line of classes.txt is skipped
+    assert len(splits.train) == expected["train"] and len(splits.val) == expected["val"]
+    assert len(splits.test) == expected["test"]  # Food-101's test.txt, not verified_val.tsv
+    assert len(splits.trusted) == expected["trusted"]  # '1' rows; the conflicting key is not among them
+    flags = splits.is_noisy()
+    assert (flags == 1).sum() == expected["known_noisy"]  # '0' rows are known noisy: '0' is not truthy
+    assert (flags == 0).sum() == expected["trusted"]
+    assert any("1 verified keys are filed under another class" in w for w in splits.warnings)
+    assert len(splits.clean) == expected["trusted"]
+
+
+def test_food101n_runs_and_scores_labels_on_verified_rows(tmp_path):
+    write_food101n(tmp_path / "n", tmp_path / "f")
+    roots = [f"data.root={tmp_path / 'n'}", f"data.food101_root={tmp_path / 'f'}"]
+    m = run("ce", "food101n", tmp_path / "run", [*SMALL, *roots])
+    assert m["labels"]["noisy_accuracy"] == pytest.approx(6 / 9)
+    samples = pd.read_csv(tmp_path / "run" / "samples.csv")
+    assert samples["is_noisy"].sum() == 3 and samples["is_noisy"].isna().sum() == 15 - 9
+
+
+def test_food101n_bad_verification_value(tmp_path):
+    write_food101n(tmp_path / "n", tmp_path / "f")
+    path = tmp_path / "n/meta/verified_val.tsv"
+    path.write_text(path.read_text() + "apple_pie/0002abcdef.jpg\tyes\n")
+    with pytest.raises(DataError, match=r"verified_val.tsv:5: verification label 'yes' is not 0 or 1"):
+        splits_of("food101n", f"data.root={tmp_path / 'n'}", f"data.food101_root={tmp_path / 'f'}")
+
+
+def test_food101n_needs_the_food101_root(tmp_path):
+    write_food101n(tmp_path / "n", tmp_path / "f")
+    with pytest.raises(DataError, match="data.food101_root"):
+        splits_of("food101n", f"data.root={tmp_path / 'n'}")
+
+
+# -- CIFAR --------------------------------------------------------------------------------
+
+
+def test_cifar10_from_torchvision_files_with_synthetic_noise(tmp_path):
+    clean = write_cifar10(tmp_path)
+    splits = splits_of("cifar10", f"data.root={tmp_path}", "noise=asymmetric:0.4", "data.val_fraction=0.2")
+    assert len(splits.train) == 80 and len(splits.val) == 20 and len(splits.test) == 40
+    assert splits.class_names[0] == "airplane"
+    changed = splits.train_labels != splits.true_labels
+    assert changed.mean() == pytest.approx(0.4, abs=0.1)
+    assert ((splits.true_labels[changed] + 1) % 10 == splits.train_labels[changed]).all()
+    assert sorted(np.concatenate([splits.true_labels, labels_of(splits.val)])) == sorted(clean)
+
+
+def test_cifar10n_human_labels(tmp_path):
+    clean = write_cifar10(tmp_path)
+    human = write_cifar10n(tmp_path / "CIFAR-10_human.pt", clean)
+    splits = splits_of("cifar10", f"data.root={tmp_path}", "noise=human:worse", "data.val_fraction=0")
+    assert np.array_equal(splits.train_labels, human["worse_label"])
+    assert np.array_equal(splits.true_labels, clean)
+    assert splits.noise.rate == pytest.approx(0.4) and splits.noise.label_set == "worse"
+    m = run("ce", "cifar10", tmp_path / "run", [*SMALL, f"data.root={tmp_path}", "noise=human:worse"])
+    assert m["noise"] == {"type": "human", "rate": pytest.approx(0.4), "label_set": "worse"}
+
+
+def test_cifar10n_file_for_another_order_is_refused(tmp_path):
+    clean = write_cifar10(tmp_path)
+    write_cifar10n(tmp_path / "CIFAR-10_human.pt", np.roll(clean, 1))
+    with pytest.raises(DataError, match="clean_label' does not match"):
+        splits_of("cifar10", f"data.root={tmp_path}", "noise=human:aggre")
+
+
+def test_cifar_missing_files_and_human_noise_elsewhere(tmp_path):
+    with pytest.raises(DataError, match="data_batch_1.*data.download=true"):
+        splits_of("cifar10", f"data.root={tmp_path}")
+    write_cifar10(tmp_path)
+    with pytest.raises(DataError, match="CIFAR-10_human.pt"):
+        splits_of("cifar10", f"data.root={tmp_path}", "noise=human:worse")
+    with pytest.raises(ConfigError, match="human labels exist for cifar10 and cifar100 only"):
+        splits_of("digits", "noise=human:worse")
+
+
+# -- the user's own data ------------------------------------------------------------------
+
+
+def test_csv_manifest_with_names_true_labels_and_splits(tmp_path):
+    rows = ["path,label,true_label,split"]
+    for i in range(12):
+        name = ["cat", "dog", "emu"][i % 3]
+        true = name if i != 4 else "cat"
+        split = "test" if i >= 9 else "train"
+        write_jpeg(tmp_path / "img" / f"{i}.jpg", i % 3)
+        rows.append(f"img/{i}.jpg,{name},{true},{split}")
+    write_lines(tmp_path / "data.csv", rows)
+    splits = splits_of("csv", f"data.root={tmp_path / 'data.csv'}", "data.val_fraction=0")
+    assert splits.class_names == ["cat", "dog", "emu"]
+    assert len(splits.train) == 9 and len(splits.test) == 3 and splits.val is None
+    assert splits.train_labels.tolist() == [0, 1, 2] * 3
+    assert splits.true_labels[4] == 0 and splits.is_noisy().sum() == 1
+
+
+def test_csv_manifest_with_ids_carves_splits_and_takes_synthetic_noise(tmp_path):
+    rows = ["path,label"]
+    for i in range(40):
+        write_jpeg(tmp_path / f"{i}.png", i % 4)
+        rows.append(f"{i}.png,{i % 4}")
+    write_lines(tmp_path / "m.csv", rows)
+    splits = splits_of("csv", f"data.root={tmp_path / 'm.csv'}", "noise=symmetric:0.5", "data.test_fraction=0.2",
+                       "data.val_fraction=0.25")
+    assert splits.class_names == ["0", "1", "2", "3"]
+    assert len(splits.test) == 8 and len(splits.val) == 8 and len(splits.train) == 24
+    assert (splits.train_labels != splits.true_labels).sum() == 12
+
+
+def test_csv_errors_name_file_and_line(tmp_path):
+    write_lines(tmp_path / "m.csv", ["path,label,split", "a.jpg,cat,train", "b.jpg,dog,holdout"])
+    with pytest.raises(DataError, match=r"m.csv:3: split 'holdout'"):
+        splits_of("csv", f"data.root={tmp_path / 'm.csv'}")
+    write_lines(tmp_path / "n.csv", ["file,label", "a.jpg,cat"])
+    with pytest.raises(DataError, match="missing column"):
+        splits_of("csv", f"data.root={tmp_path / 'n.csv'}")
+
+
+def test_imagefolder_with_split_folders(tmp_path):
+    for split, count in (("train", 4), ("test", 2)):
+        for c, name in enumerate(["ant", "bee"]):
+            for i in range(count):
+                write_jpeg(tmp_path / split / name / f"{i}.jpg", c)
+    splits = splits_of("imagefolder", f"data.root={tmp_path}", "data.val_fraction=0")
+    assert splits.class_names == ["ant", "bee"]
+    assert len(splits.train) == 8 and len(splits.test) == 4
+    m = run("ce", "imagefolder", tmp_path / "run", [*SMALL, f"data.root={tmp_path}", "noise=symmetric:0.25"])
+    assert m["labels"]["noisy_accuracy"] == pytest.approx(0.75, abs=0.13)
+
+
+# -- settings with synthetic noise, decoders, balanced subsets, data check ----------------
+
+
+def test_synthetic_noise_settings_hold_out_clean_and_simulate_verification(tmp_path):
+    clean = splits_of("digits", "noise=symmetric:0.4", "setting=clean", "data.clean_fraction=0.1")
+    assert len(clean.clean) == 108 and len(clean.train) == 970
+    assert (labels_of(clean.clean) >= 0).all()
+    verify = splits_of("digits", "noise=symmetric:0.4", "setting=verify")
+    assert len(verify.train) == 1078
+    assert 50 < len(verify.trusted) < 80  # ~60% of 10% are right
+    assert (verify.train_labels[verify.trusted] == verify.true_labels[verify.trusted]).all()
+
+
+def test_decoders_agree(tmp_path):
+    from noisybench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImageFiles, paper_transforms
+
+    write_jpeg(tmp_path / "a.jpg", 3, size=(300, 260))
+    tf = paper_transforms(False, IMAGENET_MEAN, IMAGENET_STD)
+    pil = ImageFiles([str(tmp_path / "a.jpg")], np.zeros(1), tf, "pil")[0][0]
+    tv = ImageFiles([str(tmp_path / "a.jpg")], np.zeros(1), tf, "torchvision")[0][0]
+    assert pil.shape == tv.shape == (3, 224, 224)
+    assert (pil - tv).abs().mean() < 0.05
+
+
+def test_balanced_epoch_subset(tmp_path):
+    from noisybench.loaders import BalancedEpochSampler
+
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
+    sampler = BalancedEpochSampler(labels, total=30, seed=1)
+    first = list(sampler)
+    assert np.bincount(labels[first]).tolist() == [10, 10, 5]
+    assert list(sampler) == first  # same epoch, same draw
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    m = run("ce", "digits", tmp_path, ["progress=false", "epochs=2", "data.epoch_subset=200"])
+    assert [h["samples_trained"] for h in m["history"]] == [200, 200]
+
+
+def test_data_check_reports_counts_accuracy_and_warnings(tmp_path, capsys):
+    write_clothing1m(tmp_path, swap_val_test=True)
+    code = main(["data", "check", "--dataset", "clothing1m", f"data.root={tmp_path}"])
+    out = capsys.readouterr().out
+    assert code == 1  # the warning counts as a problem
+    assert "noisy-label accuracy: 0.6667 over 42" in out
+    assert "may have them swapped" in out
+    table_line = next(line for line in out.splitlines() if line.startswith("total"))
+    assert table_line.split() == ["total", "56", "14", "28", "14"]
+
+
+def test_data_check_finds_corrupt_images_when_decoding(tmp_path, capsys):
+    write_clothing1m(tmp_path, corrupt=True)
+    assert main(["data", "check", "--dataset", "clothing1m", f"data.root={tmp_path}"]) == 0
+    assert main(["data", "check", "--dataset", "clothing1m", f"data.root={tmp_path}", "--decode"]) == 1
+    assert "train: 1 images missing or unreadable" in capsys.readouterr().out
+
+
+def test_data_check_missing_file_exits_2(tmp_path, capsys):
+    write_clothing1m(tmp_path, skip=("clean_label_kv.txt",))
+    assert main(["data", "check", "--dataset", "clothing1m", f"data.root={tmp_path}"]) == 2
+    assert "clean_label_kv.txt" in capsys.readouterr().err
+
+
+def test_paper_configs_resolve():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "benchmarks" / "configs").glob("*.yaml"))
+    assert len(configs) == 6
+    for path in configs:
+        config = make_config("ce", config_file=path)
+        assert config["model"]["name"] == "resnet50" and config["batch_size"] == 128
+        assert config["dataset"] in ("clothing1m", "food101n")
+        assert config["epochs"] == {"clothing1m": 15, "food101n": 30}[config["dataset"]]
