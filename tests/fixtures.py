@@ -123,26 +123,38 @@ def write_food101n(root: Path, food_root: Path, per_class: int = 6) -> dict:
 
 def write_cifar10(root: Path, per_batch: int = 20, test: int = 40, seed: int = 0) -> np.ndarray:
     """torchvision's cifar-10-batches-py with 5 small batches; returns the training labels."""
+    return write_cifar(root, "cifar10", per_batch, test, seed)
+
+
+def write_cifar(root: Path, name: str, per_batch: int = 20, test: int = 40, seed: int = 0) -> np.ndarray:
+    """torchvision's python format of CIFAR-10 (5 batches) or CIFAR-100 (train/test); returns training labels."""
     rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
+    classes = 10 if name == "cifar10" else 100
+    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
     folder.mkdir(parents=True, exist_ok=True)
-    labels_all = []
+    label_key = "labels" if name == "cifar10" else "fine_labels"
 
     def batch(count):
-        labels = np.arange(count) % 10
-        data = (labels[:, None] * 25 + rng.integers(0, 20, size=(count, 3072))).astype(np.uint8)
-        return {"data": data, "labels": labels.tolist(), "batch_label": "fixture"}
+        labels = np.arange(count) % classes
+        data = ((labels[:, None] * 25) % 256 + rng.integers(0, 20, size=(count, 3072))).astype(np.uint8)
+        return {"data": data, label_key: labels.tolist(), "batch_label": "fixture"}
 
-    for i in range(1, 6):
-        content = batch(per_batch)
-        labels_all.append(np.array(content["labels"]))
-        with open(folder / f"data_batch_{i}", "wb") as handle:
+    def dump(file, content):
+        with open(folder / file, "wb") as handle:
             pickle.dump(content, handle)
-    with open(folder / "test_batch", "wb") as handle:
-        pickle.dump(batch(test), handle)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                     "ship", "truck"]}, handle)
+
+    train_files = [f"data_batch_{i}" for i in range(1, 6)] if name == "cifar10" else ["train"]
+    labels_all = []
+    for file in train_files:
+        content = batch(per_batch * 5 // len(train_files))
+        labels_all.append(np.array(content[label_key]))
+        dump(file, content)
+    dump("test_batch" if name == "cifar10" else "test", batch(test))
+    if name == "cifar10":
+        dump("batches.meta", {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                              "horse", "ship", "truck"]})
+    else:
+        dump("meta", {"fine_label_names": [f"class{i:02d}" for i in range(100)], "coarse_label_names": []})
     return np.concatenate(labels_all)
 
 
