@@ -48,6 +48,7 @@ class Progress:
         self.history: list[dict[str, Any]] = []
         self.best_val: dict[str, Any] = {"epoch": None, "accuracy": None, "test_accuracy": None}
         self.corrected_accuracy_initial: float | None = None
+        self.initial_corrected: np.ndarray | None = None
         self.epoch_seconds: list[float] = []
 
     def state_dict(self) -> dict[str, Any]:
@@ -56,6 +57,7 @@ class Progress:
             "history": self.history,
             "best_val": self.best_val,
             "corrected_accuracy_initial": self.corrected_accuracy_initial,
+            "initial_corrected": self.initial_corrected,
             "epoch_seconds": self.epoch_seconds,
             "phase_seconds": dict(self.run.phase_seconds),
             "method_state": self.run.state,
@@ -66,6 +68,7 @@ class Progress:
         self.history = state["history"]
         self.best_val = state["best_val"]
         self.corrected_accuracy_initial = state["corrected_accuracy_initial"]
+        self.initial_corrected = state["initial_corrected"]
         self.epoch_seconds = state["epoch_seconds"]
         self.run.phase_seconds.update(state["phase_seconds"])
         self.run.state.clear()
@@ -287,7 +290,8 @@ class Trainer:
         entry["label_accuracy"] = found["labels"]["corrected_accuracy"]
         entry["changed_fraction"] = found["labels"]["changed_fraction"]
         entry["detection_auc"] = found["detection"]["auc"]
-        if self.progress.corrected_accuracy_initial is None:
+        if self.progress.initial_corrected is None and "corrected_label" in outputs:
+            self.progress.initial_corrected = outputs["corrected_label"].copy()
             self.progress.corrected_accuracy_initial = found["labels"]["corrected_accuracy"]
         self.sample_columns = outputs
         return found
@@ -430,6 +434,12 @@ class Trainer:
         for name, values in self.sample_columns.items():
             table[name] = values
         records.write_csv(self.output / records.SAMPLES_FILE, table)
+        final = self.sample_columns.get("corrected_label")
+        if final is not None and splits.true_labels is not None:
+            per_class = metrics.per_class_label_accuracy(
+                splits.train_labels, splits.true_labels, self.progress.initial_corrected, final, splits.class_names
+            )
+            records.write_csv(self.output / records.PER_CLASS_FILE, per_class)
         matrix = metrics.confusion(self.test_true, self.test_pred, splits.num_classes)
         records.write_csv(
             self.output / records.CONFUSION_FILE, records.confusion_frame(matrix, splits.class_names), index=True

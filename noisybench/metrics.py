@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -98,3 +99,25 @@ def sample_metrics(
             None if score is None else np.asarray(score, dtype=float)[known],
         )
     return {"labels": label_quality(noisy, true, flags, corrected), "detection": detected}
+
+
+def per_class_label_accuracy(
+    noisy: np.ndarray, true: np.ndarray, initial: np.ndarray, final: np.ndarray, class_names: list[str]
+) -> pd.DataFrame:
+    """Label accuracy per true class: original, after the first correction, at the end (SMP Fig. 4a).
+
+    Rows are the samples whose true label is known, grouped by that label.
+    """
+    known = true >= 0
+    frame = pd.DataFrame({
+        "class": np.asarray(class_names, dtype=object)[true[known]],
+        "original": noisy[known] == true[known],
+        "corrected_initial": initial[known] == true[known],
+        "corrected_final": final[known] == true[known],
+    })
+    table = frame.groupby("class", sort=False).agg(
+        samples=("original", "size"), original=("original", "mean"),
+        corrected_initial=("corrected_initial", "mean"), corrected_final=("corrected_final", "mean"),
+    )
+    order = [name for name in class_names if name in table.index]
+    return table.loc[order].reset_index()

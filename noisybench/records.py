@@ -24,6 +24,7 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 SAMPLES_FILE = "samples.csv"
 CONFUSION_FILE = "confusion_matrix.csv"
+PER_CLASS_FILE = "label_accuracy_per_class.csv"
 CHECKPOINT_DIR = "checkpoint"
 
 

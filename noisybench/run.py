@@ -44,8 +44,9 @@ class Run:
     """The state of one training run, passed to every hook as ``run``.
 
     Methods read ``model``, ``optimizer``, ``train_set``, ``noisy_labels``, ``options``
-    and keep per-sample state in ``state`` (checkpointed). True labels are not here:
-    the core keeps them for metrics only.
+    and keep per-sample state in ``state`` (checkpointed) or, for what need not survive a
+    resume (caches, large buffers), in ``scratch``. True labels are not here: the core
+    keeps them for metrics only.
     """
 
     method: str
@@ -64,6 +65,7 @@ class Run:
     clean: Dataset | None = None
     epoch: int = 0
     state: dict[str, Any] = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     epoch_log: dict[str, Any] = field(default_factory=dict)
     _open_phases: list[float] = field(default_factory=list, repr=False)
@@ -153,12 +155,13 @@ class Run:
         return unique_by_index(indices[by_order], values[by_order])
 
     @torch.no_grad()
-    def extract_features(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+    def extract_features(self, indices: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Pooled pre-logit features of training samples (all, or ``indices`` in that order).
 
-        One pass with eval transforms and no gradient, split over the processes and
-        gathered, so every process gets the same float32 tensor. The model is put back
-        in the mode it was in (train mode during training), even if the pass fails.
+        One pass with eval transforms and no gradient (mixed precision if the run uses it),
+        split over the processes and gathered, so every process gets the same tensor, of
+        ``dtype`` (float16 halves the memory of a million 2048-d features). The model is put
+        back in the mode it was in (train mode during training), even if the pass fails.
         """
         wanted = torch.arange(self.num_train) if indices is None else torch.as_tensor(indices).cpu()
         acc = self.accelerator
@@ -176,12 +179,12 @@ class Run:
             with acc.autocast():
                 for images, _, batch_indices in loader:
                     _, features = model(images.to(self.device, non_blocking=True))
-                    feats.append(features.float())
+                    feats.append(features.to(dtype))
                     seen.append(batch_indices.to(self.device))
         finally:
             model.train(was_training)
         dim = getattr(model, "num_features", 0)
-        local_feats = torch.cat(feats) if feats else torch.zeros(0, dim, device=self.device)
+        local_feats = torch.cat(feats) if feats else torch.zeros(0, dim, device=self.device, dtype=dtype)
         local_seen = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long, device=self.device)
         got, features = self.collect(local_seen, local_feats)
         return features[torch.searchsorted(got, wanted.to(self.device))]

@@ -1,0 +1,171 @@
+"""SMP: self-learning with multi-prototypes (Han, Luo & Wang, ICCV 2019).
+
+Loss (eq. 4): (1 − alpha)·CE(F(x), y) + alpha·CE(F(x), y_hat), alpha = 0 before
+``start_epoch``. At the start of epoch ``start_epoch`` and every ``correct_every`` epochs
+after it, each class's ``samples_per_class`` sampled images give ``num_prototypes``
+prototypes (prototypes.py) and every training sample gets y_hat = argmax_c sigma_c.
+
+Features (pooled pre-logit) come from ``feature_source``:
+  eval_pass   one no-grad pass over the training set with eval transforms (faithful)
+  train_pass  harvested from the previous epoch's training forward passes: no extra pass,
+              but the features are of augmented images under a model that moved during
+              that epoch (an eval pass stands in where no previous epoch exists)
+Per-sample outputs: ``corrected_label`` (y_hat), ``noise_score`` (max sigma − sigma_y);
+``flagged`` follows as y_hat ≠ y.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from noisybench import hookimpl
+from noisybench.errors import ConfigError
+from noisybench_smp.prototypes import class_scores, relabel, select_prototypes
+
+FEATURE_SOURCES = ("eval_pass", "train_pass")
+PROTOTYPE_METHODS = ("density", "kmeans++", "density_euclidean")
+SIMILARITIES = ("cosine", "euclidean")
+
+
+@hookimpl
+def noisybench_config_defaults() -> dict:
+    return {
+        "start_epoch": 2,  # the paper leaves it open: one epoch of plain training first
+        "alpha": 0.5,
+        "correct_every": 1,
+        "samples_per_class": 1280,
+        "num_prototypes": 8,
+        "threshold_quantile": 0.4,
+        "eta_max": 0.95,
+        "eta_ties": "order",
+        "feature_source": "eval_pass",
+        "similarity": "cosine",
+        "prototypes": "density",
+        "change_margin": 0.0,
+        "agreeing_candidates": False,
+    }
+
+
+def correcting(run, epoch: int) -> bool:
+    """Whether labels are corrected at the start of ``epoch``."""
+    o = run.options
+    return epoch >= o["start_epoch"] and (epoch - o["start_epoch"]) % o["correct_every"] == 0
+
+
+@hookimpl
+def noisybench_setup(run) -> None:
+    o = run.options
+    for key, allowed in (("feature_source", FEATURE_SOURCES), ("prototypes", PROTOTYPE_METHODS),
+                         ("similarity", SIMILARITIES), ("eta_ties", ("order", "paper"))):
+        if o[key] not in allowed:
+            raise ConfigError(f"smp.{key}='{o[key]}': expected one of {', '.join(allowed)}")
+    if o["samples_per_class"] < 1 or o["num_prototypes"] < 1 or o["correct_every"] < 1:
+        raise ConfigError("smp.samples_per_class, smp.num_prototypes and smp.correct_every must be at least 1")
+    if not 0.0 <= o["alpha"] <= 1.0 or not 0.0 <= o["threshold_quantile"] <= 1.0:
+        raise ConfigError("smp.alpha and smp.threshold_quantile must be in [0, 1]")
+    run.state["corrected"] = run.noisy_labels.clone()
+    run.state["margin"] = torch.zeros(run.num_train)
+    run.state["corrections"] = 0
+
+
+def candidates(run, c: int, generator: np.random.Generator) -> np.ndarray:
+    """Up to m training indices of class c to draw prototypes from.
+
+    Noisy label c by default; in setting ``verify`` the trusted samples of class c; with
+    ``agreeing_candidates`` those whose current y_hat agrees with the noisy label. A class
+    left with no candidate falls back to all samples with noisy label c.
+    """
+    noisy = run.noisy_labels.numpy()
+    pool = noisy == c
+    if run.config["setting"] == "verify":
+        trusted = np.zeros(run.num_train, dtype=bool)
+        trusted[run.trusted_indices().numpy()] = True
+        pool = pool & trusted if (pool & trusted).any() else pool
+    if run.options["agreeing_candidates"] and run.state["corrections"]:
+        agree = pool & (run.state["corrected"].cpu().numpy() == noisy)
+        pool = agree if agree.any() else pool
+    members = np.flatnonzero(pool)
+    m = run.options["samples_per_class"]
+    return np.sort(generator.choice(members, size=m, replace=False)) if len(members) > m else members
+
+
+def training_features(run, epoch: int) -> torch.Tensor:
+    """Features of every training sample, from the chosen source."""
+    harvested = run.scratch.pop("harvest", None)
+    if run.options["feature_source"] == "train_pass" and harvested is not None:
+        return harvested.to(run.device)
+    dtype = torch.float16 if run.device.type == "cuda" else torch.float32
+    return run.extract_features(dtype=dtype)
+
+
+def correct_labels(run, epoch: int) -> None:
+    """Prototypes per class, then y_hat and the margin for every training sample."""
+    o = run.options
+    with run.phase("features"):
+        features = training_features(run, epoch)
+    with run.phase("prototypes"):
+        generator = np.random.default_rng([run.config["seed"], epoch])
+        prototypes = []
+        for c in range(run.num_classes):
+            chosen = torch.as_tensor(candidates(run, c, generator), device=features.device)
+            if len(chosen) == 0:
+                prototypes.append(features.new_zeros(0, features.shape[1]).float())
+                continue
+            prototypes.append(
+                select_prototypes(features[chosen].float(), o["num_prototypes"], o["threshold_quantile"],
+                                  o["prototypes"], o["similarity"], o["eta_max"], seed=run.config["seed"] + epoch,
+                                  ties=o["eta_ties"])
+            )
+    with run.phase("relabel"):
+        scores = class_scores(features, prototypes, o["similarity"])
+        y_hat, margin = relabel(scores, run.noisy_labels, o["change_margin"])
+    run.state["corrected"] = y_hat.to(run.device)
+    run.state["margin"] = margin.float().cpu()
+    run.state["corrections"] += 1
+
+
+@hookimpl
+def noisybench_epoch_start(run, epoch: int) -> None:
+    run.state["corrected"] = run.state["corrected"].to(run.device)
+    if correcting(run, epoch):
+        correct_labels(run, epoch)
+    if run.options["feature_source"] == "train_pass" and correcting(run, epoch + 1):
+        run.scratch["harvest_parts"] = []  # this epoch's forward passes feed the next correction
+
+
+@hookimpl
+def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+                    indices: torch.Tensor, epoch: int) -> torch.Tensor:
+    """(1 − alpha)·CE(logits, y) + alpha·CE(logits, y_hat[indices])  (eq. 4)."""
+    parts = run.scratch.get("harvest_parts")
+    if parts is not None:
+        parts.append((indices.detach(), features.detach().to(torch.float16 if features.is_cuda else torch.float32)))
+    logits = logits.float()
+    noisy_loss = F.cross_entropy(logits, labels)
+    alpha = run.options["alpha"] if epoch >= run.options["start_epoch"] else 0.0
+    if alpha == 0.0:
+        return noisy_loss
+    y_hat = run.state["corrected"][indices.to(run.state["corrected"].device)].to(logits.device)
+    return (1 - alpha) * noisy_loss + alpha * F.cross_entropy(logits, y_hat)
+
+
+@hookimpl
+def noisybench_epoch_end(run, epoch: int) -> None:
+    parts = run.scratch.pop("harvest_parts", None)
+    if parts:
+        with run.phase("features"):
+            order = torch.cat([torch.full_like(i, step) for step, (i, _) in enumerate(parts)])
+            seen, features = run.collect(torch.cat([i for i, _ in parts]), torch.cat([f for _, f in parts]),
+                                         order=order * run.accelerator.num_processes + run.accelerator.process_index)
+            if len(seen) == run.num_train:
+                run.scratch["harvest"] = features
+            # else (a class-balanced epoch subset): the next correction makes an eval pass
+
+
+@hookimpl
+def noisybench_sample_outputs(run) -> dict | None:
+    if not run.state["corrections"]:
+        return None
+    return {"corrected_label": run.state["corrected"].cpu(), "noise_score": run.state["margin"]}

@@ -1,0 +1,266 @@
+"""SMP against the paper's equations on cases computed by hand, then in real runs."""
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import run_digits
+from noisybench import hookimpl
+from noisybench.errors import ConfigError
+from noisybench_smp import candidates, noisybench_loss
+from noisybench_smp.prototypes import (class_scores, density, relabel, select_prototypes, separation, threshold,
+                                       walk)
+
+S = torch.tensor([[1.0, 0.2, 0.5], [0.2, 1.0, 0.8], [0.5, 0.8, 1.0]])
+
+
+# -- eq. 5-9 by hand --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quantile, expected", [(0.0, 0.2), (0.4, 0.5), (0.6, 0.5), (0.8, 0.8), (1.0, 0.8)])
+def test_threshold_is_a_rank_of_the_sorted_off_diagonal(quantile, expected):
+    # off-diagonal ascending: .2 .2 .5 .5 .8 .8 ; position floor(q * 5)
+    assert threshold(S, quantile).item() == pytest.approx(expected)
+
+
+def test_density_counts_signs_with_sign_zero_for_ties():
+    rho = density(S, torch.tensor(0.5))
+    # row 0: +1 (self) -1 (.2) 0 (.5 == S_c); row 1: +1 -1 +1; row 2: 0 +1 +1
+    assert rho.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_eta_both_branches():
+    rho = torch.tensor([0.0, 1.0, 2.0])
+    eta = separation(S, rho)
+    # eta_0 = max(S_01, S_02) over denser j = .5 ; eta_1 = S_12 = .8 ; densest: min_j S_2j = .5
+    assert eta.tolist() == pytest.approx([0.5, 0.8, 0.5])
+
+
+def test_eta_ties_at_the_maximum():
+    s = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.3], [0.1, 0.3, 1.0]])
+    rho = torch.tensor([2.0, 2.0, 0.0])
+    # literal eq. 7: 0 and 1 tie at rho_max and both take the min branch (.1, .3), so two
+    # near-copies (S_01 = .9) both pass eta < 0.95; 2: max over the denser 0 and 1 = .3
+    assert separation(s, rho, ties="paper").tolist() == pytest.approx([0.1, 0.3, 0.3])
+    # ties broken by sample order: only 0 is the densest; 1 compares with 0 (.9)
+    assert separation(s, rho, ties="order").tolist() == pytest.approx([0.1, 0.9, 0.3])
+    # never S_ii = 1: the max runs over other samples only
+    assert separation(S, torch.tensor([0.0, 1.0, 2.0]), ties="order").tolist() == pytest.approx([0.5, 0.8, 0.5])
+
+
+def test_walk_keeps_eta_below_threshold_in_density_order():
+    rho = torch.tensor([0.0, 1.0, 2.0])
+    eta = torch.tensor([0.5, 0.8, 0.5])
+    assert walk(rho, eta, p=2).tolist() == [2, 1]
+    assert walk(rho, eta, p=2, eta_max=0.6).tolist() == [2, 0]  # 1 is too close to a denser sample
+    assert walk(rho, eta, p=5, eta_max=0.6).tolist() == [2, 0, 1]  # fallback fills up by density
+
+
+def test_walk_fallback_when_none_qualifies():
+    rho = torch.tensor([3.0, 1.0, 2.0, 2.0])
+    eta = torch.tensor([0.99, 0.97, 0.98, 0.96])
+    assert walk(rho, eta, p=2).tolist() == [0, 2]  # densest first, ties in sample order
+
+
+def test_walk_does_not_pick_the_highest_eta():
+    rho = torch.tensor([4.0, 3.0, 2.0, 1.0])
+    eta = torch.tensor([0.2, 0.99, 0.9, 0.1])
+    assert walk(rho, eta, p=2).tolist() == [0, 2]
+
+
+def test_sigma_is_the_mean_not_the_max():
+    e1, e2 = torch.eye(2)
+    class_a = torch.stack([e1, -e1])  # similarities 1 and -1: mean 0, max 1
+    class_b = torch.stack([0.6 * e1 + 0.8 * e2, 0.6 * e1 - 0.8 * e2])  # 0.6 and 0.6
+    scores = class_scores(e1[None], [class_a, class_b])
+    assert scores.tolist()[0] == pytest.approx([0.0, 0.6])
+    y_hat, margin = relabel(scores, torch.tensor([0]))
+    assert y_hat.tolist() == [1] and margin.tolist() == pytest.approx([0.6])
+
+
+def test_argmax_margin_and_the_confidence_rule():
+    scores = torch.tensor([[0.50, 0.55, 0.1], [0.50, 0.60, 0.2], [0.3, 0.2, 0.1]])
+    noisy = torch.tensor([0, 0, 0])
+    y_hat, margin = relabel(scores, noisy)
+    assert y_hat.tolist() == [1, 1, 0] and margin.tolist() == pytest.approx([0.05, 0.10, 0.0])
+    y_hat, _ = relabel(scores, noisy, change_margin=0.15)  # change only if 15% above sigma_y
+    assert y_hat.tolist() == [0, 1, 0]
+
+
+def test_class_without_prototypes_is_never_chosen():
+    scores = class_scores(torch.tensor([[-1.0, 0.0]]), [torch.tensor([[1.0, 0.0]]), torch.zeros(0, 2)])
+    assert scores[0, 1] == -torch.inf and relabel(scores, torch.tensor([1]))[0].item() == 0
+
+
+def two_cluster_toy(seed=0, per_cluster=40, k=5, flip=0.3):
+    """Each class has two clusters that share the class's direction (cosine ~0.65 between
+    siblings, ~0.1 across classes, ~0.96 within a cluster), like the pooled features of a
+    trained network; 30% of labels flipped uniformly to other classes."""
+    rng = np.random.default_rng(seed)
+    dim = 6 * k + 3 * 2 * k
+    centres = np.zeros((2 * k, dim))
+    for j in range(2 * k):
+        centres[j, 6 * (j // 2): 6 * (j // 2) + 6] = 1.0  # the class direction
+        centres[j, 6 * k + 3 * j: 6 * k + 3 * j + 3] = 1.2  # the cluster's own direction
+    true = np.repeat(np.arange(k), 2 * per_cluster)
+    features = np.maximum(centres[np.repeat(np.arange(2 * k), per_cluster)] + 0.15 * rng.normal(size=(len(true), dim)), 0)
+    noisy = true.copy()
+    flipped = rng.choice(len(true), size=int(flip * len(true)), replace=False)
+    noisy[flipped] = (true[flipped] + rng.integers(1, k, size=len(flipped))) % k
+    return torch.tensor(features, dtype=torch.float32), torch.tensor(noisy), torch.tensor(true)
+
+
+@pytest.mark.parametrize("method, p", [("density", 2), ("density", 8), ("kmeans++", 2), ("density_euclidean", 2),
+                                       ("density_euclidean", 8)])
+def test_correction_recovers_true_labels_on_two_clusters_per_class(method, p):
+    for seed in range(3):
+        features, noisy, true = two_cluster_toy(seed)
+        prototypes = [select_prototypes(features[noisy == c], p, quantile=0.4, method=method) for c in range(5)]
+        y_hat, _ = relabel(class_scores(features, prototypes), noisy)
+        assert (noisy == true).float().mean() < 0.75
+        assert (y_hat == true).float().mean() > 0.98
+
+
+def test_euclidean_similarity_also_recovers_labels():
+    features, noisy, true = two_cluster_toy(seed=1)
+    prototypes = [select_prototypes(features[noisy == c], 2, 0.4, similarity="euclidean") for c in range(5)]
+    y_hat, _ = relabel(class_scores(features, prototypes, similarity="euclidean"), noisy)
+    assert (y_hat == true).float().mean() > 0.98
+
+
+# -- the loss and per-sample state ------------------------------------------------------------
+
+
+def fake_run(corrected, alpha=0.5, start_epoch=2):
+    options = {"alpha": alpha, "start_epoch": start_epoch, "samples_per_class": 3, "agreeing_candidates": False}
+    return SimpleNamespace(options=options, state={"corrected": corrected}, scratch={}, device=torch.device("cpu"))
+
+
+def test_loss_reads_pseudo_labels_by_sample_index_not_batch_position():
+    torch.manual_seed(0)
+    corrected = torch.tensor([4, 3, 2, 1, 0, 4, 3, 2])
+    indices = torch.tensor([6, 1, 7, 0])  # a shuffled batch
+    logits, labels = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+    loss = noisybench_loss(fake_run(corrected), logits, torch.zeros(4, 2), labels, indices, epoch=2)
+    by_hand = sum(
+        0.5 * -F.log_softmax(logits[b], 0)[labels[b]] + 0.5 * -F.log_softmax(logits[b], 0)[corrected[indices[b]]]
+        for b in range(4)
+    ) / 4
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    before = noisybench_loss(fake_run(corrected), logits, torch.zeros(4, 2), labels, indices, epoch=1)
+    assert before.item() == pytest.approx(F.cross_entropy(logits, labels).item())  # alpha = 0 before start
+
+
+def test_a_class_smaller_than_m_gives_all_its_samples():
+    run = SimpleNamespace(noisy_labels=torch.tensor([0, 0, 1, 1, 1, 1, 1]), config={"setting": "noisy"},
+                          options={"samples_per_class": 3, "agreeing_candidates": False}, num_train=7,
+                          state={"corrections": 0})
+    rng = np.random.default_rng(0)
+    assert candidates(run, 0, rng).tolist() == [0, 1]
+    chosen = candidates(run, 1, rng)
+    assert len(chosen) == 3 and set(chosen) <= {2, 3, 4, 5, 6}
+
+
+# -- in real runs -----------------------------------------------------------------------------
+
+
+class Probe:
+    """Counts feature passes and checks the model is training whenever a batch is."""
+
+    def __init__(self):
+        self.passes = []
+        self.eval_batches = 0
+
+    @hookimpl
+    def noisybench_setup(self, run):
+        extract = run.extract_features
+
+        def counted(indices=None, **kwargs):
+            self.passes.append((run.epoch, None if indices is None else len(indices)))
+            return extract(indices, **kwargs)
+
+        run.extract_features = counted
+
+    @hookimpl(tryfirst=True)
+    def noisybench_loss(self, run):
+        self.eval_batches += not run.model.training
+
+
+@pytest.mark.parametrize("source, passes", [("eval_pass", [(2, None), (3, None), (4, None)]), ("train_pass", [])])
+def test_feature_passes_per_correcting_epoch(tmp_path, source, passes):
+    probe = Probe()
+    m = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", f"smp.feature_source={source}", method="smp",
+                   plugins=[probe])
+    assert probe.passes == passes
+    assert probe.eval_batches == 0  # the model is back in train mode after every extraction
+    assert m["labels"]["corrected_accuracy"] is not None
+    assert {"features", "prototypes", "relabel"} <= set(m["efficiency"]["phase_seconds"])
+
+
+def test_smp_lifts_label_accuracy_on_digits(tmp_path):
+    m = run_digits(tmp_path, "epochs=10", "noise=symmetric:0.4", "seed=1", method="smp")
+    labels = m["labels"]
+    assert labels["corrected_accuracy"] > labels["noisy_accuracy"] + 0.2
+    history = [h["label_accuracy"] for h in m["history"]]
+    assert history[0] is None and history[1] == labels["corrected_accuracy_initial"]
+    assert m["detection"]["auc"] > 0.9
+    samples = pd.read_csv(tmp_path / "samples.csv")
+    assert (samples["corrected_label"] != samples["noisy_label"]).mean() == pytest.approx(labels["changed_fraction"])
+    per_class = pd.read_csv(tmp_path / "label_accuracy_per_class.csv")
+    assert list(per_class["class"]) == list(range(10)) and per_class["samples"].sum() == 1078
+    assert (per_class["corrected_final"] * per_class["samples"]).sum() / 1078 == pytest.approx(labels["corrected_accuracy"])
+
+
+def test_verify_setting_draws_prototypes_from_trusted_samples(tmp_path):
+    seen = {}
+
+    class Spy:
+        @hookimpl(trylast=True)
+        def noisybench_epoch_start(self, run, epoch):
+            import noisybench_smp
+
+            rng = np.random.default_rng(0)
+            seen["candidates"] = np.concatenate([noisybench_smp.candidates(run, c, rng) for c in range(10)])
+            seen["trusted"] = run.trusted_indices().numpy()
+
+    run_digits(tmp_path, "epochs=2", "noise=symmetric:0.4", "setting=verify", method="smp", plugins=[Spy()])
+    assert len(seen["candidates"]) == len(seen["trusted"]) and set(seen["candidates"]) == set(seen["trusted"])
+
+
+def test_bad_option_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="smp.feature_source='both'"):
+        run_digits(tmp_path, "epochs=1", "smp.feature_source=both", method="smp")
+
+
+def test_two_processes_relabel_like_one(tmp_path):
+    """With the first correction before any training, one and two processes see the same
+    model; the pseudo-labels, gathered by index, must then be identical."""
+    args = ["--method", "smp", "--dataset", "digits", "epochs=1", "progress=false", "noise=symmetric:0.4",
+            "smp.start_epoch=1", "batch_size=100"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, "-m", "noisybench", "run", *args, "--output", str(tmp_path / "one")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "noisybench",
+                             "run", *args, "--output", str(tmp_path / "two")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert double.returncode == 0, double.stderr[-2000:]
+    one = pd.read_csv(tmp_path / "one" / "samples.csv")
+    two = pd.read_csv(tmp_path / "two" / "samples.csv")
+    assert list(two["index"]) == list(range(1078))
+    assert (one["corrected_label"] == two["corrected_label"]).all()
+    assert np.allclose(one["noise_score"], two["noise_score"], atol=1e-4)
+
+
+def test_clean_setting_fine_tunes_after_smp(tmp_path):
+    m = run_digits(tmp_path, "epochs=2", "noise=symmetric:0.4", "setting=clean", "finetune.epochs=1",
+                   "smp.start_epoch=2", method="smp")
+    assert [h["stage"] for h in m["history"]] == ["train", "train", "finetune"]
+    assert m["labels"]["corrected_accuracy"] is not None and m["num_train"] == 970  # 10% held out clean
