@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 512,
     "mixed_precision": "auto",
     "progress": True,
-    "optimizer": {"lr": 0.002, "momentum": 0.9, "weight_decay": 5e-3, "nesterov": False},
+    "optimizer": {"name": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-3, "nesterov": False},
     "lr_schedule": {"step_every": 5, "gamma": 0.1, "milestones": None},
     "model": {
         "name": "resnet50",
@@ -51,7 +51,8 @@ DEFAULTS: dict[str, Any] = {
         "clean_fraction": 0.1,
         "epoch_subset": 0,
     },
-    "finetune": {"epochs": 5, "lr": None},
+    "finetune": {"epochs": None, "lr": None},
+    "report": {"histogram_epochs": None},
 }
 
 SETTINGS = ("noisy", "verify", "clean")
@@ -166,6 +167,8 @@ def validate(config: dict[str, Any]) -> None:
             f"mixed_precision='{config['mixed_precision']}': expected one of {', '.join(MIXED_PRECISION)}"
         )
     parse_noise(config["noise"])
+    if config["optimizer"]["name"] not in ("sgd", "adamw"):
+        raise ConfigError(f"optimizer.name='{config['optimizer']['name']}': expected sgd or adamw")
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if config[key] < 1:
             raise ConfigError(f"config key '{key}' must be at least 1, got {config[key]}")
@@ -177,7 +180,7 @@ def validate(config: dict[str, Any]) -> None:
     for key in ("val_fraction", "test_fraction", "clean_fraction"):
         if not 0.0 <= data[key] < 1.0:
             raise ConfigError(f"config key 'data.{key}' must be in [0, 1), got {data[key]}")
-    if data["epoch_subset"] < 0 or config["finetune"]["epochs"] < 0:
+    if data["epoch_subset"] < 0 or (config["finetune"]["epochs"] or 0) < 0:
         raise ConfigError("config keys 'data.epoch_subset' and 'finetune.epochs' must be 0 or more")
 
 

@@ -29,7 +29,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from noisybench import metrics, records
+from noisybench import metrics, plots, records
 from noisybench.config import dump
 from noisybench.datasets import DataSplits, build_dataset, image_files
 from noisybench.errors import ConfigError
@@ -49,6 +49,7 @@ class Progress:
         self.best_val: dict[str, Any] = {"epoch": None, "accuracy": None, "test_accuracy": None}
         self.corrected_accuracy_initial: float | None = None
         self.initial_corrected: np.ndarray | None = None
+        self.weight_snapshots: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.epoch_seconds: list[float] = []
 
     def state_dict(self) -> dict[str, Any]:
@@ -58,6 +59,7 @@ class Progress:
             "best_val": self.best_val,
             "corrected_accuracy_initial": self.corrected_accuracy_initial,
             "initial_corrected": self.initial_corrected,
+            "weight_snapshots": self.weight_snapshots,
             "epoch_seconds": self.epoch_seconds,
             "phase_seconds": dict(self.run.phase_seconds),
             "method_state": self.run.state,
@@ -69,6 +71,7 @@ class Progress:
         self.best_val = state["best_val"]
         self.corrected_accuracy_initial = state["corrected_accuracy_initial"]
         self.initial_corrected = state["initial_corrected"]
+        self.weight_snapshots = state["weight_snapshots"]
         self.epoch_seconds = state["epoch_seconds"]
         self.run.phase_seconds.update(state["phase_seconds"])
         self.run.state.clear()
@@ -83,6 +86,14 @@ def choose_mixed_precision(setting: str) -> str:
     if setting == "fp16" and not cuda:
         raise ConfigError("mixed_precision=fp16 needs a GPU; use bf16 or no on the CPU")
     return setting
+
+
+def make_optimizer(opt: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the papers' choice) or AdamW (lr and weight decay only)."""
+    if opt["name"] == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+    return torch.optim.SGD(model.parameters(), lr=opt["lr"], momentum=opt["momentum"],
+                           weight_decay=opt["weight_decay"], nesterov=opt["nesterov"])
 
 
 def lr_milestones(config: dict[str, Any]) -> list[int]:
@@ -129,14 +140,7 @@ class Trainer:
         model = create_model(config["model"], self.splits.num_classes, self.splits.channels)
         self.parameters = parameter_count(model)
         self.model_bytes = model_bytes(model)
-        opt = config["optimizer"]
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=opt["lr"],
-            momentum=opt["momentum"],
-            weight_decay=opt["weight_decay"],
-            nesterov=opt["nesterov"],
-        )
+        optimizer = make_optimizer(config["optimizer"], model)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=lr_milestones(config), gamma=config["lr_schedule"]["gamma"]
         )
@@ -146,11 +150,7 @@ class Trainer:
         splits = self.splits
         loaders = [train_loader(config, splits.train, splits.train_labels, options)]
         loaders += [eval_loader(config, split, options) for split in (splits.val, splits.test) if split is not None]
-        self.finetune_epochs = config["finetune"]["epochs"] if config["setting"] == "clean" else 0
-        if self.finetune_epochs:
-            loaders.append(DataLoader(splits.clean, batch_size=config["batch_size"], shuffle=True, **options))
         model, optimizer, self.train_loader, *loaders = acc.prepare(model, optimizer, *loaders)
-        self.clean_loader = loaders.pop() if self.finetune_epochs else None
         self.test_loader = loaders[-1]
         self.val_loader = loaders[0] if splits.val is not None else None
         self.run = Run(
@@ -168,6 +168,7 @@ class Trainer:
             loader_options=options,
             trusted=splits.trusted if config["setting"] == "verify" else None,
             clean=splits.clean if config["setting"] == "clean" else None,
+            output=self.output,
         )
         self.corrupt_reported: dict[str, int] = {}
         self.progress = Progress(self.run)
@@ -228,6 +229,19 @@ class Trainer:
             seen = len(idx)
         self.train_loss_column = loss_column
         return {"train_loss": mean_loss, "samples_trained": int(trained), "samples_seen": seen}
+
+    def resolve_finetune(self) -> int:
+        """Fine-tune epochs of the ``clean`` setting: ``finetune.epochs``, or if null 5, none
+        when the method trains on the clean set itself (it asked for ``run.clean_set()``)."""
+        if self.config["setting"] != "clean":
+            return 0
+        epochs = self.config["finetune"]["epochs"]
+        epochs = (0 if self.run.clean_used else 5) if epochs is None else epochs
+        if epochs:
+            loader = DataLoader(self.splits.clean, batch_size=self.config["batch_size"], shuffle=True,
+                                **self.run.loader_options)
+            self.clean_loader = self.accelerator.prepare_data_loader(loader)
+        return epochs
 
     def finetune_epoch(self, epoch: int) -> dict[str, Any]:
         """Plain cross-entropy on the clean set, the ``clean`` setting's last stage."""
@@ -294,6 +308,11 @@ class Trainer:
             self.progress.initial_corrected = outputs["corrected_label"].copy()
             self.progress.corrected_accuracy_initial = found["labels"]["corrected_accuracy"]
         self.sample_columns = outputs
+        flags = self.splits.is_noisy()
+        drawn = plots.chosen_epochs(self.run.num_epochs, self.config["report"]["histogram_epochs"])
+        if "weight" in outputs and flags is not None and (flags >= 0).any() and self.run.epoch in drawn:
+            known = flags >= 0
+            self.progress.weight_snapshots[self.run.epoch] = (outputs["weight"][known].astype(float), flags[known] == 1)
         return found
 
     # -- checkpoints --------------------------------------------------------------
@@ -324,6 +343,7 @@ class Trainer:
             self.splits.train_labels, self.splits.true_labels, self.splits.is_noisy(), {}
         )
         self.sample_columns: dict[str, np.ndarray] = {}
+        self.finetune_epochs = self.resolve_finetune()
         self.startup_seconds = time.perf_counter() - self.created
         if acc.is_main_process:
             for warning in self.splits.warnings:
@@ -440,6 +460,8 @@ class Trainer:
                 splits.train_labels, splits.true_labels, self.progress.initial_corrected, final, splits.class_names
             )
             records.write_csv(self.output / records.PER_CLASS_FILE, per_class)
+        if self.progress.weight_snapshots:
+            plots.weight_histograms(self.progress.weight_snapshots, self.output / records.WEIGHT_PLOT_FILE)
         matrix = metrics.confusion(self.test_true, self.test_pred, splits.num_classes)
         records.write_csv(
             self.output / records.CONFUSION_FILE, records.confusion_frame(matrix, splits.class_names), index=True

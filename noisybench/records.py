@@ -25,6 +25,7 @@ CONFIG_FILE = "config.yaml"
 SAMPLES_FILE = "samples.csv"
 CONFUSION_FILE = "confusion_matrix.csv"
 PER_CLASS_FILE = "label_accuracy_per_class.csv"
+WEIGHT_PLOT_FILE = "weight_histograms.png"
 CHECKPOINT_DIR = "checkpoint"
 
 

@@ -6,6 +6,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -63,6 +64,8 @@ class Run:
     loader_options: dict[str, Any] = field(default_factory=dict)
     trusted: np.ndarray | None = None
     clean: Dataset | None = None
+    output: Path | None = None
+    clean_used: bool = False
     epoch: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     scratch: dict[str, Any] = field(default_factory=dict)
@@ -101,12 +104,17 @@ class Run:
         return torch.as_tensor(self.trusted, dtype=torch.long)
 
     def clean_set(self) -> Dataset:
-        """The separately labelled clean set (setting ``clean`` only); items (image, label, index)."""
+        """The separately labelled clean set (setting ``clean`` only); items (image, label, index).
+
+        A method that asks for it trains on it itself, so the core then skips its own
+        fine-tuning stage unless ``finetune.epochs`` is set.
+        """
         if self.clean is None:
             raise ConfigError(
                 f"method '{self.method}' needs a clean set: run it with setting=clean "
                 "(clothing1m's clean train, food101n's verified rows, or a held-out slice with synthetic noise)"
             )
+        self.clean_used = True
         return self.clean
 
     @contextmanager
@@ -138,8 +146,8 @@ class Run:
         """Gather (index, value) pairs from every process: one value per index, sorted by index.
 
         Where an index occurs more than once (the padding a distributed sampler adds at
-        the end of an epoch), the occurrence with the smallest ``order`` wins, or the
-        first one gathered if no ``order`` is given.
+        the end of an epoch), the occurrence with the smallest ``order`` wins; without an
+        ``order``, the one earliest in its process's list (ties: the lower process).
         """
         acc = self.accelerator
         indices, values = indices.to(acc.device), values.to(acc.device)

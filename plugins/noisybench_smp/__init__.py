@@ -39,7 +39,7 @@ def noisybench_config_defaults() -> dict:
         "num_prototypes": 8,
         "threshold_quantile": 0.4,
         "eta_max": 0.95,
-        "eta_ties": "order",
+        "eta_ties": "paper",
         "feature_source": "eval_pass",
         "similarity": "cosine",
         "prototypes": "density",

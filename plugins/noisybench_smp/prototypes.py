@@ -6,7 +6,7 @@ Pure tensor functions, batched matrix products that run on the CPU or the GPU:
   S_c    the value at rank ``quantile`` of S's sorted off-diagonal entries
   rho    rho_i = sum_j sign(S_ij - S_c), sign(0) = 0                    (eq. 6)
   eta    eta_i = max_{j: rho_j > rho_i} S_ij, or min_j S_ij where rho_i = rho_max   (eq. 7;
-         ties in rho are broken by sample order unless ties="paper", see separation)
+         ties="order" breaks ties in rho by sample order instead, see separation)
   walk   samples in decreasing rho (ties: sample order) with eta < 0.95, until p
   sigma  sigma_c(x) = mean cosine similarity to class c's prototypes     (eq. 8)
   y_hat  argmax_c sigma_c                                                 (eq. 9)
@@ -55,14 +55,14 @@ def density(similarity: torch.Tensor, s_c: torch.Tensor) -> torch.Tensor:
     return torch.sign(similarity - s_c).sum(dim=1)
 
 
-def separation(similarity: torch.Tensor, rho: torch.Tensor, ties: str = "order") -> torch.Tensor:
+def separation(similarity: torch.Tensor, rho: torch.Tensor, ties: str = "paper") -> torch.Tensor:
     """eta (eq. 7): the largest similarity to a denser sample; for the densest sample the
     smallest similarity to any sample.
 
-    ``ties="paper"`` reads eq. 7 literally: "denser" is rho_j > rho_i and every sample tied
-    at rho_max takes the min branch, so a tight cluster of tied samples all pass the
-    eta < 0.95 rule and fill the prototypes with near-copies. ``ties="order"`` (default)
-    breaks ties by sample order, as density-peak implementations do: samples are ranked by
+    ``ties="paper"`` (default) reads eq. 7 literally: "denser" is rho_j > rho_i and every
+    sample tied at rho_max takes the min branch, so a tight cluster of tied samples may all
+    pass the eta < 0.95 rule and give near-copies as prototypes. ``ties="order"`` breaks
+    ties by sample order, as density-peak implementations do: samples are ranked by
     (rho descending, position) and "denser" means ranked earlier, so only the first sample
     takes the min branch. Without ties both readings are the same.
     """
@@ -116,7 +116,7 @@ def select_prototypes(
     similarity: str = "cosine",
     eta_max: float = 0.95,
     seed: int = 0,
-    ties: str = "order",
+    ties: str = "paper",
 ) -> torch.Tensor:
     """The prototype features (≤ p rows) of one class from its m sampled features."""
     if method == "kmeans++":

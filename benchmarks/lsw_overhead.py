@@ -1,0 +1,113 @@
+"""Step time and memory of LSW's meta step against a plain cross-entropy step.
+
+On the same model, batches and device, times (best of 5 rounds of 20 steps):
+  ce            forward, backward, SGD step
+  lsw all       meta-gradient through a step of every parameter (higher) + weight update + SGD step
+  lsw head      meta-gradient through a step of the classifier only
+with the clean batch the size of the noisy batch (the paper's 2x estimate assumes this)
+and with the default 250. Memory: bytes the autograd graph saves for backward during one
+step (any device), and on a GPU the peak allocated memory; both as ratios to ce
+(the paper reports +35%).
+Run: python benchmarks/lsw_overhead.py [key=value ...]   (default: digits, small_cnn, batch 64)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from noisybench.api import make_config
+from noisybench.datasets import build_dataset
+from noisybench.models import create_model
+from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights
+
+
+def batches(dataset, size, device, count, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        idx = torch.randint(0, len(dataset), (size,), generator=g).tolist()
+        items = [dataset[i] for i in idx]
+        out.append((torch.stack([t[0] for t in items]).to(device), torch.stack([t[1] for t in items]).to(device)))
+    return out
+
+
+def ce_step(model, optimizer, images, labels, *_):
+    logits, _ = model(images)
+    loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def lsw_step(meta):
+    def step(model, optimizer, images, labels, clean_images, clean_labels):
+        alpha = torch.full((len(labels),), 0.5, device=images.device)
+        result = meta(model, images, labels, alpha, clean_images, clean_labels, optimizer.param_groups[0]["lr"])
+        update_weights(alpha, torch.zeros_like(alpha), result.alpha_grad, 20.0, "logit")
+        for p, g in zip(model.parameters(), result.grads):
+            p.grad = g
+        optimizer.step()
+    return step
+
+
+def saved_bytes(step, *args) -> int:
+    """Bytes of the distinct tensors autograd saves for backward during one step."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step(*args)
+    return sum(seen.values())
+
+
+def measure(step, model, optimizer, noisy, clean, device, rounds=5):
+    best = float("inf")
+    for _ in range(rounds):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for (x, y), (xc, yc) in zip(noisy, clean):
+            step(model, optimizer, x, y, xc, yc)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / len(noisy))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        step(model, optimizer, *noisy[0], *clean[0])
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = None
+    return best, saved_bytes(step, model, optimizer, *noisy[0], *clean[0]), peak
+
+
+def main(overrides: list[str]) -> None:
+    config = make_config("ce", "digits", overrides=["progress=false", *overrides])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    splits = build_dataset(config)
+    model = create_model(config["model"], splits.num_classes, splits.channels).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["optimizer"]["lr"], momentum=0.9)
+    size = config["batch_size"]
+    noisy = batches(splits.train, size, device, 20)
+    print(f"device {device}, model {config['model']['name']}, batch {size}")
+    for clean_size in (size, 250):
+        clean = batches(splits.train, clean_size, device, 20, seed=1)
+        base, base_saved, base_peak = measure(ce_step, model, optimizer, noisy, clean, device)
+        print(f"clean batch {clean_size}: ce {1000 * base:.1f} ms/step, saved for backward {base_saved / 1e6:.1f} MB")
+        for name, meta in (("all", full_meta_step), ("head", head_meta_step)):
+            seconds, saved, peak = measure(lsw_step(meta), model, optimizer, noisy, clean, device)
+            line = (f"  lsw {name:<5} {1000 * seconds:.1f} ms/step  time ratio {seconds / base:.2f}  "
+                    f"saved-for-backward ratio {saved / base_saved:.2f}")
+            if peak is not None:
+                line += f"  peak GPU memory ratio {peak / base_peak:.2f}"
+            print(line)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

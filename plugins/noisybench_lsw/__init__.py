@@ -1,0 +1,175 @@
+"""LSW: learn a weight per training sample by meta-learning on a clean set (2024, Algorithm 1).
+
+Every sample has a weight alpha_i in [0, 1], 0.5 at first, kept by dataset index. Each step
+trains on sum alpha_i L_i / sum alpha_i; from ``start_epoch`` a clean batch of
+``clean_batch_size`` gives d L_clean(Theta'(alpha)) / d alpha through a differentiable SGD
+step (meta.py), alpha takes a step of size ``weight_lr`` normalised by a sigmoid
+(``weight_rule``), and Theta moves by the weighted-loss gradient with alpha as it was.
+Samples with alpha < ``threshold`` are judged mislabelled.
+
+Needs a clean set: setting ``clean`` gives one (Clothing1M's clean train, Food-101N's
+verified-correct rows, or ``data.clean_fraction`` held out under synthetic noise).
+``mode=retrain`` trains from scratch on the samples a finished run kept
+(``weights_from``), with or without their weights, plus the clean set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from noisybench import hookimpl
+from noisybench.errors import ConfigError
+from noisybench.run import StepOutput
+from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights, weighted_loss
+
+
+@hookimpl
+def noisybench_config_defaults() -> dict:
+    return {
+        "start_epoch": 3,  # weights learn from the third epoch: two epochs of delay, as §3.2
+        "weight_lr": 20.0,
+        "weight_rule": "logit",
+        "clean_batch_size": 250,
+        "threshold": 0.3,
+        "meta_layers": "all",
+        "mode": "joint",
+        "weights_from": None,
+        "retrain_weighted": True,
+        "retrain_clean": True,
+    }
+
+
+def distributed_sum(run):
+    """A differentiable all-reduce over the processes, or the identity for one process."""
+    if run.accelerator.num_processes == 1:
+        return lambda t: t
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce
+
+
+def clean_batches(run):
+    """An endless stream of shuffled clean batches, seeded and different on each process."""
+    loader = DataLoader(run.clean_set(), batch_size=run.options["clean_batch_size"], shuffle=True, drop_last=False,
+                        generator=torch.Generator().manual_seed(run.config["seed"] * 1000 + run.accelerator.process_index),
+                        **run.loader_options)
+    while True:
+        for images, labels, _ in loader:
+            yield images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
+
+
+def load_kept_weights(run) -> torch.Tensor:
+    """alpha of each training sample from a finished run's samples.csv."""
+    source = run.options["weights_from"]
+    if not source:
+        raise ConfigError("lsw.mode=retrain needs lsw.weights_from=RUN_DIR, a finished lsw run on the same data")
+    path = Path(source) / "samples.csv"
+    if not path.is_file():
+        raise ConfigError(f"lsw.weights_from: no samples.csv in {source}")
+    table = pd.read_csv(path)
+    if "weight" not in table or len(table) != run.num_train or not np.array_equal(table["noisy_label"], run.noisy_labels):
+        raise ConfigError(f"{path}: not the per-sample table of an lsw run on this training set")
+    return torch.tensor(table.sort_values("index")["weight"].to_numpy(), dtype=torch.float32)
+
+
+@hookimpl
+def noisybench_setup(run) -> None:
+    o = run.options
+    if o["weight_rule"] not in ("logit", "printed"):
+        raise ConfigError(f"lsw.weight_rule='{o['weight_rule']}': expected logit or printed")
+    if o["meta_layers"] not in ("all", "head"):
+        raise ConfigError(f"lsw.meta_layers='{o['meta_layers']}': expected all or head")
+    if o["mode"] not in ("joint", "retrain"):
+        raise ConfigError(f"lsw.mode='{o['mode']}': expected joint or retrain")
+    optimizer = getattr(run.optimizer, "optimizer", run.optimizer)
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise ConfigError(f"lsw differentiates an SGD step; {type(optimizer).__name__} (e.g. AdamW) is not supported")
+    if run.accelerator.mixed_precision == "fp16":
+        raise ConfigError("lsw supports mixed_precision no or bf16: an fp16 meta-gradient would need its own loss scaling")
+    try:
+        run.clean_set()
+    except ConfigError as exc:
+        raise ConfigError(f"lsw needs a clean set to learn weights on: {exc}") from None
+    if o["mode"] == "retrain":
+        run.state["alpha"] = load_kept_weights(run)
+    else:
+        run.state["alpha"] = torch.full((run.num_train,), 0.5)
+    run.state["logit"] = torch.logit(run.state["alpha"].clamp(1e-6, 1 - 1e-6))
+
+
+def retrain_step(run, batch, clean):
+    """Kept samples (alpha ≥ threshold; weighted by alpha or not) and one clean batch."""
+    o = run.options
+    alpha = run.state["alpha"].to(run.device)[batch.indices]
+    weight = (alpha >= o["threshold"]).float() * (alpha if o["retrain_weighted"] else 1.0)
+    logits, _ = run.model(batch.images)
+    losses = F.cross_entropy(logits.float(), batch.labels, reduction="none")
+    total, count = (weight * losses).sum(), weight.sum()
+    if o["retrain_clean"]:
+        images, labels = next(clean)
+        clean_logits, _ = run.model(images)
+        total = total + F.cross_entropy(clean_logits.float(), labels, reduction="sum")
+        count = count + len(labels)
+    loss = total / count.clamp_min(1e-12)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.accelerator.backward(loss)
+    run.optimizer.step()
+    return StepOutput(loss.detach(), logits.detach())
+
+
+def meta_train_step(run, batch, clean):
+    """One step of Algorithm 1: meta-gradient, weight update, Theta ← Theta'(alpha as it was)."""
+    o = run.options
+    model = run.accelerator.unwrap_model(run.model)
+    alpha = run.state["alpha"].to(run.device)[batch.indices]
+    clean_images, clean_labels = next(clean)
+    lr = run.optimizer.param_groups[0]["lr"]
+    meta = full_meta_step if o["meta_layers"] == "all" else head_meta_step
+    with run.phase("meta"), run.accelerator.autocast():
+        result = meta(model, batch.images, batch.labels, alpha, clean_images, clean_labels, lr, distributed_sum(run))
+    logit = run.state["logit"].to(run.device)[batch.indices]
+    new_alpha, new_logit = update_weights(alpha, logit, result.alpha_grad.float(), o["weight_lr"], o["weight_rule"])
+    seen, values = run.collect(batch.indices, torch.stack([new_alpha, new_logit], dim=1))
+    run.state["alpha"] = run.state["alpha"].to(run.device)
+    run.state["logit"] = run.state["logit"].to(run.device)
+    run.state["alpha"][seen], run.state["logit"][seen] = values[:, 0], values[:, 1]
+    with torch.no_grad():
+        for (name, buffer) in model.named_buffers():
+            if name in result.buffers:
+                buffer.copy_(run.accelerator.reduce(result.buffers[name], "mean") if buffer.is_floating_point()
+                             else result.buffers[name])
+    run.optimizer.zero_grad(set_to_none=True)
+    for parameter, grad in zip(model.parameters(), result.grads):
+        parameter.grad = grad.to(parameter.dtype)
+    run.optimizer.step()
+    return StepOutput(result.loss, result.logits)
+
+
+@hookimpl
+def noisybench_train_step(run, batch):
+    if "clean_batches" not in run.scratch:
+        run.scratch["clean_batches"] = clean_batches(run)
+    clean = run.scratch["clean_batches"]
+    if run.options["mode"] == "retrain":
+        return retrain_step(run, batch, clean)
+    if run.epoch >= run.options["start_epoch"]:
+        return meta_train_step(run, batch, clean)
+    return None  # before start_epoch: the default step with the weighted loss below
+
+
+@hookimpl
+def noisybench_loss(run, logits, labels, indices):
+    alpha = run.state["alpha"].to(logits.device)[indices]
+    return weighted_loss(logits, labels, alpha)
+
+
+@hookimpl
+def noisybench_sample_outputs(run) -> dict:
+    alpha = run.state["alpha"].float().cpu()
+    return {"weight": alpha, "noise_score": 1 - alpha, "flagged": alpha < run.options["threshold"]}
