@@ -25,3 +25,15 @@ def clean_ce_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("clean_ce")
     run_digits(folder, "epochs=6")
     return folder
+
+
+def noisybench_subprocess(*args: str, processes: int = 1, timeout: int = 600):
+    """`noisybench ARGS` in a fresh interpreter, under torchrun with several processes."""
+    import os
+    import subprocess
+    import sys
+
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *launcher, "-m", "noisybench", *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)

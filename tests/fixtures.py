@@ -94,7 +94,7 @@ FOOD_CLASSES = ["apple_pie", "baklava", "caesar_salad"]
 def write_food101n(root: Path, food_root: Path, per_class: int = 6) -> dict:
     """Food-101N + Food-101 trees with the traps: header lines, '0' verification values,
     a key filed under another class in verified_train.tsv, and verified_val rows."""
-    imagelist, verified_train, verified_val, expected = [], [], [], {"flags": []}
+    imagelist, verified_train, verified_val = [], [], []
     for c, name in enumerate(FOOD_CLASSES):
         for j in range(per_class):
             key = f"{name}/{c:02d}{j:02d}abcdef.jpg"

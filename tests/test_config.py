@@ -1,9 +1,7 @@
-import subprocess
-import sys
-
 import pytest
 import yaml
 
+from conftest import noisybench_subprocess
 from noisybench.api import make_config
 from noisybench.cli import main
 from noisybench.config import parse_override
@@ -82,10 +80,7 @@ def test_cli_errors_exit_nonzero_naming_the_fault(argv, message, capsys, tmp_pat
 
 
 def test_console_script_reports_errors_with_exit_status(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "noisybench", "run", "--method", "ce", "--dataset", "digits", "epochz=3"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
+    proc = noisybench_subprocess("run", "--method", "ce", "--dataset", "digits", "epochz=3")
     assert proc.returncode == 2
     assert "unknown config key 'epochz'" in proc.stderr
 

@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import read_metrics
 from fixtures import (CLOTHING_NAMES, FOOD_CLASSES, write_cifar, write_cifar10, write_cifar10n, write_clothing1m,
                       write_food101n, write_jpeg, write_lines)
 from noisybench import hookimpl

@@ -1,13 +1,10 @@
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import read_metrics, run_digits
+from conftest import noisybench_subprocess, read_metrics, run_digits
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 
@@ -123,14 +120,9 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
 
 
 def test_two_processes_on_cpu_see_every_sample_once(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     out = tmp_path / "ddp"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "noisybench", "run",
-         "--method", "ce", "--dataset", "digits", "--output", str(out), "epochs=2", "progress=false",
-         "noise=symmetric:0.4", "batch_size=100"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    proc = noisybench_subprocess("run", "--method", "ce", "--dataset", "digits", "--output", str(out), "epochs=2",
+                                 "progress=false", "noise=symmetric:0.4", "batch_size=100", processes=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = read_metrics(out)
     assert m["environment"]["num_processes"] == 2

@@ -1,9 +1,5 @@
 """Learn Sample Weights: the meta-gradient against finite differences and torch.func, then runs."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from conftest import read_metrics, run_digits
+from conftest import noisybench_subprocess, read_metrics, run_digits
 from noisybench.errors import ConfigError
 from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights
 
@@ -187,15 +183,24 @@ def test_retrain_trains_only_on_kept_samples(tmp_path):
 
 
 def test_two_processes_keep_weights_with_their_samples(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     out = tmp_path / "ddp"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "noisybench", "run",
-         "--method", "lsw", "--dataset", "digits", "--output", str(out), "epochs=3", "progress=false",
-         "noise=symmetric:0.4", "setting=clean", "lsw.start_epoch=2", "batch_size=50", "lsw.clean_batch_size=50"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
+    proc = noisybench_subprocess("run", "--method", "lsw", "--dataset", "digits", "--output", str(out), "epochs=3",
+                                 "progress=false", "noise=symmetric:0.4", "setting=clean", "lsw.start_epoch=2",
+                                 "batch_size=50", "lsw.clean_batch_size=50", processes=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = read_metrics(out)
     assert m["environment"]["num_processes"] == 2
     assert m["detection"]["auc"] > 0.85  # weights attached to the wrong samples would score ~0.5
+
+
+def test_lsw_resumes_exactly(tmp_path):
+    from test_engine import CrashAt, comparable
+
+    args = ("epochs=3", "noise=symmetric:0.4", "setting=clean", "lsw.start_epoch=2", "lsw.meta_layers=head")
+    straight = run_digits(tmp_path / "a", *args, method="lsw")
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "b", *args, method="lsw", plugins=[CrashAt(3)])
+    resumed = run_digits(tmp_path / "b", resume=True, method="lsw")
+    assert comparable(resumed) == comparable(straight)
+    a, b = pd.read_csv(tmp_path / "a" / "samples.csv"), pd.read_csv(tmp_path / "b" / "samples.csv")
+    assert np.allclose(a["weight"], b["weight"])

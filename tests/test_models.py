@@ -3,7 +3,7 @@ import timm
 import torch
 
 from noisybench.errors import ConfigError
-from noisybench.models import Classifier, create_model
+from noisybench.models import create_model
 
 
 def config(**changes):

@@ -1,8 +1,5 @@
 """SMP against the paper's equations on cases computed by hand, then in real runs."""
 
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import run_digits
+from conftest import noisybench_subprocess, run_digits
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 from noisybench_smp import candidates, noisybench_loss
@@ -244,13 +241,9 @@ def test_two_processes_relabel_like_one(tmp_path):
     model; the pseudo-labels, gathered by index, must then be identical."""
     args = ["--method", "smp", "--dataset", "digits", "epochs=1", "progress=false", "noise=symmetric:0.4",
             "smp.start_epoch=1", "batch_size=100"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, "-m", "noisybench", "run", *args, "--output", str(tmp_path / "one")],
-                            capture_output=True, text=True, env=env, timeout=300)
+    single = noisybench_subprocess("run", *args, "--output", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr[-2000:]
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "noisybench",
-                             "run", *args, "--output", str(tmp_path / "two")],
-                            capture_output=True, text=True, env=env, timeout=300)
+    double = noisybench_subprocess("run", *args, "--output", str(tmp_path / "two"), processes=2)
     assert double.returncode == 0, double.stderr[-2000:]
     one = pd.read_csv(tmp_path / "one" / "samples.csv")
     two = pd.read_csv(tmp_path / "two" / "samples.csv")
@@ -264,3 +257,15 @@ def test_clean_setting_fine_tunes_after_smp(tmp_path):
                    "smp.start_epoch=2", method="smp")
     assert [h["stage"] for h in m["history"]] == ["train", "train", "finetune"]
     assert m["labels"]["corrected_accuracy"] is not None and m["num_train"] == 970  # 10% held out clean
+
+
+def test_smp_resumes_exactly(tmp_path):
+    from test_engine import CrashAt, comparable
+
+    args = ("epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2")
+    straight = run_digits(tmp_path / "a", *args, method="smp")
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "b", *args, method="smp", plugins=[CrashAt(3)])
+    resumed = run_digits(tmp_path / "b", resume=True, method="smp")
+    assert comparable(resumed) == comparable(straight)
+    assert resumed["labels"]["corrected_accuracy_initial"] == straight["labels"]["corrected_accuracy_initial"]

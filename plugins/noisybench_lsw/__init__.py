@@ -55,10 +55,11 @@ def distributed_sum(run):
 
 
 def clean_batches(run):
-    """An endless stream of shuffled clean batches, seeded and different on each process."""
+    """An endless stream of shuffled clean batches for this epoch, seeded by (seed, epoch,
+    process): different on each process, and the same again when a run resumes."""
+    seed = (run.config["seed"] * 100_003 + run.epoch) * 1_000 + run.accelerator.process_index
     loader = DataLoader(run.clean_set(), batch_size=run.options["clean_batch_size"], shuffle=True, drop_last=False,
-                        generator=torch.Generator().manual_seed(run.config["seed"] * 1000 + run.accelerator.process_index),
-                        **run.loader_options)
+                        generator=torch.Generator().manual_seed(seed), **run.loader_options)
     while True:
         for images, labels, _ in loader:
             yield images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
@@ -153,8 +154,8 @@ def meta_train_step(run, batch, clean):
 
 @hookimpl
 def noisybench_train_step(run, batch):
-    if "clean_batches" not in run.scratch:
-        run.scratch["clean_batches"] = clean_batches(run)
+    if run.scratch.get("clean_epoch") != run.epoch:
+        run.scratch["clean_epoch"], run.scratch["clean_batches"] = run.epoch, clean_batches(run)
     clean = run.scratch["clean_batches"]
     if run.options["mode"] == "retrain":
         return retrain_step(run, batch, clean)
