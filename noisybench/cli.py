@@ -29,6 +29,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="run folder (default runs/<dataset>/<method>/seed<seed>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
 
+    compare = commands.add_parser(
+        "compare",
+        help="run a method x seed sweep (resumable) and print a leaderboard",
+        description="Run every method with every seed on one dataset, one run after another, under "
+        "OUTPUT/<dataset>/<method>/seed<k>/. Finished runs are skipped, interrupted ones resume, failed ones "
+        "are recorded and the sweep goes on. key=value arguments apply to every run (a method's section only "
+        "to that method).",
+    )
+    compare.add_argument("--methods", required=True, help="comma-separated method names")
+    compare.add_argument("--dataset", required=True)
+    compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    compare.add_argument("--config", help="YAML file of config keys for every run")
+    compare.add_argument("--output", required=True, help="sweep folder")
+
+    board = commands.add_parser("leaderboard", help="tables of mean ± std over seeds from run records")
+    board.add_argument("folder", help="a folder of runs (searched recursively for metrics.json)")
+    board.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex", "html"])
+    board.add_argument("--output", help="write to this file instead of printing")
+    board.add_argument("--reference", help="paper numbers to join (default benchmarks/reference.csv)")
+    board.add_argument("--plots", help="also draw accuracy_vs_time.png and label_curves.png into this folder")
+
+    export = commands.add_parser("export", help="a run's samples sorted by suspicion, to clean data with")
+    export.add_argument("run_dir")
+    export.add_argument("--format", default="csv", choices=["csv", "parquet"])
+    export.add_argument("--output", help="file to write (default RUN_DIR/suspects.<format>)")
+
     commands.add_parser("methods", help="list installed methods and the package each comes from")
     commands.add_parser("datasets", help="list registered datasets")
     data = commands.add_parser("data", help="work with datasets").add_subparsers(dest="data_command", required=True)
@@ -70,6 +96,50 @@ def cmd_data_check(args: argparse.Namespace, overrides: list[str]) -> int:
     return 1 if problems else 0
 
 
+def cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
+    from pathlib import Path
+
+    from noisybench import leaderboard, records
+    from noisybench.compare import summary, sweep
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise NoisybenchError(f"--seeds {args.seeds}: expected comma-separated integers") from None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    outcomes = sweep(methods, args.dataset, seeds, args.output, overrides, args.config)
+    print(summary(outcomes))
+    folder = Path(args.output)
+    if any(o.status != "failed" for o in outcomes):
+        text = leaderboard.report(folder / args.dataset)
+        records.write_text(folder / "leaderboard.md", text)
+        leaderboard.write_plots(leaderboard.load_runs(folder / args.dataset), folder)
+        print()
+        print(text)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from noisybench import leaderboard, records
+
+    text = leaderboard.report(args.folder, args.format, args.reference)
+    if args.output:
+        records.write_text(Path(args.output), text)
+    else:
+        print(text, end="")
+    if args.plots:
+        for path in leaderboard.write_plots(leaderboard.load_runs(args.folder), Path(args.plots)):
+            print(f"wrote {path}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from noisybench.export import export
+
+    print(f"wrote {export(args.run_dir, args.format, args.output)}")
+
+
 def cmd_methods() -> None:
     from noisybench.plugins import installed_methods, method_description
 
@@ -89,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     unknown = [a for a in extra if a not in overrides]
-    if unknown or (overrides and args.command not in ("run", "data")):
+    if unknown or (overrides and args.command not in ("run", "data", "compare")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
     try:
         if args.command == "run":
             cmd_run(args, overrides)
         elif args.command == "data":
             return cmd_data_check(args, overrides)
+        elif args.command == "compare":
+            return cmd_compare(args, overrides)
+        elif args.command == "leaderboard":
+            cmd_leaderboard(args)
+        elif args.command == "export":
+            cmd_export(args)
         elif args.command == "methods":
             cmd_methods()
         else:

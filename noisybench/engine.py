@@ -410,8 +410,10 @@ class Trainer:
             "setting": self.config["setting"],
             "seed": self.config["seed"],
             "noise": noise_record(splits),
+            "model": self.config["model"]["name"],
             "num_train": run.num_train,
             "num_classes": splits.num_classes,
+            "class_names": splits.class_names,
             "test": metrics.classification(self.test_true, self.test_pred, splits.num_classes),
             "best_val": progress.best_val,
             "labels": labels,
@@ -443,6 +445,9 @@ class Trainer:
     def write_tables(self, corrupt: np.ndarray | None) -> None:
         splits = self.splits
         table = pd.DataFrame({"index": np.arange(self.run.num_train), "noisy_label": splits.train_labels})
+        files = image_files(splits.train)
+        if files is not None:
+            table.insert(1, "path", files.paths)
         if splits.true_labels is not None:
             table["true_label"] = pd.array(np.where(splits.true_labels >= 0, splits.true_labels, None), dtype="Int64")
         flags = splits.is_noisy()

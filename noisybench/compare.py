@@ -1,0 +1,80 @@
+"""``noisybench compare``: a method × seed sweep, one run after another, that can be resumed.
+
+Runs go to ``DIR/<dataset>/<method>/seed<k>/``. A finished run (its metrics.json exists)
+is skipped, an interrupted one resumes from its checkpoint, and a run that fails leaves
+``failed.json`` (error and traceback) and the sweep goes on. Run it again to retry.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from noisybench import records
+from noisybench.plugins import installed_methods
+
+FAILED_FILE = "failed.json"
+
+
+@dataclass
+class Outcome:
+    method: str
+    seed: int
+    folder: Path
+    status: str  # finished before | done | resumed | failed
+    test_accuracy: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+def overrides_for(method: str, overrides: Iterable[str]) -> list[str]:
+    """The overrides that apply to ``method``: all but those of another method's section."""
+    others = set(installed_methods()) - {method}
+    return [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] not in others]
+
+
+def run_folder(output: Path, dataset: str, method: str, seed: int) -> Path:
+    return Path(output) / dataset / method / f"seed{seed}"
+
+
+def sweep(methods: list[str], dataset: str, seeds: list[int], output: str | Path, overrides: Iterable[str] = (),
+          config_file: str | Path | None = None, plugins=()) -> list[Outcome]:
+    from noisybench.api import run
+
+    outcomes = []
+    for method in methods:
+        for seed in seeds:
+            folder = run_folder(Path(output), dataset, method, seed)
+            finished = (folder / records.METRICS_FILE).exists()
+            started = records.latest_checkpoint(folder) is not None
+            try:
+                result = run(method, dataset, folder, [*overrides_for(method, overrides), f"seed={seed}"],
+                             config_file, resume=True, plugins=plugins)
+            except Exception as exc:  # one failed run must not end the sweep
+                folder.mkdir(parents=True, exist_ok=True)
+                records.write_json(folder / FAILED_FILE, {"method": method, "seed": seed, "error": str(exc),
+                                                          "traceback": traceback.format_exc()})
+                outcomes.append(Outcome(method, seed, folder, "failed", error=f"{type(exc).__name__}: {exc}"))
+                continue
+            (folder / FAILED_FILE).unlink(missing_ok=True)
+            status = "finished before" if finished else "resumed" if started else "done"
+            outcomes.append(Outcome(method, seed, folder, status, result["test"]["accuracy"],
+                                    result["efficiency"]["total_seconds"]))
+    return outcomes
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    lines = [f"{'method':<12} {'seed':>4}  {'status':<16} {'test acc':>8} {'seconds':>8}"]
+    for o in outcomes:
+        acc = f"{o.test_accuracy:.4f}" if o.test_accuracy is not None else "-"
+        secs = f"{o.seconds:.1f}" if o.seconds is not None else "-"
+        lines.append(f"{o.method:<12} {o.seed:>4}  {o.status:<16} {acc:>8} {secs:>8}" + (f"  {o.error}" if o.error else ""))
+    return "\n".join(lines)
+
+
+def failed_record(folder: Path) -> dict | None:
+    path = folder / FAILED_FILE
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,61 @@
+"""``noisybench export``: a run's per-sample table as a to-do list for cleaning data.
+
+Rows are sorted by suspicion: the method's noise score (highest first), else its
+flagged samples first, else the training loss against the noisy label.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from noisybench import records
+from noisybench.errors import NoisybenchError
+
+COLUMNS = ["index", "path", "noisy_label", "noisy_class", "corrected_label", "corrected_class", "weight",
+           "noise_score", "flagged"]
+
+
+def suspects(run_dir: str | Path) -> pd.DataFrame:
+    run_dir = Path(run_dir)
+    samples_path = run_dir / records.SAMPLES_FILE
+    if not samples_path.exists():
+        raise NoisybenchError(f"{run_dir}: no {records.SAMPLES_FILE}; is it a finished run folder?")
+    samples = pd.read_csv(samples_path)
+    metrics_path = run_dir / records.METRICS_FILE
+    names = json.loads(metrics_path.read_text()).get("class_names") if metrics_path.exists() else None
+    table = samples.copy()
+    if "flagged" not in table and "corrected_label" in table:
+        table["flagged"] = table["corrected_label"] != table["noisy_label"]
+    if names:
+        lookup = np.asarray(names, dtype=object)
+        table["noisy_class"] = lookup[table["noisy_label"]]
+        if "corrected_label" in table:
+            table["corrected_class"] = lookup[table["corrected_label"]]
+    if "noise_score" in table:
+        order = table.sort_values(["noise_score", "index"], ascending=[False, True], kind="stable")
+    elif "flagged" in table:
+        order = table.sort_values(["flagged", "train_loss", "index"], ascending=[False, False, True], kind="stable")
+    else:
+        order = table.sort_values(["train_loss", "index"], ascending=[False, True], kind="stable")
+    return order[[c for c in COLUMNS if c in order]].reset_index(drop=True)
+
+
+def export(run_dir: str | Path, fmt: str = "csv", output: str | Path | None = None) -> Path:
+    frame = suspects(run_dir)
+    output = Path(output) if output else Path(run_dir) / f"suspects.{fmt}"
+    if fmt == "csv":
+        records.write_csv(output, frame)
+    elif fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise NoisybenchError("--format parquet needs pyarrow: pip install pyarrow") from None
+        with records.atomic_path(output) as tmp:
+            frame.to_parquet(tmp, index=False)
+    else:
+        raise NoisybenchError(f"--format {fmt}: expected csv or parquet")
+    return output

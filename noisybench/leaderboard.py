@@ -1,0 +1,207 @@
+"""``noisybench leaderboard``: run records → one table per dataset, setting and noise.
+
+Rows are methods; cells are mean ± sample std over seeds with the run count. Numbers
+stay numbers (``table``) until ``render`` formats them. Where ``benchmarks/reference.csv``
+has the paper's number for the same method, dataset, setting, noise and backbone, it
+sits beside the reproduced one with their difference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from noisybench import records
+from noisybench.errors import NoisybenchError
+
+KEYS = ["dataset", "setting", "noise", "method"]
+METRICS = {  # column: (label, scale to percent)
+    "test_accuracy": ("test acc (last)", 100),
+    "best_val_test_accuracy": ("test acc (best val)", 100),
+    "macro_f1": ("macro F1", 100),
+    "label_accuracy": ("label acc", 100),
+    "detection_auc": ("detection AUC", 100),
+    "seconds_per_epoch": ("s/epoch", 1),
+    "peak_memory_mb": ("peak MB", 1),
+}
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.csv"  # in a source checkout
+
+
+def noise_name(noise: dict) -> str:
+    if noise["type"] in ("none", "real"):
+        return noise["type"]
+    if noise["type"] == "human":
+        return f"human:{noise.get('label_set')}"
+    return f"{noise['type']}:{noise['rate']:g}"
+
+
+def read_record(path: Path) -> dict:
+    """One metrics.json as a flat row; optional metrics may be absent or null."""
+    data = json.loads(path.read_text())
+    version = data.get("schema_version")
+    if version != records.SCHEMA_VERSION:
+        raise NoisybenchError(f"{path}: schema_version {version!r} is not one this noisybench reads "
+                              f"({records.SCHEMA_VERSION})")
+    get = lambda *keys: _dig(data, keys)  # noqa: E731
+    epochs = get("efficiency", "epoch_seconds") or []
+    peak = get("efficiency", "peak_memory_bytes")
+    return {
+        "dataset": data["dataset"], "setting": data["setting"], "noise": noise_name(data["noise"]),
+        "method": data["method"], "seed": data["seed"], "model": data.get("model"), "status": "finished",
+        "test_accuracy": get("test", "accuracy"), "best_val_test_accuracy": get("best_val", "test_accuracy"),
+        "macro_f1": get("test", "macro_f1"), "label_accuracy": get("labels", "corrected_accuracy"),
+        "detection_auc": get("detection", "auc"),
+        "seconds_per_epoch": float(np.mean(epochs)) if epochs else None,
+        "total_seconds": get("efficiency", "total_seconds"),
+        "peak_memory_mb": peak / 2**20 if peak is not None else None,
+        "folder": str(path.parent),
+    }
+
+
+def _dig(data: dict, keys) -> float | None:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def load_runs(root: str | Path) -> pd.DataFrame:
+    """Every run under ``root``: finished ones from metrics.json, failed ones from failed.json."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NoisybenchError(f"no such folder: {root}")
+    rows = [read_record(p) for p in sorted(root.rglob(records.METRICS_FILE))]
+    for path in sorted(root.rglob("failed.json")):
+        if not (path.parent / records.METRICS_FILE).exists():
+            failed = json.loads(path.read_text())
+            parts = path.parent.relative_to(root).parts
+            rows.append({"dataset": parts[-3] if len(parts) >= 3 else None, "method": failed.get("method"),
+                         "seed": failed.get("seed"), "status": "failed", "folder": str(path.parent)})
+    if not rows:
+        raise NoisybenchError(f"no run records (metrics.json) under {root}")
+    return pd.DataFrame(rows)
+
+
+def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Numeric leaderboard: per group and method, n, failed, and mean/std of each metric."""
+    finished = runs[runs["status"] == "finished"]
+    failed = runs[runs["status"] == "failed"].groupby(["dataset", "method"]).size()
+    rows = []
+    for key, group in finished.groupby(KEYS, sort=False):
+        row = dict(zip(KEYS, key))
+        row["model"] = group["model"].iloc[0]
+        row["n"] = len(group)
+        row["failed"] = int(failed.get((row["dataset"], row["method"]), 0))
+        for column in METRICS:
+            values = pd.to_numeric(group[column], errors="coerce").dropna()
+            row[f"{column}_mean"] = values.mean() if len(values) else np.nan
+            row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        rows.append(row)
+    listed = {(r["dataset"], r["method"]) for r in rows}
+    for (dataset, method), count in failed.items():
+        if (dataset, method) not in listed:  # every run of it failed
+            rows.append({"dataset": dataset, "setting": "?", "noise": "?", "method": method, "model": None,
+                         "n": 0, "failed": int(count)})
+    result = pd.DataFrame(rows)
+    for column in METRICS:
+        for stat in ("mean", "std"):
+            result[f"{column}_{stat}"] = result.get(f"{column}_{stat}", np.nan)
+    ce = result[result["method"] == "ce"].set_index(KEYS[:3])["seconds_per_epoch_mean"]
+    result["ratio_to_ce"] = [row.seconds_per_epoch_mean / ce.get(tuple(getattr(row, k) for k in KEYS[:3]), np.nan)
+                             for row in result.itertuples()]
+    paper = [paper_number(reference, row) for row in result.itertuples()] if reference is not None else []
+    if any(pd.notna(v) for v in paper):  # the paper columns appear where a paper number matches
+        result["paper_test_accuracy"] = paper
+        result["difference"] = 100 * result["test_accuracy_mean"] - result["paper_test_accuracy"]
+    order = result.assign(_ce=result["method"] != "ce").sort_values(["dataset", "setting", "noise", "_ce", "method"])
+    return order.drop(columns="_ce").reset_index(drop=True)
+
+
+def load_reference(path: str | Path = REFERENCE) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"noise": str}, keep_default_na=False)
+    frame["value"] = pd.to_numeric(frame["value"])
+    return frame
+
+
+def paper_number(reference: pd.DataFrame, row) -> float:
+    """The paper's test accuracy (%) for this method (in its default form), dataset,
+    setting, noise and backbone; the first such row of the file, or NaN."""
+    match = reference[(reference["method"] == row.method) & (reference["variant"] == "")
+                      & (reference["dataset"] == row.dataset)
+                      & (reference["setting"] == row.setting) & (reference["noise"] == row.noise)
+                      & (reference["backbone"] == row.model) & (reference["metric"] == "test_accuracy")]
+    return float(match["value"].iloc[0]) if len(match) else np.nan
+
+
+def _cell(mean: float, std: float, scale: float) -> str:
+    if pd.isna(mean):
+        return ""
+    text = f"{scale * mean:.2f}"
+    return text if pd.isna(std) else f"{text} ± {scale * std:.2f}"
+
+
+def formatted(board: pd.DataFrame) -> pd.DataFrame:
+    """The strings a human reads: percentages with two decimals, mean ± std."""
+    out = pd.DataFrame({"dataset": board["dataset"], "setting": board["setting"], "noise": board["noise"],
+                        "method": board["method"], "n": board["n"].astype(int)})
+    if board["failed"].any():
+        out["failed"] = board["failed"].astype(int)
+    for column, (label, scale) in METRICS.items():
+        if board[f"{column}_mean"].notna().any():
+            out[label] = [_cell(m, s, scale) for m, s in zip(board[f"{column}_mean"], board[f"{column}_std"])]
+    out["× ce time"] = [f"{r:.2f}" if pd.notna(r) else "" for r in board["ratio_to_ce"]]
+    if "paper_test_accuracy" in board and board["paper_test_accuracy"].notna().any():
+        out["paper test acc"] = [f"{v:.2f}" if pd.notna(v) else "" for v in board["paper_test_accuracy"]]
+        out["Δ"] = [f"{v:+.2f}" if pd.notna(v) else "" for v in board["difference"]]
+    return out
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """One markdown table per (dataset, setting, noise)."""
+    blocks = []
+    for key, group in frame.groupby(KEYS[:3], sort=False):
+        body = group.drop(columns=KEYS[:3])
+        lines = [f"**{key[0]}**, setting {key[1]}, noise {key[2]}", "",
+                 "| " + " | ".join(body.columns) + " |", "|" + "---|" * len(body.columns)]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in body.itertuples(index=False)]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def render(board: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return board.to_csv(index=False, float_format="%.6g")
+    frame = formatted(board)
+    if fmt == "markdown":
+        return markdown(frame)
+    if fmt == "latex":
+        return frame.to_latex(index=False, escape=True)
+    if fmt == "html":
+        return frame.to_html(index=False, escape=True)
+    raise NoisybenchError(f"--format {fmt}: expected markdown, csv, latex or html")
+
+
+def write_plots(runs: pd.DataFrame, folder: Path) -> list[Path]:
+    """accuracy_vs_time.png and, for correcting methods, label_curves.png in ``folder``."""
+    from noisybench import plots
+
+    written = [folder / "accuracy_vs_time.png"]
+    plots.accuracy_vs_time(runs, written[0])
+    histories: dict[str, list] = {}
+    for row in runs[runs["status"] == "finished"].itertuples():
+        record = json.loads((Path(row.folder) / records.METRICS_FILE).read_text())
+        histories.setdefault(row.method, []).append(record["history"])
+    if plots.label_curves(histories, folder / "label_curves.png"):
+        written.append(folder / "label_curves.png")
+    return written
+
+
+def report(root: str | Path, fmt: str = "markdown", reference: str | Path | None = None) -> str:
+    """The rendered leaderboard of every run under ``root``."""
+    path = Path(reference) if reference else REFERENCE
+    ref = load_reference(path) if path.exists() else None
+    return render(table(load_runs(root), ref), fmt)

@@ -1,0 +1,220 @@
+"""Sweeps, leaderboards, the reference numbers, plots and the per-sample export."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_digits
+from noisybench import hookimpl, leaderboard
+from noisybench.cli import main
+from noisybench.compare import sweep
+from noisybench.errors import NoisybenchError
+from noisybench.export import suspects
+
+GOLDEN = Path(__file__).parent / "golden"
+REFERENCE = Path(__file__).parents[1] / "benchmarks" / "reference.csv"
+
+
+def write_record(root: Path, method: str, seed: int, acc: float, seconds: list[float], auc=None, label=None,
+                 noise=None, schema=1, drop=()):
+    record = {
+        "schema_version": schema, "method": method, "dataset": "digits", "setting": "noisy", "seed": seed,
+        "model": "small_cnn", "noise": noise or {"type": "symmetric", "rate": 0.4},
+        "test": {"accuracy": acc, "macro_precision": acc, "macro_recall": acc, "macro_f1": acc - 0.01},
+        "best_val": {"epoch": 2, "accuracy": acc, "test_accuracy": acc + 0.01},
+        "labels": {"noisy_accuracy": 0.6, "corrected_accuracy": label, "corrected_accuracy_initial": label,
+                   "changed_fraction": None if label is None else 0.4},
+        "detection": {"auc": auc, "fdr": None, "recall": None, "f1": None},
+        "efficiency": {"total_seconds": sum(seconds), "epoch_seconds": seconds, "peak_memory_bytes": 100 * 2**20},
+        "history": [{"epoch": i + 1, "label_accuracy": label, "changed_fraction": None if label is None else 0.4}
+                    for i in range(len(seconds))],
+    }
+    for key in drop:
+        record.pop(key)
+    folder = root / "digits" / method / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(record))
+    return folder
+
+
+@pytest.fixture
+def records(tmp_path):
+    root = tmp_path / "sweep"
+    write_record(root, "ce", 0, 0.90, [1.0, 1.0])
+    write_record(root, "ce", 1, 0.92, [1.0, 1.0])
+    write_record(root, "ce", 2, 0.94, [1.0, 1.0])
+    write_record(root, "smp", 0, 0.95, [1.2, 1.4], auc=0.99, label=0.90)
+    write_record(root, "smp", 1, 0.97, [1.2, 1.4], auc=0.97, label=0.94)
+    write_record(root, "gce", 0, 0.80, [0.9, 0.9], drop=("detection",))  # an older record without detection
+    failed = root / "digits" / "smp" / "seed2"
+    failed.mkdir(parents=True)
+    (failed / "failed.json").write_text(json.dumps({"method": "smp", "seed": 2, "error": "boom"}))
+    return root
+
+
+def test_mean_std_and_counts_by_hand(records):
+    board = leaderboard.table(leaderboard.load_runs(records))
+    ce = board[board.method == "ce"].iloc[0]
+    smp = board[board.method == "smp"].iloc[0]
+    assert ce.n == 3 and ce.failed == 0 and smp.n == 2 and smp.failed == 1
+    assert ce.test_accuracy_mean == pytest.approx(0.92)
+    assert ce.test_accuracy_std == pytest.approx(0.02)  # sample std of .90 .92 .94
+    assert smp.test_accuracy_std == pytest.approx(np.sqrt(((0.95 - 0.96) ** 2 + (0.97 - 0.96) ** 2) / 1))
+    assert smp.seconds_per_epoch_mean == pytest.approx(1.3) and smp.ratio_to_ce == pytest.approx(1.3)
+    assert np.isnan(ce.detection_auc_mean) and smp.detection_auc_mean == pytest.approx(0.98)
+    assert list(board.method) == ["ce", "gce", "smp"]  # ce first, then by name
+
+
+def test_golden_markdown_and_csv(records):
+    board = leaderboard.table(leaderboard.load_runs(records))
+    assert leaderboard.render(board, "markdown") == (GOLDEN / "leaderboard.md").read_text()
+    assert leaderboard.render(board, "csv") == (GOLDEN / "leaderboard.csv").read_text()
+
+
+def test_latex_and_html_render(records):
+    board = leaderboard.table(leaderboard.load_runs(records))
+    assert "\\begin{tabular}" in leaderboard.render(board, "latex")
+    assert "<table" in leaderboard.render(board, "html") and "92.00 ± 2.00" in leaderboard.render(board, "html")
+
+
+def test_unknown_schema_version_names_the_file(records):
+    path = write_record(records, "lsw", 0, 0.9, [1.0], schema=99)
+    with pytest.raises(NoisybenchError, match=f"{re.escape(str(path))}.*schema_version 99"):
+        leaderboard.load_runs(records)
+
+
+def test_leaderboard_cli_and_missing_folder(records, tmp_path, capsys):
+    out = tmp_path / "board.csv"
+    assert main(["leaderboard", str(records), "--format", "csv", "--output", str(out), "--plots", str(tmp_path)]) == 0
+    assert out.read_text() == (GOLDEN / "leaderboard.csv").read_text()
+    assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 1000
+    assert (tmp_path / "label_curves.png").stat().st_size > 1000  # smp corrects labels
+    assert main(["leaderboard", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_reference_joins_where_the_setting_matches(records, tmp_path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("method,variant,dataset,setting,noise,backbone,metric,value,source\n"
+                   "smp,,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,95.00,made up for the test\n"
+                   "smp,m=320,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,10.00,another variant\n"
+                   "ce,,digits,noisy,symmetric:0.2,small_cnn,test_accuracy,50.00,another noise\n")
+    board = leaderboard.table(leaderboard.load_runs(records), leaderboard.load_reference(ref))
+    smp = board[board.method == "smp"].iloc[0]
+    assert smp.paper_test_accuracy == 95.0 and smp.difference == pytest.approx(1.0)
+    assert np.isnan(board[board.method == "ce"].iloc[0].paper_test_accuracy)
+    text = leaderboard.render(board, "markdown")
+    assert "| 95.00 | +1.00 |" in text
+
+
+# -- the reference file -----------------------------------------------------------------------
+
+TABLE_ROWS = {  # numbers in each paper's result tables
+    "SMP ICCV 2019 Table 1": 13, "SMP ICCV 2019 Table 2": 3, "SMP ICCV 2019 Table 3": 16,
+    "SMP ICCV 2019 Table 4": 6, "SMP ICCV 2019 Table 5": 4,
+    "LSW 2024 Table 1": 198, "LSW 2024 Table 2": 198, "LSW 2024 Table 3": 77, "LSW 2024 Table 4": 77,
+    "LSW 2024 Table 5": 10, "LSW 2024 Table 6": 18, "LSW 2024 Table 7": 14,
+    "SINet 2020 Table 1": 6, "SINet 2020 Table 2": 10, "SINet 2020 Table 3": 4, "SINet 2020 Table 4": 8,
+    "SINet 2020 Table 5": 8, "SINet 2020 Table 6": 6, "SINet 2020 Table 7": 24, "SINet 2020 Table 8": 8,
+    "SINet 2020 Table 9": 5, "thesis 2024": 6,  # the thesis's tables hold no numbers: those of its §4 text
+}
+
+
+def test_reference_is_complete_and_every_row_parses():
+    ref = leaderboard.load_reference(REFERENCE)
+    tables = ref["source"].str.extract(r"^(.*?Table \d+|thesis 2024)")[0]
+    assert tables.value_counts().to_dict() == TABLE_ROWS
+    assert ref["value"].notna().all() and (ref["value"] >= 0).all()
+    for column in ("method", "dataset", "setting", "noise", "backbone", "metric", "source"):
+        assert (ref[column] != "").all(), column
+    assert set(ref["setting"]) <= {"noisy", "verify", "clean"}
+    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|instance):0\.\d|real|unspecified")
+    assert spelled.all(), ref.loc[~spelled, "noise"].unique()
+    # spot checks against the papers
+    smp = ref[(ref.method == "smp") & (ref.dataset == "clothing1m") & (ref.variant == "") & (ref.metric == "test_accuracy")]
+    assert set(smp.value) == {74.45, 76.44, 81.16}
+    lsw = ref[(ref.method == "lsw") & (ref.dataset == "clothing1m")]
+    assert sorted(lsw.value) == [74.95, 75.91]
+
+
+# -- sweeps -----------------------------------------------------------------------------------
+
+
+class Boom:
+    @hookimpl
+    def noisybench_epoch_start(self, run, epoch):
+        if run.method == "smp":
+            raise RuntimeError("boom")
+
+
+def test_sweep_skips_finished_resumes_interrupted_and_survives_failures(tmp_path):
+    from test_engine import CrashAt
+
+    common = ["epochs=2", "progress=false", "noise=symmetric:0.4"]
+    with pytest.raises(KeyboardInterrupt):  # an interrupted ce seed 1
+        run_digits(tmp_path / "digits" / "ce" / "seed1", "epochs=2", "seed=1", "noise=symmetric:0.4",
+                   plugins=[CrashAt(2)])
+    outcomes = sweep(["ce", "smp"], "digits", [0, 1], tmp_path, common, plugins=[Boom()])
+    status = {(o.method, o.seed): o.status for o in outcomes}
+    assert status == {("ce", 0): "done", ("ce", 1): "resumed", ("smp", 0): "failed", ("smp", 1): "failed"}
+    failed = json.loads((tmp_path / "digits" / "smp" / "seed0" / "failed.json").read_text())
+    assert "boom" in failed["error"] and "RuntimeError" in failed["traceback"]
+    again = sweep(["ce", "smp"], "digits", [0, 1], tmp_path, [*common, "smp.start_epoch=2"])
+    status = {(o.method, o.seed): o.status for o in again}
+    assert status[("ce", 0)] == status[("ce", 1)] == "finished before"
+    assert status[("smp", 0)] == "done" and not (tmp_path / "digits" / "smp" / "seed0" / "failed.json").exists()
+    board = leaderboard.table(leaderboard.load_runs(tmp_path))
+    assert list(board.n) == [2, 2]
+
+
+def test_compare_cli_writes_summary_leaderboard_and_plots(tmp_path, capsys):
+    code = main(["compare", "--methods", "ce,smp", "--dataset", "digits", "--seeds", "0", "--output", str(tmp_path),
+                 "epochs=2", "progress=false", "noise=symmetric:0.4", "smp.start_epoch=2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.search(r"^ce\s+0\s+done", out, re.M) and re.search(r"^smp\s+0\s+done", out, re.M)
+    assert "| ce | 1 |" in out and (tmp_path / "leaderboard.md").read_text() in out
+    assert (tmp_path / "accuracy_vs_time.png").exists() and (tmp_path / "label_curves.png").exists()
+    config = (tmp_path / "digits" / "ce" / "seed0" / "config.yaml").read_text()
+    assert "start_epoch" not in config  # smp's options reach smp only
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def test_export_sorts_by_suspicion(tmp_path):
+    run_digits(tmp_path, "epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2", method="smp")
+    table = suspects(tmp_path)
+    assert list(table.columns) == ["index", "noisy_label", "noisy_class", "corrected_label", "corrected_class",
+                                   "noise_score", "flagged"]
+    assert table["noise_score"].is_monotonic_decreasing and len(table) == 1078
+    assert (table["flagged"] == (table["corrected_label"] != table["noisy_label"])).all()
+    assert main(["export", str(tmp_path)]) == 0
+    assert pd.read_csv(tmp_path / "suspects.csv")["index"].tolist() == table["index"].tolist()
+
+
+def test_export_of_image_files_carries_paths_and_parquet_needs_pyarrow(tmp_path, capsys):
+    from fixtures import write_clothing1m
+
+    write_clothing1m(tmp_path / "data")
+    run_digits_like = ["progress=false", "model.name=small_cnn", "data.image_size=16", "epochs=1", "batch_size=16",
+                       "data.num_workers=0", f"data.root={tmp_path / 'data'}"]
+    from noisybench.api import run
+
+    run("ce", "clothing1m", tmp_path / "run", run_digits_like)
+    table = suspects(tmp_path / "run")
+    assert table["path"].str.endswith(".jpg").all()
+    assert table["noisy_class"].isin(["T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker",
+                                      "Jacket", "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear"]).all()
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert main(["export", str(tmp_path / "run"), "--format", "parquet"]) == 2
+        assert "pip install pyarrow" in capsys.readouterr().err
+    else:
+        assert main(["export", str(tmp_path / "run"), "--format", "parquet"]) == 0
+        assert pd.read_parquet(tmp_path / "run" / "suspects.parquet").equals(table)
