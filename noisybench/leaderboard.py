@@ -24,7 +24,7 @@ METRICS = {  # column: (label, scale to percent)
     "macro_f1": ("macro F1", 100),
     "label_accuracy": ("label acc", 100),
     "detection_auc": ("detection AUC", 100),
-    "seconds_per_epoch": ("s/epoch", 1),
+    "seconds_per_epoch": ("s/epoch", 1),  # training epochs, without the fine-tuning stage
     "peak_memory_mb": ("peak MB", 1),
 }
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.csv"  # in a source checkout
@@ -47,6 +47,9 @@ def read_record(path: Path) -> dict:
                               f"({records.SCHEMA_VERSION})")
     get = lambda *keys: _dig(data, keys)  # noqa: E731
     epochs = get("efficiency", "epoch_seconds") or []
+    stages = [h.get("stage", "train") for h in data.get("history", [])]
+    if len(stages) == len(epochs) and "train" in stages:  # the fine-tuning stage is not a training epoch
+        epochs = [s for s, stage in zip(epochs, stages) if stage == "train"]
     peak = get("efficiency", "peak_memory_bytes")
     return {
         "dataset": data["dataset"], "setting": data["setting"], "noise": noise_name(data["noise"]),
