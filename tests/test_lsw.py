@@ -204,3 +204,27 @@ def test_lsw_resumes_exactly(tmp_path):
     assert comparable(resumed) == comparable(straight)
     a, b = pd.read_csv(tmp_path / "a" / "samples.csv"), pd.read_csv(tmp_path / "b" / "samples.csv")
     assert np.allclose(a["weight"], b["weight"])
+
+
+def test_lsw_in_bf16(tmp_path):
+    """Under mixed precision Accelerate wraps the model's forward; the meta step must still
+    differentiate through the fast weights (the weights of the trained samples move)."""
+    m = run_digits(tmp_path, "epochs=2", "noise=symmetric:0.4", "setting=clean", "lsw.start_epoch=2",
+                   "mixed_precision=bf16", "data.epoch_subset=100", "batch_size=50", "lsw.clean_batch_size=50",
+                   method="lsw")
+    assert m["environment"]["mixed_precision"] == "bf16"
+    weights = pd.read_csv(tmp_path / "samples.csv")["weight"]
+    assert weights.between(0, 1).all() and (weights != 0.5).sum() >= 50
+
+
+def test_fp16_is_refused(tmp_path):
+    from noisybench_lsw import noisybench_setup
+
+    class Acc:
+        mixed_precision = "fp16"
+
+    run = type("R", (), {"options": {"weight_rule": "logit", "meta_layers": "all", "mode": "joint"},
+                         "optimizer": torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
+                         "accelerator": Acc()})()
+    with pytest.raises(ConfigError, match="fp16"):
+        noisybench_setup(run)

@@ -15,6 +15,7 @@ verified-correct rows, or ``data.clean_fraction`` held out under synthetic noise
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,20 @@ def retrain_step(run, batch, clean):
     return StepOutput(loss.detach(), logits.detach())
 
 
+@contextmanager
+def class_forward(model):
+    """Under mixed precision Accelerate replaces ``model.forward`` on the instance with an
+    autocasting wrapper bound to the original module; ``higher``'s functional copy would call
+    that bound method and never see its fast weights. Use the class's forward meanwhile (the
+    caller autocasts)."""
+    patched = model.__dict__.pop("forward", None)
+    try:
+        yield model
+    finally:
+        if patched is not None:
+            model.forward = patched
+
+
 def meta_train_step(run, batch, clean):
     """One step of Algorithm 1: meta-gradient, weight update, Theta ← Theta'(alpha as it was)."""
     o = run.options
@@ -132,7 +147,7 @@ def meta_train_step(run, batch, clean):
     clean_images, clean_labels = next(clean)
     lr = run.optimizer.param_groups[0]["lr"]
     meta = full_meta_step if o["meta_layers"] == "all" else head_meta_step
-    with run.phase("meta"), run.accelerator.autocast():
+    with run.phase("meta"), run.accelerator.autocast(), class_forward(model):
         result = meta(model, batch.images, batch.labels, alpha, clean_images, clean_labels, lr, distributed_sum(run))
     logit = run.state["logit"].to(run.device)[batch.indices]
     new_alpha, new_logit = update_weights(alpha, logit, result.alpha_grad.float(), o["weight_lr"], o["weight_rule"])
