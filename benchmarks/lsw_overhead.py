@@ -1,6 +1,6 @@
 """Step time and memory of LSW's meta step against a plain cross-entropy step.
 
-On the same model, batches and device, times (best of 5 rounds of 20 steps):
+On the same model, batches and device, times (best of 7 interleaved rounds of 20 steps):
   ce            forward, backward, SGD step
   lsw all       meta-gradient through a step of every parameter (higher) + weight update + SGD step
   lsw head      meta-gradient through a step of the classifier only
@@ -67,24 +67,23 @@ def saved_bytes(step, *args) -> int:
     return sum(seen.values())
 
 
-def measure(step, model, optimizer, noisy, clean, device, rounds=5):
-    best = float("inf")
-    for _ in range(rounds):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for (x, y), (xc, yc) in zip(noisy, clean):
-            step(model, optimizer, x, y, xc, yc)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, (time.perf_counter() - start) / len(noisy))
+def timed(step, model, optimizer, noisy, clean, device) -> float:
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        step(model, optimizer, *noisy[0], *clean[0])
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = None
-    return best, saved_bytes(step, model, optimizer, *noisy[0], *clean[0]), peak
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for (x, y), (xc, yc) in zip(noisy, clean):
+        step(model, optimizer, x, y, xc, yc)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / len(noisy)
+
+
+def peak_gpu(step, model, optimizer, noisy, clean, device) -> int | None:
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats()
+    step(model, optimizer, *noisy[0], *clean[0])
+    return torch.cuda.max_memory_allocated()
 
 
 def main(overrides: list[str]) -> None:
@@ -96,18 +95,22 @@ def main(overrides: list[str]) -> None:
     size = config["batch_size"]
     noisy = batches(splits.train, size, device, 20)
     print(f"device {device}, model {config['model']['name']}, batch {size}")
+    steps = {"ce": ce_step, "lsw all": lsw_step(full_meta_step), "lsw head": lsw_step(head_meta_step)}
     for clean_size in (size, 250):
         clean = batches(splits.train, clean_size, device, 20, seed=1)
-        base, base_saved, base_peak = measure(ce_step, model, optimizer, noisy, clean, device)
-        print(f"clean batch {clean_size}: ce {1000 * base:.1f} ms/step, saved for backward {base_saved / 1e6:.1f} MB")
-        for name, meta in (("all", full_meta_step), ("head", head_meta_step)):
-            seconds, saved, peak = measure(lsw_step(meta), model, optimizer, noisy, clean, device)
-            line = (f"  lsw {name:<5} {1000 * seconds:.1f} ms/step  time ratio {seconds / base:.2f}  "
-                    f"saved-for-backward ratio {saved / base_saved:.2f}")
-            if peak is not None:
-                line += f"  peak GPU memory ratio {peak / base_peak:.2f}"
+        best = dict.fromkeys(steps, float("inf"))
+        for _ in range(7):  # interleaved rounds, best of each: fair on a busy machine
+            for name, step in steps.items():
+                best[name] = min(best[name], timed(step, model, optimizer, noisy, clean, device))
+        saved = {name: saved_bytes(step, model, optimizer, *noisy[0], *clean[0]) for name, step in steps.items()}
+        peaks = {name: peak_gpu(step, model, optimizer, noisy, clean, device) for name, step in steps.items()}
+        print(f"clean batch {clean_size}: ce {1000 * best['ce']:.1f} ms/step, saved for backward {saved['ce'] / 1e6:.1f} MB")
+        for name in ("lsw all", "lsw head"):
+            line = (f"  {name:<8} {1000 * best[name]:.1f} ms/step  time ratio {best[name] / best['ce']:.2f}  "
+                    f"saved-for-backward ratio {saved[name] / saved['ce']:.2f}")
+            if peaks[name] is not None:
+                line += f"  peak GPU memory ratio {peaks[name] / peaks['ce']:.2f}"
             print(line)
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])
