@@ -10,7 +10,7 @@ from noisybench import records
 from noisybench.datasets import get_dataset
 from noisybench.engine import train
 from noisybench.errors import ConfigError
-from noisybench.plugins import config_defaults, make_plugin_manager
+from noisybench.plugins import config_defaults, installed_methods, make_plugin_manager
 
 
 def make_config(
@@ -22,6 +22,9 @@ def make_config(
     plugins: Iterable[Any] = (),
 ) -> dict[str, Any]:
     """Resolve defaults < dataset defaults < saved run config (resuming) < YAML file < overrides.
+
+    Sections of other installed methods in a YAML file are ignored, so one file can
+    configure every method of a sweep.
 
     ``method`` and ``dataset`` may come from the arguments, the YAML file or the saved
     config of the run being resumed; the arguments win, and a resumed run cannot change them.
@@ -42,6 +45,10 @@ def make_config(
             raise ConfigError(
                 f"cannot resume with {key} '{names[key]}': the run in {resume_from} used '{layers[0][1][key]}'"
             )
+    # A YAML file may carry sections for several methods (one file for a whole sweep):
+    # only the running method's section applies; a section named after no method still fails.
+    others = set(installed_methods()) - {names["method"]}
+    layers = [(source, {k: v for k, v in layer.items() if k not in others}) for source, layer in layers]
     pm = make_plugin_manager(names["method"], plugins)
     config = cfg.resolve(
         method_defaults=config_defaults(pm),

@@ -94,3 +94,14 @@ def test_methods_lists_ce_with_its_package(capsys):
 def test_datasets_lists_digits(capsys):
     assert main(["datasets"]) == 0
     assert "digits" in capsys.readouterr().out
+
+
+def test_yaml_sections_of_other_methods_are_ignored_but_typos_fail(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("smp:\n  alpha: 0.3\nce:\n  label_smoothing: 0.1\n")
+    config = make_config("ce", "digits", path)
+    assert config["ce"]["label_smoothing"] == 0.1 and "smp" not in config
+    assert make_config("smp", "digits", path)["smp"]["alpha"] == 0.3
+    path.write_text("smpp:\n  alpha: 0.3\n")
+    with pytest.raises(ConfigError, match="smpp.alpha"):
+        make_config("ce", "digits", path)
