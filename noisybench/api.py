@@ -36,7 +36,7 @@ def make_config(
         layers.append(("config file", cfg.load_yaml(config_file)))
     names = {"method": method, "dataset": dataset}
     for key in names:
-        for source, layer in layers:
+        for _, layer in layers:
             if names[key] is None and layer.get(key):
                 names[key] = layer[key]
         if names[key] is None:
