@@ -14,6 +14,14 @@ import numpy as np  # noqa: E402
 from noisybench.records import atomic_path  # noqa: E402
 
 
+def save(figure, path: Path) -> None:
+    """Write a figure as PNG atomically and free it."""
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
 def chosen_epochs(total: int, chosen: list[int] | None) -> list[int]:
     """The epochs to draw: the given ones, or four spread evenly up to the last."""
     if chosen:
@@ -36,10 +44,7 @@ def weight_histograms(snapshots: dict[int, tuple[np.ndarray, np.ndarray]], path:
         ax.set_xlabel(name)
     axes[0][0].set_ylabel("samples")
     axes[0][0].legend()
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def accuracy_vs_time(runs, path: Path) -> None:
@@ -56,10 +61,7 @@ def accuracy_vs_time(runs, path: Path) -> None:
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def label_curves(histories: dict[str, list[list[dict]]], path: Path) -> bool:
@@ -89,8 +91,5 @@ def label_curves(histories: dict[str, list[list[dict]]], path: Path) -> bool:
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
+    save(figure, path)
     return True
