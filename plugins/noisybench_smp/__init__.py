@@ -70,22 +70,30 @@ def noisybench_setup(run) -> None:
     run.state["corrections"] = 0
 
 
-def candidates(run, c: int, generator: np.random.Generator) -> np.ndarray:
-    """Up to m training indices of class c to draw prototypes from.
-
-    Noisy label c by default; in setting ``verify`` the trusted samples of class c; with
-    ``agreeing_candidates`` those whose current y_hat agrees with the noisy label. A class
-    left with no candidate falls back to all samples with noisy label c.
-    """
-    noisy = run.noisy_labels.numpy()
-    pool = noisy == c
+def candidate_filters(run) -> list[np.ndarray]:
+    """Masks over the training set that narrow the candidates, in order of application:
+    the trusted samples (setting ``verify``), then those whose y_hat agrees with the noisy
+    label (``agreeing_candidates``, once labels have been corrected)."""
+    filters = []
     if run.config["setting"] == "verify":
         trusted = np.zeros(run.num_train, dtype=bool)
         trusted[run.trusted_indices().numpy()] = True
-        pool = pool & trusted if (pool & trusted).any() else pool
+        filters.append(trusted)
     if run.options["agreeing_candidates"] and run.state["corrections"]:
-        agree = pool & (run.state["corrected"].cpu().numpy() == noisy)
-        pool = agree if agree.any() else pool
+        filters.append(run.state["corrected"].cpu().numpy() == run.noisy_labels.numpy())
+    return filters
+
+
+def candidates(run, c: int, generator: np.random.Generator, filters: list[np.ndarray] | None = None) -> np.ndarray:
+    """Up to m training indices of class c to draw prototypes from.
+
+    Noisy label c, narrowed by each of ``candidate_filters`` in turn; a filter that would
+    leave class c without a candidate is skipped for that class.
+    """
+    pool = run.noisy_labels.numpy() == c
+    for keep in candidate_filters(run) if filters is None else filters:
+        narrowed = pool & keep
+        pool = narrowed if narrowed.any() else pool
     members = np.flatnonzero(pool)
     m = run.options["samples_per_class"]
     return np.sort(generator.choice(members, size=m, replace=False)) if len(members) > m else members
@@ -107,9 +115,10 @@ def correct_labels(run, epoch: int) -> None:
         features = training_features(run, epoch)
     with run.phase("prototypes"):
         generator = np.random.default_rng([run.config["seed"], epoch])
+        filters = candidate_filters(run)
         prototypes = []
         for c in range(run.num_classes):
-            chosen = torch.as_tensor(candidates(run, c, generator), device=features.device)
+            chosen = torch.as_tensor(candidates(run, c, generator, filters), device=features.device)
             if len(chosen) == 0:
                 prototypes.append(features.new_zeros(0, features.shape[1]).float())
                 continue
