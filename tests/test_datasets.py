@@ -374,3 +374,11 @@ def test_every_dataset_loads_through_run_and_data_check(name, tmp_path, capsys):
     m = run("ce", name, tmp_path / "run", [*SMALL, *args])
     assert m["dataset"] == name and 0.0 <= m["test"]["accuracy"] <= 1.0
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_instance_noise_on_digits_through_the_dataset():
+    splits = splits_of("digits", "noise=instance:0.3", "seed=4")
+    flipped = splits.train_labels != splits.true_labels
+    assert flipped.sum() == round(0.3 * 1078) and splits.noise.type == "instance"
+    again = splits_of("digits", "noise=instance:0.3", "seed=4")
+    assert np.array_equal(again.train_labels, splits.train_labels)
