@@ -7,7 +7,6 @@ is skipped, an interrupted one resumes from its checkpoint, and a run that fails
 
 from __future__ import annotations
 
-import json
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +73,3 @@ def summary(outcomes: list[Outcome]) -> str:
         lines.append(f"{o.method:<12} {o.seed:>4}  {o.status:<16} {acc:>8} {secs:>8}" + (f"  {o.error}" if o.error else ""))
     return "\n".join(lines)
 
-
-def failed_record(folder: Path) -> dict | None:
-    path = folder / FAILED_FILE
-    return json.loads(path.read_text()) if path.exists() else None

@@ -36,7 +36,7 @@ from noisybench.errors import ConfigError
 from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.plugins import make_plugin_manager
-from noisybench.run import Batch, Run
+from noisybench.run import Batch, Run, evaluating
 
 
 class Progress:
@@ -180,17 +180,13 @@ class Trainer:
         """(true labels, predictions) over a whole eval split, gathered from all processes."""
         acc = self.accelerator
         model = acc.unwrap_model(self.run.model)
-        model.eval()
         trues, preds = [], []
-        try:
-            with acc.autocast():
-                for images, labels, _ in loader:
-                    logits, _ = model(images)
-                    pred, true = acc.gather_for_metrics((logits.argmax(dim=1), labels))
-                    preds.append(pred.cpu())
-                    trues.append(true.cpu())
-        finally:
-            model.train()
+        with evaluating(model), acc.autocast():
+            for images, labels, _ in loader:
+                logits, _ = model(images)
+                pred, true = acc.gather_for_metrics((logits.argmax(dim=1), labels))
+                preds.append(pred.cpu())
+                trues.append(true.cpu())
         return torch.cat(trues).numpy(), torch.cat(preds).numpy()
 
     # -- one epoch ----------------------------------------------------------------

@@ -31,6 +31,18 @@ class StepOutput(NamedTuple):
     logits: torch.Tensor | None = None
 
 
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Eval mode for a no-grad pass; the model's previous mode comes back even if it fails
+    (a model left in eval mode would train with frozen BatchNorm)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def unique_by_index(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted unique indices and, for each, the value of its first occurrence."""
     unique, inverse = torch.unique(indices, return_inverse=True)
@@ -180,17 +192,12 @@ class Run:
             **self.loader_options,
         )
         model = acc.unwrap_model(self.model)
-        was_training = model.training
-        model.eval()
         feats, seen = [], []
-        try:
-            with acc.autocast():
-                for images, _, batch_indices in loader:
-                    _, features = model(images.to(self.device, non_blocking=True))
-                    feats.append(features.to(dtype))
-                    seen.append(batch_indices.to(self.device))
-        finally:
-            model.train(was_training)
+        with evaluating(model), acc.autocast():
+            for images, _, batch_indices in loader:
+                _, features = model(images.to(self.device, non_blocking=True))
+                feats.append(features.to(dtype))
+                seen.append(batch_indices.to(self.device))
         dim = getattr(model, "num_features", 0)
         local_feats = torch.cat(feats) if feats else torch.zeros(0, dim, device=self.device, dtype=dtype)
         local_seen = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long, device=self.device)
