@@ -16,8 +16,9 @@ import json
 import resource
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -430,6 +431,8 @@ class Trainer:
             "data": {
                 "corrupt_images": {name: int(mask.sum()) for name, mask in corrupt.items()},
                 "warnings": splits.warnings,
+                "trusted": None if self.run.trusted is None else len(self.run.trusted),
+                "clean": None if self.run.clean is None else len(self.run.clean),
             },
             "environment": records.environment(acc),
         }

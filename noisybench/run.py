@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -115,18 +116,19 @@ class Run:
             )
         return torch.as_tensor(self.trusted, dtype=torch.long)
 
-    def clean_set(self) -> Dataset:
+    def clean_set(self, trains_on_it: bool = True) -> Dataset:
         """The separately labelled clean set (setting ``clean`` only); items (image, label, index).
 
-        A method that asks for it trains on it itself, so the core then skips its own
-        fine-tuning stage unless ``finetune.epochs`` is set.
+        A method that trains on it itself makes the core skip its own fine-tuning stage
+        unless ``finetune.epochs`` is set; one that only reads it (``trains_on_it=False``,
+        e.g. to build prototypes) leaves the fine-tuning in place.
         """
         if self.clean is None:
             raise ConfigError(
                 f"method '{self.method}' needs a clean set: run it with setting=clean "
                 "(clothing1m's clean train, food101n's verified rows, or a held-out slice with synthetic noise)"
             )
-        self.clean_used = True
+        self.clean_used = self.clean_used or trains_on_it
         return self.clean
 
     @contextmanager
@@ -174,7 +176,6 @@ class Run:
         by_order = torch.sort(order, stable=True).indices
         return unique_by_index(indices[by_order], values[by_order])
 
-    @torch.no_grad()
     def extract_features(self, indices: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Pooled pre-logit features of training samples (all, or ``indices`` in that order).
 
@@ -183,23 +184,27 @@ class Run:
         ``dtype`` (float16 halves the memory of a million 2048-d features). The model is put
         back in the mode it was in (train mode during training), even if the pass fails.
         """
-        wanted = torch.arange(self.num_train) if indices is None else torch.as_tensor(indices).cpu()
+        return self.predict(indices, dtype)[1]
+
+    @torch.no_grad()
+    def predict(self, indices: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
+                dataset: Dataset | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, features) of the samples of ``dataset`` (the training set with eval
+        transforms unless given), all or ``indices``, in that order; as ``extract_features``."""
+        dataset = self.train_eval_set if dataset is None else dataset
+        wanted = torch.arange(len(dataset)) if indices is None else torch.as_tensor(indices).cpu()
         acc = self.accelerator
         mine = wanted[acc.process_index :: acc.num_processes]
-        loader = DataLoader(
-            Subset(self.train_eval_set, mine.tolist()),
-            batch_size=self.config["eval_batch_size"],
-            **self.loader_options,
-        )
+        loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=self.config["eval_batch_size"],
+                            **self.loader_options)
         model = acc.unwrap_model(self.model)
-        feats, seen = [], []
+        outputs = []
         with evaluating(model), acc.autocast():
-            for images, _, batch_indices in loader:
-                _, features = model(images.to(self.device, non_blocking=True))
-                feats.append(features.to(dtype))
-                seen.append(batch_indices.to(self.device))
-        dim = getattr(model, "num_features", 0)
-        local_feats = torch.cat(feats) if feats else torch.zeros(0, dim, device=self.device, dtype=dtype)
-        local_seen = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long, device=self.device)
-        got, features = self.collect(local_seen, local_feats)
-        return features[torch.searchsorted(got, wanted.to(self.device))]
+            for images, *_ in loader:
+                logits, features = model(images.to(self.device, non_blocking=True))
+                outputs.append(torch.cat([logits.to(dtype), features.to(dtype)], dim=1))
+        width = self.num_classes + getattr(model, "num_features", 0)
+        local = torch.cat(outputs) if outputs else torch.zeros(0, width, device=self.device, dtype=dtype)
+        got, gathered = self.collect(mine.to(self.device), local)  # a Subset keeps the order of ``mine``
+        gathered = gathered[torch.searchsorted(got, wanted.to(self.device))]
+        return gathered[:, : self.num_classes], gathered[:, self.num_classes :]

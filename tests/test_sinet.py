@@ -1,0 +1,327 @@
+"""SINet: the equations of §3 on cases computed by hand, the side information, and whole runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import noisybench_sinet
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import run_digits
+from fixtures import CLOTHING_NAMES, FOOD_CLASSES
+from noisybench_sinet.graph import (
+    parse_graph_spec,
+    path_lengths,
+    path_similarity,
+    relation_graph,
+)
+from noisybench_sinet.regenerate import differences, graph_from_yaml
+from noisybench_sinet.side_info import (
+    SHIPPED,
+    build_matrices,
+    load_graph_file,
+    load_side_info,
+    relation_matrices,
+    shipped_files,
+)
+from noisybench_sinet.weighting import (
+    consistency,
+    initial_prototypes,
+    per_class_cross_entropy,
+    prototype_distances,
+    sample_weights,
+    visual_prototypes,
+    weighted_cross_entropy,
+)
+from noisybench_sinet.wordnet import WordNet, find_wordnet_dir
+
+from noisybench.errors import ConfigError
+
+# ---- eq. 2-3: the class relation graph ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", list(SHIPPED))
+def test_shipped_graphs_are_symmetric_with_unit_diagonal(dataset):
+    _, graph_path = shipped_files(dataset)
+    graph = load_graph_file(graph_path)
+    for part in ("names", "descriptions", "hierarchy"):
+        matrix = np.asarray(graph[part])
+        assert matrix.shape == (len(graph["classes"]),) * 2
+        assert np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
+        off = matrix[~np.eye(len(matrix), dtype=bool)]
+        assert (off < 1.0).all()  # no two classes collapse onto one node
+    s_t = relation_graph({p: np.asarray(graph[p]) for p in ("names", "descriptions", "hierarchy")},
+                         "descriptions+hierarchy")
+    assert np.allclose(np.diag(s_t), 2.0) and np.allclose(s_t, s_t.T)
+
+
+def test_graph_spec_sums_the_named_parts():
+    a, b, c = np.eye(2), np.full((2, 2), 0.5), np.full((2, 2), 0.25)
+    parts = {"names": a, "descriptions": b, "hierarchy": c}
+    assert np.allclose(relation_graph(parts, "names+hierarchy"), a + c)
+    assert np.allclose(relation_graph(parts, "hierarchy"), c)
+    for bad in ("", "names+names", "wordnet", "names+bogus"):
+        with pytest.raises(ValueError):
+            parse_graph_spec(bad)
+
+
+def test_path_similarity_of_a_tree_by_hand(tmp_path):
+    """A, B under X; C under Y; X, Y under root: d(A,B) = 2, d(A,C) = 4, D unconnected."""
+    side = tmp_path / "side.yaml"
+    side.write_text("classes:\n  A: {parent: X}\n  B: {parent: X}\n  C: {parent: Y}\n  D: {parent: Z}\n"
+                    "hierarchy:\n  X: root\n  Y: root\n")
+    matrices = build_matrices(load_side_info(side), ["A", "B", "C", "D"], ["hierarchy"])
+    expected = np.array([[1, 1 / 3, 1 / 5, 0], [1 / 3, 1, 1 / 5, 0], [1 / 5, 1 / 5, 1, 0], [0, 0, 0, 1]])
+    assert np.allclose(matrices["hierarchy"], expected)
+    assert np.allclose(path_similarity(path_lengths([{"a": 0, "r": 2}, {"b": 0, "r": 1}])), [[1, 0.25], [0.25, 1]])
+
+
+def test_wordnet_links_by_synset_and_by_parent(tmp_path):
+    """T-shirt (jersey.n.03) is a shirt: one step. A class whose parent is shirt.n.01 sits one
+    step below shirt, so two steps from T-shirt."""
+    side = tmp_path / "side.yaml"
+    side.write_text("classes:\n  tee: {synset: tee_shirt.n.01}\n  shirt: {synset: n04197391}\n"
+                    "  polo: {parent: tops}\nhierarchy:\n  tops: shirt.n.01\n")
+    h = build_matrices(load_side_info(side), ["tee", "shirt", "polo"], ["hierarchy"])["hierarchy"]
+    assert np.allclose(h, [[1, 1 / 2, 1 / 4], [1 / 2, 1, 1 / 3], [1 / 4, 1 / 3, 1]])
+
+
+def test_wordnet_reader_reads_crlf_files(tmp_path):
+    lines = ["  1 licence header line",
+             "00000001 03 n 01 entity 0 000 | that which exists",
+             "00000002 03 n 01 garment 0 001 @ 00000001 n 0000 | an article of clothing",
+             "00000003 03 n 02 shirt 0 tee 0 002 @ 00000002 n 0000 ~ 00000001 n 0000 | worn on the upper body",
+             "00000004 03 n 01 robot 0 001 @i 00000001 n 0000 | an instance"]
+    (tmp_path / "data.noun").write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    (tmp_path / "index.noun").write_bytes(b"shirt n 1 1 @ 1 0 00000003\r\ntee n 1 1 @ 1 0 00000003\r\n"
+                                          b"robot n 1 1 @ 1 0 00000004\r\n")
+    net = WordNet.load(find_wordnet_dir(str(tmp_path)))
+    assert net.resolve("tee.n.01") == net.resolve("n00000003") == "n00000003"
+    assert net.ancestors("n00000003") == {"n00000003": 0, "n00000002": 1, "n00000001": 2}  # ~ is no hypernym
+    assert net.ancestors("n00000004") == {"n00000004": 0, "n00000001": 1}  # instance hypernyms count
+    assert net.synsets["n00000003"].gloss == "worn on the upper body"
+    with pytest.raises(ConfigError, match="shirt.n.02"):
+        net.resolve("shirt.n.02")
+    with pytest.raises(ConfigError, match="no data.noun"):
+        find_wordnet_dir(str(tmp_path / "elsewhere"))
+
+
+@pytest.mark.parametrize("dataset", list(SHIPPED))
+def test_shipped_matrices_equal_what_regeneration_produces(dataset):
+    yaml_path, graph_path = shipped_files(dataset)
+    fresh = graph_from_yaml(yaml_path)  # the real sentence model and WordNet 3.0
+    assert differences(json.loads(graph_path.read_text()), fresh) == []
+    assert fresh["classes"] == list(load_side_info(yaml_path).classes)
+
+
+def test_shipped_side_information_covers_the_datasets():
+    graphs = {d: load_graph_file(shipped_files(d)[1])["classes"] for d in SHIPPED}
+    assert graphs["clothing1m"] == CLOTHING_NAMES
+    assert len(graphs["food101n"]) == 101 and set(FOOD_CLASSES) <= set(graphs["food101n"])
+    assert graphs["digits"] == [str(d) for d in range(10)]
+    subset = relation_matrices("food101n", FOOD_CLASSES, None, ["hierarchy"])["hierarchy"]
+    assert subset.shape == (3, 3) and np.allclose(np.diag(subset), 1)
+
+
+# ---- missing or bad side information --------------------------------------------------
+
+
+def test_missing_classes_are_named(tmp_path):
+    side = tmp_path / "side.yaml"
+    side.write_text("classes:\n" + "".join(f"  '{d}': {{parent: digit}}\n" for d in range(8)))
+    with pytest.raises(ConfigError, match=r"side.yaml: no side information for class\(es\) 8, 9"):
+        relation_matrices("digits", [str(d) for d in range(10)], str(side), ["hierarchy"])
+    with pytest.raises(ConfigError, match=r"graph part 'descriptions' needs description or synset for class\(es\) 0, 1"):
+        relation_matrices("digits", ["0", "1"], str(side), ["descriptions"])
+    with pytest.raises(ConfigError, match="no side information ships for dataset 'cifar10'.*sinet.side_info"):
+        relation_matrices("cifar10", ["cat"], None, ["hierarchy"])
+    with pytest.raises(ConfigError, match=r"no side information for class\(es\) pizza_slice"):
+        relation_matrices("food101n", ["pizza", "pizza_slice"], None, ["hierarchy"])
+
+
+def test_bad_side_information_files_name_the_fault(tmp_path):
+    cases = {"classes:\n  a: {colour: red}\n": "class 'a': unknown key",
+             "labels: {}\n": "expected a mapping 'classes",
+             "classes:\n  a: {parent: x}\nhierarchy:\n  x: y\n  y: x\n": "loops at node 'x'",
+             "classes: [a\n": "not valid YAML"}
+    for number, (text, message) in enumerate(cases.items()):
+        side = tmp_path / f"side{number}.yaml"
+        side.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            relation_matrices("digits", ["a"], str(side), ["hierarchy"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_side_info(tmp_path / "absent.yaml")
+
+
+# ---- eq. 4: consistency of visual and semantic patterns --------------------------------
+
+
+def test_consistency_by_hand():
+    s_t = torch.tensor([[2.0, 1.0], [1.0, 2.0]])
+    s_v = torch.tensor([[0.9, 0.1]])
+    a = [math.exp(2) / (math.exp(2) + math.exp(1)), math.exp(1) / (math.exp(2) + math.exp(1))]
+    b = [math.exp(0.9) / (math.exp(0.9) + math.exp(0.1)), math.exp(0.1) / (math.exp(0.9) + math.exp(0.1))]
+    kl = sum(x * math.log(x / y) for x, y in zip(a, b))
+    p = consistency(s_t, s_v, torch.tensor([0]), "softmax", epsilon=0.001, gamma=2.0)
+    assert p.item() == pytest.approx(1 / (kl + 0.001) ** 2, rel=1e-5)
+    # psi = l2: the generalised KL sum a log(a/b) - a + b of the L2-normalised vectors
+    a2, b2 = np.array([2.0, 1.0]) / math.sqrt(5), np.array([0.9, 0.1]) / math.sqrt(0.82)
+    generalised = float(np.sum(a2 * np.log(a2 / b2) - a2 + b2))
+    p2 = consistency(s_t, s_v, torch.tensor([0]), "l2", epsilon=0.001, gamma=1.0)
+    assert p2.item() == pytest.approx(1 / (generalised + 0.001), rel=1e-5)
+
+
+@pytest.mark.parametrize("psi", ["softmax", "l2"])
+def test_matching_semantic_pattern_gets_higher_consistency(psi):
+    """Class 0 is semantically close to class 1 and far from 2: an image of class 0 that
+    looks like class 1 (and not 2) is more consistent than one that looks like class 2."""
+    s_t = torch.tensor([[2.0, 1.5, 0.2], [1.5, 2.0, 0.2], [0.2, 0.2, 2.0]])
+    s_v = torch.tensor([[0.9, 0.7, 0.0], [0.9, 0.0, 0.7]])
+    p = consistency(s_t, s_v, torch.tensor([0, 0]), psi)
+    assert p[0] > 2 * p[1]
+
+
+def test_initial_prototypes_average_the_most_confident():
+    features = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 0, 1])
+    confidence = torch.tensor([0.9, 0.8, 0.1, 0.5])
+    protos = initial_prototypes(features, confidence, labels, 3, top_k=2)
+    assert torch.allclose(protos, torch.tensor([[0.5, 0.5], [0.0, 1.0], [0.0, 0.0]]))  # normalised, then averaged
+
+
+# ---- eq. 5: visual prototypes ------------------------------------------------------------
+
+
+def test_visual_prototype_is_the_consistency_weighted_mean():
+    features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])  # normalised: (1,0), (0,1), (1,1)/sqrt2
+    labels = torch.tensor([0, 0, 1])
+    p = torch.tensor([3.0, 1.0, 5.0])
+    v = visual_prototypes(features, labels, p, 3)
+    mean = torch.tensor([0.75, 0.25])
+    assert torch.allclose(v[0], mean / mean.norm())
+    assert torch.allclose(v[1], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    assert torch.equal(v[2], torch.zeros(2))  # no sample labelled 2
+    constant = visual_prototypes(features, labels, p, 3, weighting="constant")
+    assert torch.allclose(constant[0], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    top1 = visual_prototypes(features, labels, p, 3, top_k=1)
+    assert torch.allclose(top1[0], torch.tensor([1.0, 0.0]))
+
+
+# ---- eq. 6: sample weights ----------------------------------------------------------------
+
+
+def test_weights_by_hand_and_zero_beyond_alpha():
+    d = torch.tensor([0.0, 0.2, 0.7, 1.2, 1.5, 2.0])
+    w = sample_weights(d, alpha=1.2, beta=1.5)
+    assert torch.allclose(w, torch.tensor([1.2 ** 1.5, 1.0, 0.5 ** 1.5, 0.0, 0.0, 0.0]))
+    assert torch.allclose(sample_weights(torch.tensor([0.5]), alpha=1.0, beta=2.0), torch.tensor([0.25]))
+
+
+def test_distances_use_normalised_features():
+    d = prototype_distances(torch.tensor([[3.0, 4.0], [-2.0, 0.0]]), torch.tensor([[1.0, 0.0]]), chunk=1)
+    assert torch.allclose(d.flatten(), torch.tensor([math.sqrt(0.16 + 0.64), 2.0]))
+
+
+# ---- eq. 1 and eq. 7: the losses ----------------------------------------------------------
+
+
+def test_weighted_losses_by_hand():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    ce = [math.log(1 + math.exp(-2)), math.log(1 + math.e)]  # both labelled 0
+    loss = weighted_cross_entropy(logits, torch.tensor([0, 0]), torch.tensor([0.5, 2.0]))
+    assert loss.item() == pytest.approx((0.5 * ce[0] + 2.0 * ce[1]) / 2, rel=1e-6)
+    log_p = [[-math.log(1 + math.exp(-2)), -math.log(1 + math.exp(2))], [-math.log(1 + math.e), -math.log(1 + math.exp(-1))]]
+    w = [[0.5, 0.25], [0.0, 1.0]]
+    by_hand = -sum(w[i][c] * log_p[i][c] for i in range(2) for c in range(2)) / 2
+    assert per_class_cross_entropy(logits, torch.tensor(w)).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+# ---- whole runs ---------------------------------------------------------------------------
+
+
+def test_sinet_weights_detect_noise_on_digits(tmp_path):
+    m = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", "sinet.start_epoch=2", method="sinet")
+    assert m["detection"]["auc"] > 0.9
+    samples = pd.read_csv(tmp_path / "samples.csv")
+    noisy, clean = samples.loc[samples.is_noisy == 1, "weight"], samples.loc[samples.is_noisy == 0, "weight"]
+    assert noisy.mean() < clean.mean() / 2
+    assert samples["weight"].between(0, 1.2 ** 1.5).all()
+    assert np.allclose(samples["weight"], np.clip(1.2 - samples["prototype_distance"], 0, None) ** 1.5, atol=1e-5)
+    history = m["history"]
+    assert history[0].get("sinet_mean_weight") is None and history[1]["sinet_mean_weight"] > 0  # warm-up, then weights
+    phases = m["efficiency"]["phase_seconds"]
+    assert phases["prototypes"] > 0 and phases["features"] > 0
+    assert (tmp_path / "weight_histograms.png").stat().st_size > 1000
+
+
+def recording_prototype_sources(monkeypatch) -> list[int]:
+    """How many samples each prototype building saw."""
+    seen = []
+    original = noisybench_sinet.initial_prototypes
+
+    def recording(features, *args, **kwargs):
+        seen.append(len(features))
+        return original(features, *args, **kwargs)
+
+    monkeypatch.setattr(noisybench_sinet, "initial_prototypes", recording)
+    return seen
+
+
+def test_verify_builds_prototypes_from_the_trusted_subset(tmp_path, monkeypatch):
+    seen = recording_prototype_sources(monkeypatch)
+    m = run_digits(tmp_path, "epochs=2", "noise=symmetric:0.4", "setting=verify", "sinet.start_epoch=2",
+                   method="sinet")
+    assert seen == [m["data"]["trusted"]] and 0 < seen[0] < m["num_train"]
+
+
+def test_clean_builds_prototypes_from_the_clean_set_and_fine_tunes(tmp_path, monkeypatch):
+    seen = recording_prototype_sources(monkeypatch)
+    m = run_digits(tmp_path, "epochs=2", "noise=symmetric:0.4", "setting=clean", "sinet.start_epoch=2",
+                   "finetune.epochs=null", method="sinet")
+    assert seen == [m["data"]["clean"]]
+    assert [h["stage"] for h in m["history"]] == ["train"] * 2 + ["finetune"] * 5
+
+
+def test_ablations_run_from_config(tmp_path):
+    m = run_digits(tmp_path, "epochs=3", "noise=asymmetric:0.4", "sinet.start_epoch=2", "sinet.graph=names+hierarchy",
+                   "sinet.prototype_weighting=constant", "sinet.prototype_top_k=20", "sinet.psi=l2",
+                   "sinet.loss=per_class", "sinet.alpha=1.0", "sinet.beta=2.0", method="sinet")
+    samples = pd.read_csv(tmp_path / "samples.csv")
+    assert np.allclose(samples["weight"], np.clip(1.0 - samples["prototype_distance"], 0, None) ** 2, atol=1e-5)
+    assert m["detection"]["auc"] > 0.6
+
+
+def test_user_side_information_file(tmp_path):
+    side = tmp_path / "digits_shapes.yaml"
+    side.write_text("classes:\n" + "".join(f"  '{d}': {{parent: {'round' if d in (0, 6, 8, 9) else 'straight'}}}\n"
+                                           for d in range(10)) + "hierarchy:\n  round: digit\n  straight: digit\n")
+    m = run_digits(tmp_path / "run", "epochs=2", "noise=symmetric:0.4", "sinet.start_epoch=2", "sinet.graph=hierarchy",
+                   f"sinet.side_info={side}", method="sinet")
+    assert m["detection"]["auc"] > 0.8
+    side.write_text("classes:\n  '0': {parent: round}\n")
+    with pytest.raises(ConfigError, match=r"no side information for class\(es\) 1, 2, 3"):
+        run_digits(tmp_path / "bad", "epochs=1", f"sinet.side_info={side}", "sinet.graph=hierarchy", method="sinet")
+
+
+@pytest.mark.parametrize("override,message", [("sinet.psi=l1", "sinet.psi='l1'"),
+                                              ("sinet.graph=wordnet", "sinet.graph='wordnet'"),
+                                              ("sinet.prototype_source=trusted", "setting=verify")])
+def test_bad_options_are_refused(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_digits(tmp_path, "epochs=1", override, method="sinet")
+
+
+def test_sinet_resumes_exactly(tmp_path):
+    from test_engine import CrashAt, comparable
+
+    args = ("epochs=3", "noise=symmetric:0.4", "sinet.start_epoch=2", "sinet.refresh_every=2")
+    straight = run_digits(tmp_path / "a", *args, method="sinet")
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "b", *args, method="sinet", plugins=[CrashAt(3)])
+    resumed = run_digits(tmp_path / "b", resume=True, method="sinet")
+    assert comparable(resumed) == comparable(straight)
+    a, b = pd.read_csv(tmp_path / "a" / "samples.csv"), pd.read_csv(tmp_path / "b" / "samples.csv")
+    assert np.allclose(a["weight"], b["weight"])
