@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from noisybench import hookimpl
 from noisybench.api import run
 
 FAST = ["progress=false"]
@@ -37,3 +38,32 @@ def noisybench_subprocess(*args: str, processes: int = 1, timeout: int = 600):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, *launcher, "-m", "noisybench", *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
+
+
+class CrashAt:
+    """Stands in for a kill in the middle of a run."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    @hookimpl
+    def noisybench_epoch_start(self, epoch):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def comparable(metrics):
+    """Everything but timings and the environment."""
+    history = [{k: v for k, v in h.items() if k != "seconds"} for h in metrics["history"]]
+    return {k: metrics[k] for k in ("test", "best_val", "labels", "detection")} | {"history": history}
+
+
+def resumed_like_straight(tmp_path: Path, method: str, *overrides: str, crash_at: int = 3) -> tuple[dict, dict]:
+    """Run straight through, and again killed at the start of epoch ``crash_at`` and resumed;
+    check both records agree and return (straight, resumed) metrics."""
+    straight = run_digits(tmp_path / "a", *overrides, method=method)
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "b", *overrides, method=method, plugins=[CrashAt(crash_at)])
+    resumed = run_digits(tmp_path / "b", resume=True, method=method)
+    assert comparable(resumed) == comparable(straight)
+    return straight, resumed

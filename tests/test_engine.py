@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import noisybench_subprocess, read_metrics, run_digits
-from noisybench import hookimpl
+from conftest import CrashAt, comparable, noisybench_subprocess, read_metrics, run_digits
 from noisybench.errors import ConfigError
 
 RECORD_KEYS = {
@@ -68,24 +67,6 @@ def test_noise_is_recorded_and_true_labels_kept(tmp_path):
     assert len(flipped) / len(samples) == pytest.approx(0.4, abs=10 / len(samples))
     assert ((flipped.true_label + 1) % 10 == flipped.noisy_label).all()
     assert m["labels"]["noisy_accuracy"] == pytest.approx(1 - len(flipped) / len(samples))
-
-
-class CrashAt:
-    """Stands in for a kill in the middle of a run."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    @hookimpl
-    def noisybench_epoch_start(self, epoch):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated crash")
-
-
-def comparable(metrics):
-    """Everything but timings and the environment."""
-    history = [{k: v for k, v in h.items() if k != "seconds"} for h in metrics["history"]]
-    return {k: metrics[k] for k in ("test", "best_val", "labels", "detection")} | {"history": history}
 
 
 def test_resume_gives_the_same_result_as_a_straight_run(tmp_path):

@@ -213,7 +213,7 @@ class Counting:
 
 
 def test_run_state_is_checkpointed_and_restored(tmp_path):
-    from test_engine import CrashAt
+    from conftest import CrashAt
 
     with pytest.raises(KeyboardInterrupt):
         run_digits(tmp_path, "epochs=3", plugins=[Counting(), CrashAt(3)])

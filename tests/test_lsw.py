@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from conftest import noisybench_subprocess, read_metrics, run_digits
+from conftest import noisybench_subprocess, read_metrics, resumed_like_straight, run_digits
 from noisybench.errors import ConfigError
 from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights
 
@@ -194,14 +194,8 @@ def test_two_processes_keep_weights_with_their_samples(tmp_path):
 
 
 def test_lsw_resumes_exactly(tmp_path):
-    from test_engine import CrashAt, comparable
-
-    args = ("epochs=3", "noise=symmetric:0.4", "setting=clean", "lsw.start_epoch=2", "lsw.meta_layers=head")
-    straight = run_digits(tmp_path / "a", *args, method="lsw")
-    with pytest.raises(KeyboardInterrupt):
-        run_digits(tmp_path / "b", *args, method="lsw", plugins=[CrashAt(3)])
-    resumed = run_digits(tmp_path / "b", resume=True, method="lsw")
-    assert comparable(resumed) == comparable(straight)
+    resumed_like_straight(tmp_path, "lsw", "epochs=3", "noise=symmetric:0.4", "setting=clean", "lsw.start_epoch=2",
+                          "lsw.meta_layers=head")
     a, b = pd.read_csv(tmp_path / "a" / "samples.csv"), pd.read_csv(tmp_path / "b" / "samples.csv")
     assert np.allclose(a["weight"], b["weight"])
 

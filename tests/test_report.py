@@ -152,7 +152,7 @@ class Boom:
 
 
 def test_sweep_skips_finished_resumes_interrupted_and_survives_failures(tmp_path):
-    from test_engine import CrashAt
+    from conftest import CrashAt
 
     common = ["epochs=2", "progress=false", "noise=symmetric:0.4"]
     with pytest.raises(KeyboardInterrupt):  # an interrupted ce seed 1

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_digits
-from fixtures import CLOTHING_NAMES, FOOD_CLASSES
+from conftest import noisybench_subprocess, read_metrics, resumed_like_straight, run_digits
+from fixtures import CLOTHING_NAMES, FOOD_CLASSES, write_clothing1m, write_food101n
 from noisybench_sinet.graph import (
     parse_graph_spec,
     path_lengths,
@@ -38,6 +38,7 @@ from noisybench_sinet.weighting import (
 )
 from noisybench_sinet.wordnet import WordNet, find_wordnet_dir
 
+from noisybench.api import run
 from noisybench.errors import ConfigError
 
 # ---- eq. 2-3: the class relation graph ---------------------------------------------------
@@ -257,6 +258,17 @@ def test_sinet_weights_detect_noise_on_digits(tmp_path):
     assert (tmp_path / "weight_histograms.png").stat().st_size > 1000
 
 
+def test_two_processes_weight_their_own_samples(tmp_path):
+    out = tmp_path / "ddp"
+    proc = noisybench_subprocess("run", "--method", "sinet", "--dataset", "digits", "--output", str(out), "epochs=3",
+                                 "progress=false", "noise=symmetric:0.4", "sinet.start_epoch=2", "batch_size=50",
+                                 processes=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = read_metrics(out)
+    assert m["environment"]["num_processes"] == 2
+    assert m["detection"]["auc"] > 0.9  # weights attached to the wrong samples would score ~0.5
+
+
 def recording_prototype_sources(monkeypatch) -> list[int]:
     """How many samples each prototype building saw."""
     seen = []
@@ -283,6 +295,26 @@ def test_clean_builds_prototypes_from_the_clean_set_and_fine_tunes(tmp_path, mon
                    "finetune.epochs=null", method="sinet")
     assert seen == [m["data"]["clean"]]
     assert [h["stage"] for h in m["history"]] == ["train"] * 2 + ["finetune"] * 5
+
+
+def test_real_datasets_use_their_shipped_side_information(tmp_path, monkeypatch):
+    """Clothing1M in its paper setting (verify) and Food-101N (3 of its 101 classes in the
+    fixture): the shipped graphs, in each dataset's class order."""
+    small = ["progress=false", "model.name=small_cnn", "data.image_size=16", "epochs=2", "batch_size=16",
+             "data.num_workers=0", "sinet.start_epoch=2"]
+    graphs = []
+    original = noisybench_sinet.relation_graph
+    monkeypatch.setattr(noisybench_sinet, "relation_graph", lambda m, spec: graphs.append(m) or original(m, spec))
+    write_clothing1m(tmp_path / "c")
+    m = run("sinet", "clothing1m", tmp_path / "c_run", [*small, f"data.root={tmp_path / 'c'}", "setting=verify"])
+    assert m["class_names"] == CLOTHING_NAMES and "weight" in pd.read_csv(tmp_path / "c_run" / "samples.csv")
+    shipped = load_graph_file(shipped_files("clothing1m")[1])
+    assert np.allclose(graphs[0]["hierarchy"], shipped["hierarchy"])
+    write_food101n(tmp_path / "n", tmp_path / "f")
+    run("sinet", "food101n", tmp_path / "f_run", [*small, f"data.root={tmp_path / 'n'}", f"data.food101_root={tmp_path / 'f'}"])
+    food = load_graph_file(shipped_files("food101n")[1])
+    at = [food["classes"].index(name) for name in FOOD_CLASSES]
+    assert np.allclose(graphs[1]["descriptions"], np.asarray(food["descriptions"])[np.ix_(at, at)])
 
 
 def test_ablations_run_from_config(tmp_path):
@@ -315,13 +347,8 @@ def test_bad_options_are_refused(tmp_path, override, message):
 
 
 def test_sinet_resumes_exactly(tmp_path):
-    from test_engine import CrashAt, comparable
-
-    args = ("epochs=3", "noise=symmetric:0.4", "sinet.start_epoch=2", "sinet.refresh_every=2")
-    straight = run_digits(tmp_path / "a", *args, method="sinet")
-    with pytest.raises(KeyboardInterrupt):
-        run_digits(tmp_path / "b", *args, method="sinet", plugins=[CrashAt(3)])
-    resumed = run_digits(tmp_path / "b", resume=True, method="sinet")
-    assert comparable(resumed) == comparable(straight)
+    """Weights built at epoch 2 and not rebuilt at 3 must come back from the checkpoint."""
+    resumed_like_straight(tmp_path, "sinet", "epochs=3", "noise=symmetric:0.4", "sinet.start_epoch=2",
+                          "sinet.refresh_every=2")
     a, b = pd.read_csv(tmp_path / "a" / "samples.csv"), pd.read_csv(tmp_path / "b" / "samples.csv")
     assert np.allclose(a["weight"], b["weight"])

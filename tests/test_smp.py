@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import noisybench_subprocess, run_digits
+from conftest import noisybench_subprocess, resumed_like_straight, run_digits
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 from noisybench_smp import candidates, noisybench_loss
@@ -260,12 +260,5 @@ def test_clean_setting_fine_tunes_after_smp(tmp_path):
 
 
 def test_smp_resumes_exactly(tmp_path):
-    from test_engine import CrashAt, comparable
-
-    args = ("epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2")
-    straight = run_digits(tmp_path / "a", *args, method="smp")
-    with pytest.raises(KeyboardInterrupt):
-        run_digits(tmp_path / "b", *args, method="smp", plugins=[CrashAt(3)])
-    resumed = run_digits(tmp_path / "b", resume=True, method="smp")
-    assert comparable(resumed) == comparable(straight)
+    straight, resumed = resumed_like_straight(tmp_path, "smp", "epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2")
     assert resumed["labels"]["corrected_accuracy_initial"] == straight["labels"]["corrected_accuracy_initial"]
