@@ -1,14 +1,14 @@
 """SINet's cost over cross-entropy, and the time to weight a million samples.
 
-1. Trains CE and SINet on the same data and config in one process, ``rounds`` times in
-   turn (so that a busy machine slows both alike), and prints the median over rounds of
-   the mean epoch time over the epochs in which SINet rebuilds prototypes and weights,
-   as a ratio to CE, with SINet's phases.
+1. Trains CE, SINet with ``eval_pass`` and SINet with ``train_pass`` on the same data and
+   config in one process, ``rounds`` times in turn (so that a busy machine slows all
+   alike), and prints the median over rounds of the mean epoch time over the epochs in
+   which SINet rebuilds prototypes and weights, as a ratio to CE, with SINet's phases.
 2. Times one refresh (initial prototypes, eq. 4, eq. 5, eq. 6) on 125,000 random 2,048-d
    features of 14 classes on the CPU and, where there is one, on the GPU, and scales it to
    a million samples (every step is linear in the number of samples).
 
-Run: python benchmarks/sinet_overhead.py [key=value ...]   (default: digits, 8 epochs, 3 rounds)
+Run: python benchmarks/sinet_overhead.py [key=value ...]   (default: digits, 8 epochs, 5 rounds)
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from noisybench_sinet.weighting import (
 from noisybench.api import make_config
 from noisybench.engine import train
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def epoch_seconds(method: str, overrides: list[str]) -> tuple[float, dict]:
@@ -71,19 +71,23 @@ def refresh_seconds(device: str, rows: int = 125_000, dim: int = 2048, classes: 
 
 
 def main(overrides: list[str]) -> None:
-    ce_times, sinet_times = [], []
+    sources = ("eval_pass", "train_pass")
+    times: dict[str, list[float]] = {"ce": [], **{source: [] for source in sources}}
+    phases = {}
     for _ in range(ROUNDS):
-        ce, _ = epoch_seconds("ce", overrides)
-        sinet, record = epoch_seconds("sinet", overrides)
-        ce_times.append(ce)
-        sinet_times.append(sinet)
+        times["ce"].append(epoch_seconds("ce", overrides)[0])
+        for source in sources:
+            seconds, record = epoch_seconds("sinet", [*overrides, f"sinet.feature_source={source}"])
+            times[source].append(seconds)
+            phases[source] = {k: round(v, 2) for k, v in record["efficiency"]["phase_seconds"].items()}
     print(f"device: {record['environment']['device']}, digits 40% symmetric, {record['num_train']} train images, "
           f"model {make_config('ce', 'digits', overrides=overrides)['model']['name']}, {ROUNDS} rounds (median)")
-    ce, sinet = statistics.median(ce_times), statistics.median(sinet_times)
-    phases = {k: round(v, 2) for k, v in record["efficiency"]["phase_seconds"].items()}
-    print(f"ce     {ce:.3f} s/epoch  (rounds: {', '.join(f'{t:.3f}' for t in ce_times)})")
-    print(f"sinet  {sinet:.3f} s/epoch  (rounds: {', '.join(f'{t:.3f}' for t in sinet_times)})  ratio {sinet / ce:.2f}")
-    print(f"sinet phases of the last round (s): {phases}")
+    ce = statistics.median(times["ce"])
+    print(f"ce                   {ce:.3f} s/epoch  (rounds: {', '.join(f'{t:.3f}' for t in times['ce'])})")
+    for source in sources:
+        seconds = statistics.median(times[source])
+        print(f"sinet {source:<14} {seconds:.3f} s/epoch  (rounds: {', '.join(f'{t:.3f}' for t in times[source])})"
+              f"  ratio {seconds / ce:.2f}  phases of the last round {phases[source]}")
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         seconds = refresh_seconds(device)
         print(f"refresh 125,000 x 2048-d, 14 classes on {device}: {seconds:.2f} s (x8 = {8 * seconds:.1f} s per million)")

@@ -176,6 +176,29 @@ class Run:
         by_order = torch.sort(order, stable=True).indices
         return unique_by_index(indices[by_order], values[by_order])
 
+    def harvest_start(self) -> None:
+        """Keep the rows that ``harvest`` is given during this epoch's training batches:
+        features a method would otherwise compute in an extra pass (``harvest_end`` gathers them)."""
+        self.scratch["harvest_parts"] = []
+
+    def harvest(self, indices: torch.Tensor, values: torch.Tensor) -> None:
+        """Keep one training batch's rows (float16 on a GPU) if ``harvest_start`` began a harvest."""
+        parts = self.scratch.get("harvest_parts")
+        if parts is not None:
+            parts.append((indices.detach(), values.detach().to(torch.float16 if values.is_cuda else torch.float32)))
+
+    def harvest_end(self) -> torch.Tensor | None:
+        """The harvested rows of every process, one per training sample in index order (a
+        sample seen twice keeps its first row); None if nothing was harvested or the epoch
+        did not visit every sample (a class-balanced subset)."""
+        parts = self.scratch.pop("harvest_parts", None)
+        if not parts:
+            return None
+        order = torch.cat([torch.full_like(indices, step) for step, (indices, _) in enumerate(parts)])
+        order = order * self.accelerator.num_processes + self.accelerator.process_index
+        seen, values = self.collect(torch.cat([i for i, _ in parts]), torch.cat([v for _, v in parts]), order=order)
+        return values if len(seen) == self.num_train else None
+
     def extract_features(self, indices: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Pooled pre-logit features of training samples (all, or ``indices`` in that order).
 

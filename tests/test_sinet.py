@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import noisybench.run
 import noisybench_sinet
 import numpy as np
 import pandas as pd
@@ -315,6 +316,24 @@ def test_real_datasets_use_their_shipped_side_information(tmp_path, monkeypatch)
     food = load_graph_file(shipped_files("food101n")[1])
     at = [food["classes"].index(name) for name in FOOD_CLASSES]
     assert np.allclose(graphs[1]["descriptions"], np.asarray(food["descriptions"])[np.ix_(at, at)])
+
+
+@pytest.mark.parametrize("source, passes", [("eval_pass", [2, 3]), ("train_pass", [])])
+def test_feature_passes_per_refresh(tmp_path, monkeypatch, source, passes):
+    """``train_pass`` builds the weights from the previous epoch's training forward passes:
+    no extra pass over the training set."""
+    seen = []
+    original = noisybench.run.Run.predict
+
+    def counted(self, *args, **kwargs):
+        seen.append(self.epoch)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(noisybench.run.Run, "predict", counted)
+    m = run_digits(tmp_path, "epochs=3", "noise=symmetric:0.4", "sinet.start_epoch=2", f"sinet.feature_source={source}",
+                   method="sinet")
+    assert seen == passes
+    assert m["detection"]["auc"] > 0.9
 
 
 def test_ablations_run_from_config(tmp_path):

@@ -137,7 +137,8 @@ def test_euclidean_similarity_also_recovers_labels():
 
 def fake_run(corrected, alpha=0.5, start_epoch=2):
     options = {"alpha": alpha, "start_epoch": start_epoch, "samples_per_class": 3, "agreeing_candidates": False}
-    return SimpleNamespace(options=options, state={"corrected": corrected}, scratch={}, device=torch.device("cpu"))
+    return SimpleNamespace(options=options, state={"corrected": corrected}, scratch={}, device=torch.device("cpu"),
+                           harvest=lambda indices, values: None)  # not harvesting
 
 
 def test_loss_reads_pseudo_labels_by_sample_index_not_batch_position():

@@ -1,14 +1,17 @@
 """SINet: side-information prototypes and distance-based sample weights (Zhang et al. 2020, §3).
 
 Epochs before ``start_epoch`` train with plain cross-entropy. At the start of epoch
-``start_epoch`` and every ``refresh_every`` epochs after it, one pass over the training set
-gives features g and class confidences; then (weighting.py):
+``start_epoch`` and every ``refresh_every`` epochs after it, the training set's features g
+and class confidences give (weighting.py):
   initial prototype per class  mean of its ``initial_top_k`` most confident samples
   p_i (eq. 4)                   1 / (KL(ψ(s_t^{y_i}) ‖ ψ(s_v^i)) + ε)^γ, S_t the relation graph
   v_c (eq. 5)                   Σ g_i p_i / Σ p_i over the samples labelled c
   w_i (eq. 6)                   max(0, α − ‖v_c − g_i‖₂)^β on L2-normalised features
 and training minimises (1/B) Σ w_i CE_i (eq. 1) or, with ``loss=per_class``, eq. 7.
 
+Features and confidences come from ``feature_source``: ``eval_pass`` (one no-grad pass with
+eval transforms, faithful) or ``train_pass`` (harvested from the previous epoch's training
+forward passes: no extra pass, but of augmented images under a moving model).
 Prototypes come from the samples of ``prototype_source``: ``auto`` takes the trusted subset
 in setting ``verify`` (the paper's Clothing1M setting, Table 8), the clean set in setting
 ``clean`` (which the core then fine-tunes on), and the noisy training set otherwise.
@@ -41,6 +44,7 @@ from noisybench_sinet.weighting import (
 
 LOSSES = ("weighted", "per_class")
 PROTOTYPE_SOURCES = ("auto", "noisy", "trusted", "clean")
+FEATURE_SOURCES = ("eval_pass", "train_pass")
 
 
 @hookimpl
@@ -61,6 +65,7 @@ def noisybench_config_defaults() -> dict:
         "beta": 1.5,
         "loss": "weighted",
         "prototype_source": "auto",
+        "feature_source": "eval_pass",
     }
 
 
@@ -81,7 +86,8 @@ def prototype_source(run) -> str:
 def noisybench_setup(run) -> None:
     o = run.options
     for key, allowed in (("psi", PATTERN_NORMALIZERS), ("prototype_weighting", PROTOTYPE_WEIGHTINGS),
-                         ("loss", LOSSES), ("prototype_source", PROTOTYPE_SOURCES)):
+                         ("loss", LOSSES), ("prototype_source", PROTOTYPE_SOURCES),
+                         ("feature_source", FEATURE_SOURCES)):
         if o[key] not in allowed:
             raise ConfigError(f"sinet.{key}='{o[key]}': expected one of {', '.join(allowed)}")
     try:
@@ -125,7 +131,11 @@ def refresh_weights(run) -> None:
     """Prototypes from the side information and the current features, then every weight."""
     o = run.options
     with run.phase("features"):
-        logits, features = run.predict(dtype=torch.float16 if run.device.type == "cuda" else torch.float32)
+        harvested = run.scratch.pop("harvested", None)
+        if harvested is not None:
+            logits, features = harvested[:, :run.num_classes], harvested[:, run.num_classes:]
+        else:
+            logits, features = run.predict(dtype=torch.float16 if run.device.type == "cuda" else torch.float32)
     with run.phase("prototypes"):
         proto_features, proto_labels, confidence = prototype_samples(run, logits, features)
         initial = initial_prototypes(proto_features, confidence, proto_labels, run.num_classes, o["initial_top_k"])
@@ -154,11 +164,14 @@ def noisybench_epoch_start(run, epoch: int) -> None:
     if refreshing(run, epoch) or (epoch > run.options["start_epoch"] and run.options["loss"] == "per_class"
                                   and "class_weights" not in run.scratch):
         refresh_weights(run)  # the second case: eq. 7's weights are not checkpointed; a resume rebuilds them
+    if run.options["feature_source"] == "train_pass" and refreshing(run, epoch + 1):
+        run.harvest_start()  # this epoch's forward passes feed the next refresh
 
 
 @hookimpl
-def noisybench_loss(run, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
-                    epoch: int) -> torch.Tensor:
+def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+                    indices: torch.Tensor, epoch: int) -> torch.Tensor:
+    run.harvest(indices, torch.cat([logits.detach(), features.detach()], dim=1))
     if epoch < run.options["start_epoch"]:
         return torch.nn.functional.cross_entropy(logits.float(), labels)
     if run.options["loss"] == "per_class":
@@ -166,6 +179,13 @@ def noisybench_loss(run, logits: torch.Tensor, labels: torch.Tensor, indices: to
         return per_class_cross_entropy(logits, class_weights[indices.to(class_weights.device)])
     weight = run.state["weight"]
     return weighted_cross_entropy(logits, labels, weight[indices.to(weight.device)])
+
+
+@hookimpl
+def noisybench_epoch_end(run, epoch: int) -> None:
+    if "harvest_parts" in run.scratch:
+        with run.phase("features"):
+            run.scratch["harvested"] = run.harvest_end()  # None: the refresh makes an eval pass
 
 
 @hookimpl

@@ -101,7 +101,7 @@ def candidates(run, c: int, generator: np.random.Generator, filters: list[np.nda
 
 def training_features(run, epoch: int) -> torch.Tensor:
     """Features of every training sample, from the chosen source."""
-    harvested = run.scratch.pop("harvest", None)
+    harvested = run.scratch.pop("harvested", None)
     if run.options["feature_source"] == "train_pass" and harvested is not None:
         return harvested.to(run.device)
     dtype = torch.float16 if run.device.type == "cuda" else torch.float32
@@ -141,16 +141,14 @@ def noisybench_epoch_start(run, epoch: int) -> None:
     if correcting(run, epoch):
         correct_labels(run, epoch)
     if run.options["feature_source"] == "train_pass" and correcting(run, epoch + 1):
-        run.scratch["harvest_parts"] = []  # this epoch's forward passes feed the next correction
+        run.harvest_start()  # this epoch's forward passes feed the next correction
 
 
 @hookimpl
 def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
                     indices: torch.Tensor, epoch: int) -> torch.Tensor:
     """(1 − alpha)·CE(logits, y) + alpha·CE(logits, y_hat[indices])  (eq. 4)."""
-    parts = run.scratch.get("harvest_parts")
-    if parts is not None:
-        parts.append((indices.detach(), features.detach().to(torch.float16 if features.is_cuda else torch.float32)))
+    run.harvest(indices, features)
     logits = logits.float()
     noisy_loss = F.cross_entropy(logits, labels)
     alpha = run.options["alpha"] if epoch >= run.options["start_epoch"] else 0.0
@@ -162,15 +160,9 @@ def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: t
 
 @hookimpl
 def noisybench_epoch_end(run, epoch: int) -> None:
-    parts = run.scratch.pop("harvest_parts", None)
-    if parts:
+    if "harvest_parts" in run.scratch:
         with run.phase("features"):
-            order = torch.cat([torch.full_like(i, step) for step, (i, _) in enumerate(parts)])
-            seen, features = run.collect(torch.cat([i for i, _ in parts]), torch.cat([f for _, f in parts]),
-                                         order=order * run.accelerator.num_processes + run.accelerator.process_index)
-            if len(seen) == run.num_train:
-                run.scratch["harvest"] = features
-            # else (a class-balanced epoch subset): the next correction makes an eval pass
+            run.scratch["harvested"] = run.harvest_end()  # None: the next correction makes an eval pass
 
 
 @hookimpl
