@@ -16,6 +16,7 @@ import json
 import resource
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from noisybench import metrics, plots, records
-from noisybench.config import dump
-from noisybench.datasets import DataSplits, build_dataset, image_files
+from noisybench import identity, metrics, plots, records
+from noisybench.config import dump, load_yaml
+from noisybench.datasets import DataSplits, build_dataset, file_positions, image_paths
 from noisybench.errors import ConfigError
+from noisybench.lock import RunLock
 from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.plugins import make_plugin_manager
@@ -52,6 +54,9 @@ class Progress:
         self.initial_corrected: np.ndarray | None = None
         self.weight_snapshots: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.epoch_seconds: list[float] = []
+        self.train_loss_column = np.full(run.num_train, np.nan)  # samples.csv's train_loss, last epoch
+        self.corrupt: dict[str, np.ndarray] = {}  # per split, which images could not be read so far
+        self.experiment: dict[str, Any] | None = None  # what the epochs done were trained as
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +69,10 @@ class Progress:
             "epoch_seconds": self.epoch_seconds,
             "phase_seconds": dict(self.run.phase_seconds),
             "method_state": self.run.state,
+            "train_loss_column": self.train_loss_column,
+            "corrupt": self.corrupt,
+            "experiment": self.experiment,
+            "harvested": _cpu(self.run.scratch.get("harvested")),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -77,6 +86,15 @@ class Progress:
         self.run.phase_seconds.update(state["phase_seconds"])
         self.run.state.clear()
         self.run.state.update(state["method_state"])
+        self.train_loss_column = state.get("train_loss_column", self.train_loss_column)
+        self.corrupt = state.get("corrupt", {})
+        self.experiment = state.get("experiment")
+        if "harvested" in state:
+            self.run.scratch["harvested"] = state["harvested"]
+
+
+def _cpu(value: Any) -> Any:
+    return value.cpu() if torch.is_tensor(value) else value
 
 
 def choose_mixed_precision(setting: str) -> str:
@@ -138,6 +156,8 @@ class Trainer:
         )
         set_seed(config["seed"])
         self.splits: DataSplits = build_dataset(config)
+        self.experiment = identity.experiment(config, self.splits.identity, self.accelerator.num_processes,
+                                              self.accelerator.mixed_precision)
         model = create_model(config["model"], self.splits.num_classes, self.splits.channels)
         self.parameters = parameter_count(model)
         self.model_bytes = model_bytes(model)
@@ -182,7 +202,7 @@ class Trainer:
         acc = self.accelerator
         model = acc.unwrap_model(self.run.model)
         trues, preds = [], []
-        with evaluating(model), acc.autocast():
+        with evaluating(model, acc), acc.autocast():
             for images, labels, _ in loader:
                 logits, _ = model(images)
                 pred, true = acc.gather_for_metrics((logits.argmax(dim=1), labels))
@@ -224,7 +244,7 @@ class Trainer:
             idx, loss = run.collect(torch.cat(seen_idx), torch.cat(seen_loss), order=torch.cat(seen_order))
             loss_column[idx.cpu().numpy()] = loss.cpu().numpy()
             seen = len(idx)
-        self.train_loss_column = loss_column
+        self.progress.train_loss_column = loss_column
         return {"train_loss": mean_loss, "samples_trained": int(trained), "samples_seen": seen}
 
     def resolve_finetune(self) -> int:
@@ -262,23 +282,26 @@ class Trainer:
         return {"stage": "finetune", "lr": lr, "train_loss": mean_loss}
 
     def corrupt_images(self) -> dict[str, np.ndarray]:
-        """Per split, which images could not be read so far (all processes and workers)."""
-        found = {}
-        splits = self.splits
+        """Per split, which of its items could not be read so far (all processes, workers and
+        resumed sessions). A collective: every process calls it."""
+        splits, known = self.splits, self.progress.corrupt
         for name, datasets in (("train", (splits.train, splits.train_eval)), ("val", (splits.val,)),
                                ("test", (splits.test,)), ("clean", (splits.clean,))):
-            masks = [files.corrupt for files in map(image_files, datasets) if files is not None]
+            masks = [files.corrupt[torch.as_tensor(at)] for files, at in filter(None, map(file_positions, datasets))]
             if masks:
-                mask = torch.stack(masks).any(dim=0).to(self.accelerator.device, torch.int32)
-                found[name] = (self.accelerator.reduce(mask, "sum") > 0).cpu().numpy()
-        return found
+                mask = torch.stack(masks).any(dim=0)
+                if name in known:
+                    mask |= torch.as_tensor(known[name])
+                mask = mask.to(self.accelerator.device, torch.int32)
+                known[name] = (self.accelerator.reduce(mask, "sum") > 0).cpu().numpy()
+        return known
 
     def report_corrupt(self) -> None:
         """Say once which unreadable images were replaced (see images.py for the policy)."""
         for name, mask in self.corrupt_images().items():
             count = int(mask.sum())
             if count > self.corrupt_reported.get(name, 0) and self.accelerator.is_main_process:
-                paths = image_files(getattr(self.splits, name)).paths[mask]
+                paths = image_paths(getattr(self.splits, name))[mask]
                 shown = ", ".join(map(str, paths[:3])) + (", ..." if count > 3 else "")
                 tqdm.write(f"warning: {count} unreadable {name} images replaced by blank ones: {shown}")
             self.corrupt_reported[name] = count
@@ -333,9 +356,10 @@ class Trainer:
         checkpoint = records.latest_checkpoint(self.output)
         if resume and checkpoint is not None:
             acc.load_state(str(checkpoint))
+            self.check_resumed()
+        progress.experiment = self.experiment
         if acc.is_main_process:
             records.write_text(self.output / records.CONFIG_FILE, dump(self.config))
-        self.train_loss_column = np.full(run.num_train, np.nan)
         found: dict[str, Any] = metrics.sample_metrics(
             self.splits.train_labels, self.splits.true_labels, self.splits.is_noisy(), {}
         )
@@ -353,6 +377,7 @@ class Trainer:
                 self.pm.hook.noisybench_epoch_start(run=run, epoch=epoch)
                 entry.update(self.train_epoch(epoch))
                 self.pm.hook.noisybench_epoch_end(run=run, epoch=epoch)
+                run.gather_harvest()  # rows a method harvested and has not used yet go into the checkpoint
                 self.scheduler.step()
                 found = self.label_metrics(entry)
             else:
@@ -375,6 +400,20 @@ class Trainer:
         acc.wait_for_everyone()
         acc.end_training()
         return result
+
+    def check_resumed(self) -> None:
+        """Refuse to continue a checkpoint as another experiment (a changed seed, noise, option,
+        data, process count or precision); let ``epochs`` grow, with the schedule it implies."""
+        saved, progress = self.progress.experiment, self.progress
+        if saved is not None:
+            refusal = identity.resume_refusal(saved, self.experiment, self.output)
+            if refusal:
+                raise ConfigError(refusal)
+            if progress.epochs_done > saved["epochs"] and self.config["epochs"] != saved["epochs"]:
+                raise ConfigError(f"cannot extend the run in {self.output} to epochs={self.config['epochs']}: "
+                                  "its clean-set fine-tuning stage has begun")
+        # the checkpointed scheduler keeps the milestones of the epochs it was started with
+        self.scheduler.milestones = Counter(lr_milestones(self.config))
 
     def update_best(self, entry: dict[str, Any]) -> None:
         best = self.progress.best_val
@@ -402,6 +441,7 @@ class Trainer:
         corrupt = self.corrupt_images()  # a collective: every process takes part
         result = {
             "schema_version": records.SCHEMA_VERSION,
+            "fingerprint": identity.fingerprint(self.experiment),
             "method": run.method,
             "dataset": self.config["dataset"],
             "setting": self.config["setting"],
@@ -435,6 +475,8 @@ class Trainer:
                 "clean": None if self.run.clean is None else len(self.run.clean),
             },
             "environment": records.environment(acc),
+            "config": self.config,
+            "experiment": self.experiment,
         }
         if acc.is_main_process:
             self.write_tables(corrupt.get("train"))
@@ -444,15 +486,15 @@ class Trainer:
     def write_tables(self, corrupt: np.ndarray | None) -> None:
         splits = self.splits
         table = pd.DataFrame({"index": np.arange(self.run.num_train), "noisy_label": splits.train_labels})
-        files = image_files(splits.train)
-        if files is not None:
-            table.insert(1, "path", files.paths)
+        paths = image_paths(splits.train)
+        if paths is not None:
+            table.insert(1, "path", paths)
         if splits.true_labels is not None:
             table["true_label"] = pd.array(np.where(splits.true_labels >= 0, splits.true_labels, None), dtype="Int64")
         flags = splits.is_noisy()
         if flags is not None:
             table["is_noisy"] = pd.array(np.where(flags >= 0, flags, None), dtype="Int64")
-        table["train_loss"] = self.train_loss_column
+        table["train_loss"] = self.progress.train_loss_column
         if corrupt is not None:
             table["corrupt"] = corrupt.astype(int)
         for name, values in self.sample_columns.items():
@@ -486,20 +528,35 @@ def train(
 ) -> dict[str, Any]:
     """Train ``config`` into folder ``output`` and return the metrics written to metrics.json.
 
-    ``resume=True`` continues from the folder's checkpoint (or returns the finished
-    record); without it a folder that already holds a run is refused, so nothing is lost.
+    The folder is locked for the run (lock.py). ``resume=True`` continues from the folder's
+    checkpoint, or returns the finished record, or, given more ``epochs``, continues a
+    finished run; any other change of the experiment is refused (identity.py). Without
+    ``resume`` a folder that already holds a run is refused, so nothing is lost.
     ``plugins`` are extra plugin objects registered beside the method (for tests, tools).
     """
     output = Path(output)
-    finished = output / records.METRICS_FILE
-    if not resume and (finished.exists() or records.latest_checkpoint(output) is not None):
-        raise ConfigError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
-    if resume and finished.exists():
-        return json.loads(finished.read_text())
     try:
-        return Trainer(config, output, plugins).fit(resume)
+        with RunLock(output):
+            finished = output / records.METRICS_FILE
+            if not resume and (finished.exists() or records.latest_checkpoint(output) is not None):
+                raise ConfigError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
+            if resume:
+                saved = saved_config(output)
+                refusal = saved and identity.resume_refusal(identity.config_experiment(saved),
+                                                            identity.config_experiment(config), output)
+                if refusal:
+                    raise ConfigError(refusal)
+                if finished.exists() and (saved is None or config["epochs"] == saved["epochs"]):
+                    return json.loads(finished.read_text())
+            return Trainer(config, output, plugins).fit(resume)
     finally:
         # Accelerate keeps process-wide singletons; clear them so the next run in this
         # process (a sweep, a notebook, a test) may choose its own mixed precision.
         AcceleratorState._reset_state()
         GradientState._reset_state()
+
+
+def saved_config(output: Path) -> dict[str, Any] | None:
+    """The resolved config a run folder was started with, if it has one."""
+    path = output / records.CONFIG_FILE
+    return load_yaml(path) if path.is_file() else None

@@ -1,9 +1,13 @@
 """``noisybench leaderboard``: run records → one table per dataset, setting and noise.
 
-Rows are methods; cells are mean ± sample std over seeds with the run count. Numbers
-stay numbers (``table``) until ``render`` formats them. Where ``benchmarks/reference.csv``
-has the paper's number for the same method, dataset, setting, noise and backbone, it
-sits beside the reproduced one with their difference.
+Rows are experiments: a method with one fingerprint (identity.py), so seeds are pooled
+only when everything else about the runs is the same. Where one table holds runs that
+differ in more than their method (another model, more epochs), each row's ``variant``
+names the keys that differ, with its values. Cells are mean ± sample std over seeds; a
+cell over fewer runs than its row's ``n`` (a metric some records lack) shows its own n.
+Numbers stay numbers (``table``) until ``render`` formats them. Where
+``benchmarks/reference.csv`` has the paper's number for the same method, dataset,
+setting, noise and backbone, it sits beside the reproduced one with their difference.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from noisybench import records
+from noisybench import identity, records
+from noisybench.config import load_yaml
 from noisybench.errors import NoisybenchError
 
 KEYS = ["dataset", "setting", "noise", "method"]
+GROUP = [*KEYS, "fingerprint"]
 METRICS = {  # column: (label, scale to percent)
     "test_accuracy": ("test acc (last)", 100),
     "best_val_test_accuracy": ("test acc (best val)", 100),
@@ -42,9 +48,10 @@ def read_record(path: Path) -> dict:
     """One metrics.json as a flat row; optional metrics may be absent or null."""
     data = json.loads(path.read_text())
     version = data.get("schema_version")
-    if version != records.SCHEMA_VERSION:
+    if version not in records.READABLE_SCHEMAS:
         raise NoisybenchError(f"{path}: schema_version {version!r} is not one this noisybench reads "
-                              f"({records.SCHEMA_VERSION})")
+                              f"({', '.join(map(str, records.READABLE_SCHEMAS))})")
+    found = record_experiment(data, path)
     get = lambda *keys: _dig(data, keys)  # noqa: E731
     epochs = get("efficiency", "epoch_seconds") or []
     stages = [h.get("stage", "train") for h in data.get("history", [])]
@@ -54,6 +61,7 @@ def read_record(path: Path) -> dict:
     return {
         "dataset": data["dataset"], "setting": data["setting"], "noise": noise_name(data["noise"]),
         "method": data["method"], "seed": data["seed"], "model": data.get("model"), "status": "finished",
+        "fingerprint": data.get("fingerprint") or identity.fingerprint(found), "experiment": found,
         "test_accuracy": get("test", "accuracy"), "best_val_test_accuracy": get("best_val", "test_accuracy"),
         "macro_f1": get("test", "macro_f1"), "label_accuracy": get("labels", "corrected_accuracy"),
         "detection_auc": get("detection", "auc"),
@@ -62,6 +70,18 @@ def read_record(path: Path) -> dict:
         "peak_memory_mb": peak / 2**20 if peak is not None else None,
         "folder": str(path.parent),
     }
+
+
+def record_experiment(data: dict, path: Path) -> dict:
+    """The experiment a record describes: its own (schema 2); for schema 1, the keys of the
+    config.yaml beside it, or failing that what the record names (method, data, model)."""
+    if "experiment" in data:
+        return data["experiment"]
+    config = path.parent / records.CONFIG_FILE
+    if config.is_file():
+        return identity.config_experiment(load_yaml(config))
+    return {"method": data["method"], "dataset": data["dataset"], "setting": data["setting"],
+            "noise": noise_name(data["noise"]), "model.name": data.get("model"), "schema_version": 1}
 
 
 def _dig(data: dict, keys) -> float | None:
@@ -94,34 +114,68 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
     finished = runs[runs["status"] == "finished"]
     failed = runs[runs["status"] == "failed"].groupby(["dataset", "method"]).size()
     rows = []
-    for key, group in finished.groupby(KEYS, sort=False):
-        row = dict(zip(KEYS, key))
+    for key, group in finished.groupby(GROUP, sort=False):
+        row = dict(zip(GROUP, key))
         row["model"] = group["model"].iloc[0]
+        row["experiment"] = group["experiment"].iloc[0]
         row["n"] = len(group)
         row["failed"] = int(failed.get((row["dataset"], row["method"]), 0))
         for column in METRICS:
             values = pd.to_numeric(group[column], errors="coerce").dropna()
             row[f"{column}_mean"] = values.mean() if len(values) else np.nan
             row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+            row[f"{column}_n"] = len(values)
         rows.append(row)
+    label_variants(rows)
     listed = {(r["dataset"], r["method"]) for r in rows}
     for (dataset, method), count in failed.items():
         if (dataset, method) not in listed:  # every run of it failed
             rows.append({"dataset": dataset, "setting": "?", "noise": "?", "method": method, "model": None,
-                         "n": 0, "failed": int(count)})
-    result = pd.DataFrame(rows)
+                         "fingerprint": "", "variant": "", "core": "", "n": 0, "failed": int(count)})
+    result = pd.DataFrame(rows).drop(columns="experiment", errors="ignore")
     for column in METRICS:
-        for stat in ("mean", "std"):
-            result[f"{column}_{stat}"] = result.get(f"{column}_{stat}", np.nan)
-    ce = result[result["method"] == "ce"].set_index(KEYS[:3])["seconds_per_epoch_mean"]
-    result["ratio_to_ce"] = [row.seconds_per_epoch_mean / ce.get(tuple(getattr(row, k) for k in KEYS[:3]), np.nan)
-                             for row in result.itertuples()]
+        for stat in ("mean", "std", "n"):
+            result[f"{column}_{stat}"] = result.get(f"{column}_{stat}", 0 if stat == "n" else np.nan)
+        result[f"{column}_n"] = result[f"{column}_n"].fillna(0).astype(int)
+    ce = result[result["method"] == "ce"].groupby("core")["seconds_per_epoch_mean"]
+    ce = ce.first()[ce.size() == 1]  # the one ce experiment that differs from a row only in its method
+    result["ratio_to_ce"] = [row.seconds_per_epoch_mean / ce.get(row.core, np.nan) for row in result.itertuples()]
     paper = [paper_number(reference, row) for row in result.itertuples()] if reference is not None else []
     if any(pd.notna(v) for v in paper):  # the paper columns appear where a paper number matches
         result["paper_test_accuracy"] = paper
         result["difference"] = 100 * result["test_accuracy_mean"] - result["paper_test_accuracy"]
-    order = result.assign(_ce=result["method"] != "ce").sort_values(["dataset", "setting", "noise", "_ce", "method"])
-    return order.drop(columns="_ce").reset_index(drop=True)
+    order = result.assign(_ce=result["method"] != "ce").sort_values(
+        ["dataset", "setting", "noise", "_ce", "method", "variant"], kind="stable")
+    first = [*KEYS, "variant", "fingerprint", "model", "n", "failed"]
+    order = order[first + [c for c in order.columns if c not in first]]
+    return order.drop(columns=["_ce", "core"]).reset_index(drop=True)
+
+
+def method_free(found: dict, method: str) -> dict:
+    """An experiment less its method: the name and the method's own config section."""
+    return {k: v for k, v in found.items() if k != "method" and not k.startswith(f"{method}.")}
+
+
+def label_variants(rows: list[dict]) -> None:
+    """Give each row ``variant``: "key=value, ..." for the keys in which it differs from
+    other rows of its table (method sections compared only between rows of one method),
+    and ``core``, a fingerprint of its experiment less the method."""
+    tables: dict[tuple, list[dict]] = {}
+    for row in rows:
+        row["core"] = identity.fingerprint(method_free(row["experiment"], row["method"]))
+        tables.setdefault(tuple(row[k] for k in KEYS[:3]), []).append(row)
+    for table_rows in tables.values():
+        shared = [method_free(r["experiment"], r["method"]) for r in table_rows]
+        differing = set(identity.differences(shared[0], shared[1])) if len(shared) > 1 else set()
+        for other in shared[2:]:
+            differing |= set(identity.differences(shared[0], other))
+        for row in table_rows:
+            own = [r["experiment"] for r in table_rows if r["method"] == row["method"]]
+            keys = set(differing)
+            for other in own[1:]:
+                keys |= set(identity.differences(own[0], other))
+            keys.discard("seed")
+            row["variant"] = ", ".join(f"{k}={row['experiment'].get(k, '-')}" for k in sorted(keys))
 
 
 def load_reference(path: str | Path = REFERENCE) -> pd.DataFrame:
@@ -140,22 +194,26 @@ def paper_number(reference: pd.DataFrame, row) -> float:
     return float(match["value"].iloc[0]) if len(match) else np.nan
 
 
-def _cell(mean: float, std: float, scale: float) -> str:
+def _cell(mean: float, std: float, scale: float, n: int, runs: int) -> str:
     if pd.isna(mean):
         return ""
-    text = f"{scale * mean:.2f}"
-    return text if pd.isna(std) else f"{text} ± {scale * std:.2f}"
+    text = f"{scale * mean:.2f}" if pd.isna(std) else f"{scale * mean:.2f} ± {scale * std:.2f}"
+    return text if n == runs else f"{text} (n={n})"
 
 
 def formatted(board: pd.DataFrame) -> pd.DataFrame:
     """The strings a human reads: percentages with two decimals, mean ± std."""
     out = pd.DataFrame({"dataset": board["dataset"], "setting": board["setting"], "noise": board["noise"],
-                        "method": board["method"], "n": board["n"].astype(int)})
+                        "method": board["method"]})
+    if board["variant"].fillna("").ne("").any():
+        out["variant"] = board["variant"].fillna("")
+    out["n"] = board["n"].astype(int)
     if board["failed"].any():
         out["failed"] = board["failed"].astype(int)
     for column, (label, scale) in METRICS.items():
         if board[f"{column}_mean"].notna().any():
-            out[label] = [_cell(m, s, scale) for m, s in zip(board[f"{column}_mean"], board[f"{column}_std"])]
+            out[label] = [_cell(m, s, scale, n, runs) for m, s, n, runs in
+                          zip(board[f"{column}_mean"], board[f"{column}_std"], board[f"{column}_n"], board["n"])]
     out["× ce time"] = [f"{r:.2f}" if pd.notna(r) else "" for r in board["ratio_to_ce"]]
     if "paper_test_accuracy" in board and board["paper_test_accuracy"].notna().any():
         out["paper test acc"] = [f"{v:.2f}" if pd.notna(v) else "" for v in board["paper_test_accuracy"]]

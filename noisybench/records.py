@@ -20,7 +20,8 @@ import torch
 
 import noisybench
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 SAMPLES_FILE = "samples.csv"

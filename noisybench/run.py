@@ -32,10 +32,28 @@ class StepOutput(NamedTuple):
     logits: torch.Tensor | None = None
 
 
+def broadcast_weights(accelerator: Any, model: torch.nn.Module) -> None:
+    """Give every process the main process's parameters and buffers.
+
+    Under several processes each keeps its own BatchNorm running statistics, which drift
+    apart after the last training step (DDP copies them from the main process only at the
+    next training forward); an eval pass split over the processes would then score each
+    sample with the network of whichever process holds it. After this, an eval pass gives
+    what the main process's model (the one checkpointed) gives, whatever the process count.
+    """
+    if accelerator is None or accelerator.num_processes == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            torch.distributed.broadcast(tensor.data, src=0)
+
+
 @contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Eval mode for a no-grad pass; the model's previous mode comes back even if it fails
-    (a model left in eval mode would train with frozen BatchNorm)."""
+def evaluating(model: torch.nn.Module, accelerator: Any = None) -> Iterator[torch.nn.Module]:
+    """Eval mode for a no-grad pass, with the main process's weights on every process
+    (``broadcast_weights``) if an ``accelerator`` is given; the model's previous mode comes
+    back even if the pass fails (a model left in eval mode would train with frozen BatchNorm)."""
+    broadcast_weights(accelerator, model)
     was_training = model.training
     model.eval()
     try:
@@ -178,9 +196,10 @@ class Run:
 
     def harvest_start(self) -> None:
         """Keep the rows that ``harvest`` is given during this epoch's training batches:
-        features a method would otherwise compute in an extra pass. ``harvest_end``, called
-        at the start of the next epoch, gathers them."""
+        features a method would otherwise compute in an extra pass. ``harvest_end``, at the
+        start of a later epoch (or at this epoch's end), returns them."""
         self.scratch["harvest_parts"] = []
+        self.scratch.pop("harvested", None)
 
     def harvest(self, indices: torch.Tensor, *values: torch.Tensor) -> None:
         """Keep one training batch's rows, ``values`` side by side (float16 on a GPU), if
@@ -190,17 +209,28 @@ class Run:
             row = torch.cat([v.detach().to(torch.float16 if v.is_cuda else torch.float32) for v in values], dim=1)
             parts.append((indices.detach(), row))
 
+    def gather_harvest(self) -> None:
+        """Gather this epoch's harvested rows from every process (a collective; the core calls
+        it after each training epoch, so the rows are checkpointed and a resumed run uses
+        the same features as an uninterrupted one)."""
+        parts = self.scratch.pop("harvest_parts", None)
+        if parts is None:
+            return
+        if not parts:
+            self.scratch["harvested"] = None
+            return
+        order = torch.cat([torch.full_like(indices, step) for step, (indices, _) in enumerate(parts)])
+        order = order * self.accelerator.num_processes + self.accelerator.process_index
+        seen, values = self.collect(torch.cat([i for i, _ in parts]), torch.cat([v for _, v in parts]), order=order)
+        self.scratch["harvested"] = values if len(seen) == self.num_train else None
+
     def harvest_end(self) -> torch.Tensor | None:
         """The harvested rows of every process, one per training sample in index order (a
         sample seen twice keeps its first row); None if no harvest was begun or the epoch
         did not visit every sample (a class-balanced subset). Called on every process."""
-        parts = self.scratch.pop("harvest_parts", None)
-        if not parts:
-            return None
-        order = torch.cat([torch.full_like(indices, step) for step, (indices, _) in enumerate(parts)])
-        order = order * self.accelerator.num_processes + self.accelerator.process_index
-        seen, values = self.collect(torch.cat([i for i, _ in parts]), torch.cat([v for _, v in parts]), order=order)
-        return values if len(seen) == self.num_train else None
+        self.gather_harvest()
+        harvested = self.scratch.pop("harvested", None)
+        return None if harvested is None else harvested.to(self.device)
 
     def extract_features(self, indices: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Pooled pre-logit features of training samples (all, or ``indices`` in that order).
@@ -225,7 +255,7 @@ class Run:
                             **self.loader_options)
         model = acc.unwrap_model(self.model)
         outputs = []
-        with evaluating(model), acc.autocast():
+        with evaluating(model, acc), acc.autocast():
             for images, *_ in loader:
                 logits, features = model(images.to(self.device, non_blocking=True))
                 outputs.append(torch.cat([logits.to(dtype), features.to(dtype)], dim=1))

@@ -8,8 +8,8 @@ from conftest import CrashAt, comparable, noisybench_subprocess, read_metrics, r
 from noisybench.errors import ConfigError
 
 RECORD_KEYS = {
-    "schema_version", "method", "dataset", "setting", "seed", "noise", "test", "best_val", "labels",
-    "detection", "efficiency", "history", "environment",
+    "schema_version", "fingerprint", "method", "dataset", "setting", "seed", "noise", "test", "best_val", "labels",
+    "detection", "efficiency", "history", "environment", "config", "experiment",
 }
 
 
@@ -25,7 +25,15 @@ def test_ce_learns_noise_free_digits(clean_ce_run):
 def test_record_has_the_documented_schema(clean_ce_run):
     m = read_metrics(clean_ce_run)
     assert RECORD_KEYS <= set(m)
-    assert m["schema_version"] == 1 and m["method"] == "ce" and m["dataset"] == "digits"
+    assert m["schema_version"] == 2 and m["method"] == "ce" and m["dataset"] == "digits"
+    assert m["config"]["epochs"] == 6 and m["config"]["method"] == "ce"
+    # the fingerprint is recomputable from the record: SHA-256 of the experiment less its seed
+    canonical = json.dumps({k: v for k, v in m["experiment"].items() if k != "seed"}, sort_keys=True,
+                           separators=(",", ":"))
+    assert m["fingerprint"] == __import__("hashlib").sha256(canonical.encode()).hexdigest()[:16]
+    assert m["experiment"]["seed"] == 0 and m["experiment"]["num_processes"] == 1
+    assert m["experiment"]["mixed_precision"] == "no" and len(m["experiment"]["data.identity"]) == 16
+    assert "progress" not in m["experiment"] and "eval_batch_size" not in m["experiment"]
     assert m["noise"] == {"type": "none", "rate": 0.0}
     assert set(m["test"]) == {"accuracy", "macro_precision", "macro_recall", "macro_f1"}
     assert all(0.0 <= v <= 1.0 for v in m["test"].values())

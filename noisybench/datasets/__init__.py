@@ -49,6 +49,7 @@ class DataSplits:
     instance_features: Callable[[], np.ndarray] | None = None
     noise: NoiseSpec = field(default_factory=lambda: NoiseSpec("none", 0.0))
     warnings: list[str] = field(default_factory=list)
+    identity: str = ""  # a hash of the data as read (identity.data_identity), part of the fingerprint
 
     @property
     def num_classes(self) -> int:
@@ -142,13 +143,30 @@ class IndexedSubset(Dataset):
 
 def image_files(dataset: Dataset):
     """The ImageFiles under a stack of wrappers, or None for in-memory data."""
+    found = file_positions(dataset)
+    return None if found is None else found[0]
+
+
+def file_positions(dataset: Dataset):
+    """(the ImageFiles under a stack of wrappers, the position there of each item of
+    ``dataset``), or None for in-memory data. An ``IndexedSubset`` (a held-out clean slice)
+    keeps only some of the files, so its items are not the files' first rows."""
     from noisybench.datasets.images import ImageFiles
 
+    positions = np.arange(len(dataset)) if dataset is not None else None
     while not isinstance(dataset, ImageFiles):
+        if isinstance(dataset, IndexedSubset):
+            positions = dataset.indices[positions]
         dataset = getattr(dataset, "base", None)
         if dataset is None:
             return None
-    return dataset
+    return dataset, positions
+
+
+def image_paths(dataset: Dataset) -> np.ndarray | None:
+    """The file path of each item of ``dataset``, in item order; None for in-memory data."""
+    found = file_positions(dataset)
+    return None if found is None else found[0].paths[found[1]]
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,9 +212,12 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
     out ``data.clean_fraction`` of the training set as the clean set, and the ``verify``
     setting simulates verification of that fraction.
     """
+    from noisybench.identity import data_identity
+
     name = config["dataset"]
     data = config["data"]
     splits = get_dataset(name).build(config)
+    splits.identity = data_identity(name, splits)
     spec = parse_noise(config["noise"])
     setting = config["setting"]
     if spec.type == "human" and splits.noise.type != "human":

@@ -1,0 +1,111 @@
+"""A run's identity: the values that define its experiment, and a fingerprint of them.
+
+The experiment is the resolved config flattened to dotted keys, less the keys that cannot
+change a result (``NOT_EXPERIMENT``: console output, reporting, loader plumbing, where the
+data lies), plus what the config does not say: the identity of the data as read
+(``data.identity``), the number of processes (each trains on its own batch, so the global
+batch grows with it) and the mixed precision actually used (``auto`` resolved).
+
+``fingerprint(experiment)`` is the first 16 hex digits of the SHA-256 of the experiment
+without ``seed`` as canonical JSON (sorted keys, no spaces): runs with one fingerprint are
+seeds of one experiment, and only they are pooled. metrics.json carries both, so anyone
+can recompute the fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from noisybench.config import flatten
+
+# Keys that cannot change what a run computes (or, for paths, are replaced by data.identity).
+NOT_EXPERIMENT = (
+    "progress", "report.", "eval_batch_size", "data.num_workers", "data.pin_memory", "data.persistent_workers",
+    "data.root", "data.food101_root", "data.cifar_n_file", "data.download",
+)
+# Keys that may change on --resume besides those: epochs may grow (the run continues).
+RESUMABLE = ("epochs",)
+
+
+def is_experiment_key(key: str) -> bool:
+    return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NOT_EXPERIMENT)
+
+
+def config_experiment(config: dict[str, Any]) -> dict[str, Any]:
+    """The experiment-defining keys of a (nested) config, flattened, ``seed`` included."""
+    return {k: v for k, v in flatten(config).items() if is_experiment_key(k)}
+
+
+def experiment(config: dict[str, Any], data_identity: str, processes: int, mixed_precision: str) -> dict[str, Any]:
+    """Everything that defines a run's experiment (see the module docstring)."""
+    found = config_experiment(config)
+    found["mixed_precision"] = mixed_precision
+    found["data.identity"] = data_identity
+    found["num_processes"] = processes
+    return found
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint(found: dict[str, Any]) -> str:
+    """16 hex digits of SHA-256 over the experiment without its seed."""
+    return hashlib.sha256(canonical({k: v for k, v in found.items() if k != "seed"}).encode()).hexdigest()[:16]
+
+
+def differences(saved: dict[str, Any], current: dict[str, Any], allowed: tuple[str, ...] = ()) -> list[str]:
+    """Keys whose values differ between two experiments (absent counts as different), but ``allowed``."""
+    return sorted(k for k in set(saved) | set(current)
+                  if k not in allowed and canonical(saved.get(k, "<absent>")) != canonical(current.get(k, "<absent>")))
+
+
+def resume_refusal(saved: dict[str, Any], current: dict[str, Any], folder: Any) -> str | None:
+    """Why a run saved with experiment ``saved`` cannot be resumed as ``current``, or None.
+
+    Only ``epochs`` may change, and only grow: every other key would make the epochs
+    already trained belong to another experiment.
+    """
+    changed = differences(saved, current, allowed=RESUMABLE)
+    if changed:
+        shown = ", ".join(f"{k} ({saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r})" for k in changed)
+        return (f"cannot resume the run in {folder} with a different experiment: {shown}; only 'epochs' (to extend) "
+                "and output keys may change. Start a new run in another --output instead")
+    if "epochs" in saved and "epochs" in current and current["epochs"] < saved["epochs"]:
+        return (f"cannot resume the run in {folder} with epochs={current['epochs']}: it was started with "
+                f"epochs={saved['epochs']}, and epochs may only grow on --resume")
+    return None
+
+
+def _digest_strings(digest: Any, values: np.ndarray) -> None:
+    """Hash path strings relative to their common folder, so a moved copy of the data keeps its identity."""
+    strings = [str(v) for v in values]
+    if strings:
+        prefix = os.path.commonprefix([min(strings), max(strings)])
+        cut = prefix.rfind("/") + 1
+        digest.update("\n".join(s[cut:] for s in strings).encode())
+    digest.update(b"\0")
+
+
+def data_identity(name: str, splits: Any) -> str:
+    """A hash of a dataset as read: class names and, for every split, its labels and the
+    files' relative paths (image bytes are not read: a million files would take minutes).
+    Taken before the setting and synthetic noise are applied, which the config records."""
+    from noisybench.datasets import image_paths, labels_of
+
+    digest = hashlib.sha256(canonical([name, list(splits.class_names)]).encode())
+    for array in (splits.train_labels, splits.true_labels, splits.noise_flags, splits.trusted):
+        digest.update(b"-" if array is None else np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    for dataset in (splits.train, splits.val, splits.test, splits.clean):
+        if dataset is None:
+            digest.update(b"-")
+            continue
+        digest.update(np.ascontiguousarray(labels_of(dataset), dtype=np.int64).tobytes())
+        paths = image_paths(dataset)
+        _digest_strings(digest, np.asarray([] if paths is None else paths))
+    return digest.hexdigest()[:16]
