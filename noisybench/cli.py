@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--reference", help="paper numbers to join (default benchmarks/reference.csv)")
     board.add_argument("--plots", help="also draw accuracy_vs_time.png and label_curves.png into this folder")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a run's final checkpoint again (test, val or train split)",
+        description="Rebuild a run's data and model from RUN_DIR/config.yaml, load its final checkpoint and score a "
+        "split as the run did. For test (and val) it says whether the scores equal metrics.json; exit status 1 if "
+        "not. Runs under torchrun / accelerate launch too, with the same result.",
+    )
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--split", default="test", choices=["test", "val", "train"])
+    evaluate.add_argument("--features", help="also write the split's pooled features to this .npy file")
+
     export = commands.add_parser("export", help="a run's samples sorted by suspicion, to clean data with")
     export.add_argument("run_dir")
     export.add_argument("--format", default="csv", choices=["csv", "parquet"])
@@ -134,6 +145,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from noisybench.evaluate import evaluate, summary
+
+    result = evaluate(args.run_dir, args.split, args.features)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary(result))
+    return 0 if result.get("matches_record", True) else 1
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from noisybench.export import export
 
@@ -170,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args, overrides)
         elif args.command == "leaderboard":
             cmd_leaderboard(args)
+        elif args.command == "evaluate":
+            return cmd_evaluate(args)
         elif args.command == "export":
             cmd_export(args)
         elif args.command == "methods":

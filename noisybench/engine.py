@@ -318,15 +318,22 @@ class Trainer:
             self.test_seconds = time.perf_counter() - start
             entry["test_accuracy"] = metrics.classification(self.test_true, self.test_pred, self.splits.num_classes)["accuracy"]
 
+    def capture_initial(self, outputs: dict[str, np.ndarray]) -> None:
+        """Keep the method's first corrected labels (``labels.corrected_accuracy_initial``)."""
+        if self.progress.initial_corrected is None and "corrected_label" in outputs:
+            splits = self.splits
+            self.progress.initial_corrected = outputs["corrected_label"].copy()
+            self.progress.corrected_accuracy_initial = metrics.label_quality(
+                splits.train_labels, splits.true_labels, splits.is_noisy(), outputs["corrected_label"]
+            )["corrected_accuracy"]
+
     def label_metrics(self, entry: dict[str, Any]) -> dict[str, Any]:
         outputs = sample_outputs(self.run)
         found = metrics.sample_metrics(self.splits.train_labels, self.splits.true_labels, self.splits.is_noisy(), outputs)
         entry["label_accuracy"] = found["labels"]["corrected_accuracy"]
         entry["changed_fraction"] = found["labels"]["changed_fraction"]
         entry["detection_auc"] = found["detection"]["auc"]
-        if self.progress.initial_corrected is None and "corrected_label" in outputs:
-            self.progress.initial_corrected = outputs["corrected_label"].copy()
-            self.progress.corrected_accuracy_initial = found["labels"]["corrected_accuracy"]
+        self.capture_initial(outputs)
         self.sample_columns = outputs
         flags = self.splits.is_noisy()
         drawn = plots.chosen_epochs(self.run.num_epochs, self.config["report"]["histogram_epochs"])
@@ -376,6 +383,8 @@ class Trainer:
             if epoch <= run.num_epochs:
                 self.pm.hook.noisybench_epoch_start(run=run, epoch=epoch)
                 entry.update(self.train_epoch(epoch))
+                if epoch == run.num_epochs:  # the last epoch_end may correct once more (a final model's labels)
+                    self.capture_initial(sample_outputs(run))
                 self.pm.hook.noisybench_epoch_end(run=run, epoch=epoch)
                 run.gather_harvest()  # rows a method harvested and has not used yet go into the checkpoint
                 self.scheduler.step()

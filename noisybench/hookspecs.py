@@ -46,7 +46,7 @@ def noisybench_setup(run: Run) -> None:
 
 @hookspec
 def noisybench_epoch_start(run: Run, epoch: int) -> None:
-    """Run an epoch-level phase before training epoch ``epoch`` (0-based).
+    """Run an epoch-level phase before training epoch ``epoch`` (counted from 1, as the papers do).
 
     The place for label correction and reweighting: ``run.extract_features()`` gives pooled
     pre-logit features of training samples (eval transforms, no gradient, model restored to
@@ -96,5 +96,7 @@ def noisybench_sample_outputs(run: Run) -> dict[str, torch.Tensor] | None:
     towards), ``weight`` (float), ``noise_score`` (float, higher means more likely
     mislabelled; ROC AUC), ``flagged`` (bool, judged mislabelled; FDR, recall, F1; if absent,
     ``corrected_label != noisy label``). Any other column is exported as it is. Called
-    after every epoch, on every process; values must agree across processes.
+    after every epoch, on every process (in the last epoch also before ``epoch_end``, so
+    the first corrected labels are kept if ``epoch_end`` corrects once more); values must
+    agree across processes.
     """

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import noisybench_subprocess, resumed_like_straight, run_digits
+from conftest import resumed_like_straight, run_digits
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 from noisybench_smp import candidates, noisybench_loss
@@ -191,7 +191,9 @@ class Probe:
         self.eval_batches += not run.model.training
 
 
-@pytest.mark.parametrize("source, passes", [("eval_pass", [(2, None), (3, None), (4, None)]), ("train_pass", [])])
+# eval_pass: one pass per correcting epoch, and one after the last for the final model's labels
+@pytest.mark.parametrize("source, passes", [("eval_pass", [(2, None), (3, None), (4, None), (4, None)]),
+                                            ("train_pass", [])])
 def test_feature_passes_per_correcting_epoch(tmp_path, source, passes):
     probe = Probe()
     m = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", f"smp.feature_source={source}", method="smp",
@@ -235,22 +237,6 @@ def test_verify_setting_draws_prototypes_from_trusted_samples(tmp_path):
 def test_bad_option_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="smp.feature_source='both'"):
         run_digits(tmp_path, "epochs=1", "smp.feature_source=both", method="smp")
-
-
-def test_two_processes_relabel_like_one(tmp_path):
-    """With the first correction before any training, one and two processes see the same
-    model; the pseudo-labels, gathered by index, must then be identical."""
-    args = ["--method", "smp", "--dataset", "digits", "epochs=1", "progress=false", "noise=symmetric:0.4",
-            "smp.start_epoch=1", "batch_size=100"]
-    single = noisybench_subprocess("run", *args, "--output", str(tmp_path / "one"))
-    assert single.returncode == 0, single.stderr[-2000:]
-    double = noisybench_subprocess("run", *args, "--output", str(tmp_path / "two"), processes=2)
-    assert double.returncode == 0, double.stderr[-2000:]
-    one = pd.read_csv(tmp_path / "one" / "samples.csv")
-    two = pd.read_csv(tmp_path / "two" / "samples.csv")
-    assert list(two["index"]) == list(range(1078))
-    assert (one["corrected_label"] == two["corrected_label"]).all()
-    assert np.allclose(one["noise_score"], two["noise_score"], atol=1e-4)
 
 
 def test_clean_setting_fine_tunes_after_smp(tmp_path):

@@ -10,6 +10,9 @@ Features (pooled pre-logit) come from ``feature_source``:
   train_pass  harvested from the previous epoch's training forward passes: no extra pass,
               but the features are of augmented images under a model that moved during
               that epoch (an eval pass stands in where no previous epoch exists)
+After the last epoch the final model corrects the labels once more, for the record only
+(the paper's Table 2 "Correct Final"): the per-sample outputs and ``labels.corrected_accuracy``
+are those of the final model, ``corrected_accuracy_initial`` those of the first correction.
 Per-sample outputs: ``corrected_label`` (y_hat), ``noise_score`` (max sigma − sigma_y);
 ``flagged`` follows as y_hat ≠ y.
 """
@@ -108,8 +111,9 @@ def training_features(run, epoch: int) -> torch.Tensor:
     return run.extract_features(dtype=dtype)
 
 
-def correct_labels(run, epoch: int) -> None:
-    """Prototypes per class, then y_hat and the margin for every training sample."""
+def correct_labels(run, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prototypes per class, then (y_hat, margin) for every training sample; the random
+    draws depend on (seed, epoch) only."""
     o = run.options
     with run.phase("features"):
         features = training_features(run, epoch)
@@ -130,18 +134,31 @@ def correct_labels(run, epoch: int) -> None:
     with run.phase("relabel"):
         scores = class_scores(features, prototypes, o["similarity"])
         y_hat, margin = relabel(scores, run.noisy_labels, o["change_margin"])
-    run.state["corrected"] = y_hat.to(run.device)
-    run.state["margin"] = margin.float().cpu()
-    run.state["corrections"] += 1
+    return y_hat.to(run.device), margin.float().cpu()
+
+
+def final_correction(run, epoch: int) -> bool:
+    """Whether the final model corrects the labels after ``epoch`` (the last, if the run corrects at all)."""
+    return epoch == run.num_epochs and epoch >= run.options["start_epoch"]
 
 
 @hookimpl
 def noisybench_epoch_start(run, epoch: int) -> None:
+    run.state.pop("final", None)  # a finished run extended with more epochs trains on
     run.state["corrected"] = run.state["corrected"].to(run.device)
     if correcting(run, epoch):
-        correct_labels(run, epoch)
-    if run.options["feature_source"] == "train_pass" and epoch < run.num_epochs and correcting(run, epoch + 1):
+        run.state["corrected"], run.state["margin"] = correct_labels(run, epoch)
+        run.state["corrections"] += 1
+    upcoming = correcting(run, epoch + 1) if epoch < run.num_epochs else final_correction(run, epoch)
+    if run.options["feature_source"] == "train_pass" and upcoming:
         run.harvest_start()  # this epoch's forward passes feed the next correction
+
+
+@hookimpl
+def noisybench_epoch_end(run, epoch: int) -> None:
+    if final_correction(run, epoch):  # the labels of the final model, as epoch + 1 would draw them
+        corrected, margin = correct_labels(run, epoch + 1)
+        run.state["final"] = {"corrected": corrected, "margin": margin}
 
 
 @hookimpl
@@ -162,4 +179,5 @@ def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: t
 def noisybench_sample_outputs(run) -> dict | None:
     if not run.state["corrections"]:
         return None
-    return {"corrected_label": run.state["corrected"].cpu(), "noise_score": run.state["margin"]}
+    latest = run.state.get("final") or run.state
+    return {"corrected_label": latest["corrected"].cpu(), "noise_score": latest["margin"]}
