@@ -59,22 +59,24 @@ def detection(
     """Noise detection with 'mislabelled' as the positive class.
 
     FDR = flagged clean / flagged; recall = flagged noisy / noisy; F1 of precision and
-    recall; AUC of ``score`` (higher = more likely mislabelled). Null where undefined.
+    recall. A 0/0 counts as 0 (scikit-learn's ``zero_division=0``): flagging nothing gives
+    FDR 0, recall 0, F1 0, so every run has a number and a mean over seeds is over all of
+    them. AUC of ``score`` (higher = more likely mislabelled), taken in float64; null where
+    only one class is present. All null without ``is_noisy``.
     """
     out: dict[str, float | None] = {"auc": None, "fdr": None, "recall": None, "f1": None}
     if is_noisy is None:
         return out
+    is_noisy = np.asarray(is_noisy, dtype=bool)
     if score is not None and 0 < is_noisy.sum() < len(is_noisy):
-        out["auc"] = float(roc_auc_score(is_noisy, score))
+        out["auc"] = float(roc_auc_score(is_noisy, np.asarray(score, dtype=np.float64)))
     if flagged is not None:
-        hits = int(np.sum(flagged & is_noisy))
-        n_flagged, n_noisy = int(flagged.sum()), int(is_noisy.sum())
-        precision = hits / n_flagged if n_flagged else None
-        out["fdr"] = None if precision is None else 1.0 - precision
-        out["recall"] = hits / n_noisy if n_noisy else None
-        if precision is not None and out["recall"] is not None:
-            total = precision + out["recall"]
-            out["f1"] = 2 * precision * out["recall"] / total if total else 0.0
+        flagged = np.asarray(flagged, dtype=bool)
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            is_noisy, flagged, average="binary", pos_label=True, zero_division=0
+        )
+        out["fdr"] = float(1.0 - precision) if flagged.any() else 0.0
+        out["recall"], out["f1"] = float(recall), float(f1)
     return out
 
 

@@ -19,10 +19,32 @@ def test_detection_metrics_by_hand():
     assert out["auc"] == pytest.approx(13 / 15)
 
 
-def test_detection_is_null_where_undefined():
+def test_detection_counts_zero_over_zero_as_zero():
+    # nothing noisy, nothing flagged: AUC undefined (one class), the rest 0/0 -> 0
     out = metrics.detection(np.array([0, 0], dtype=bool), np.array([0, 0], dtype=bool), np.array([0.1, 0.2]))
-    assert out == {"auc": None, "fdr": None, "recall": None, "f1": None}
-    assert metrics.detection(None, None, None)["auc"] is None
+    assert out == {"auc": None, "fdr": 0.0, "recall": 0.0, "f1": 0.0}
+    # noisy samples exist but nothing is flagged: F1 0, not null, so seeds are never dropped from a mean
+    out = metrics.detection(np.array([1, 0, 1], dtype=bool), np.zeros(3, dtype=bool), None)
+    assert out == {"auc": None, "fdr": 0.0, "recall": 0.0, "f1": 0.0}
+    # everything flagged, one of three noisy: FDR 2/3, recall 1, F1 = 2 * (1/3 * 1) / (1/3 + 1) = 0.5
+    out = metrics.detection(np.array([1, 0, 0], dtype=bool), np.ones(3, dtype=bool), None)
+    assert out["fdr"] == pytest.approx(2 / 3) and out["recall"] == 1.0 and out["f1"] == pytest.approx(0.5)
+    assert metrics.detection(None, None, None) == {"auc": None, "fdr": None, "recall": None, "f1": None}
+
+
+def test_lsw_scores_keep_tiny_weights_apart():
+    """alpha below ~6e-8 gives 1 - alpha == 1 in float32; LSW's score -alpha keeps their order."""
+    import torch
+
+    from noisybench_lsw import noisybench_sample_outputs
+
+    alpha = torch.tensor([1e-9, 2e-9, 1e-8, 0.9], dtype=torch.float32)
+    assert len(set((1 - alpha).tolist())) == 2  # the float32 ties the old score made
+    run = type("R", (), {"state": {"alpha": alpha}, "options": {"threshold": 0.3}})()
+    score = noisybench_sample_outputs(run)["noise_score"]
+    is_noisy = np.array([1, 1, 0, 0], dtype=bool)  # the two smallest weights are the noisy ones
+    assert metrics.detection(is_noisy, None, score.numpy())["auc"] == 1.0
+    assert metrics.detection(is_noisy, None, (1 - alpha).numpy())["auc"] == 0.75  # ties: half credit
 
 
 def test_label_quality_by_hand():

@@ -188,4 +188,5 @@ def noisybench_loss(run, logits, labels, indices):
 @hookimpl
 def noisybench_sample_outputs(run) -> dict:
     alpha = run.state["alpha"].float().cpu()
-    return {"weight": alpha, "noise_score": 1 - alpha, "flagged": alpha < run.options["threshold"]}
+    # -alpha, not 1 - alpha: the same order, and exact where 1 - alpha rounds to 1 (alpha < 6e-8)
+    return {"weight": alpha, "noise_score": -alpha, "flagged": alpha < run.options["threshold"]}
