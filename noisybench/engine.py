@@ -421,8 +421,17 @@ class Trainer:
             if progress.epochs_done > saved["epochs"] and self.config["epochs"] != saved["epochs"]:
                 raise ConfigError(f"cannot extend the run in {self.output} to epochs={self.config['epochs']}: "
                                   "its clean-set fine-tuning stage has begun")
-        # the checkpointed scheduler keeps the milestones of the epochs it was started with
-        self.scheduler.milestones = Counter(lr_milestones(self.config))
+        # The checkpointed scheduler keeps the milestones of the epochs it was started with, and
+        # a decay at the old last epoch was skipped: apply the schedule for the new epochs.
+        milestones = Counter(lr_milestones(self.config))
+        if milestones != self.scheduler.milestones:
+            self.scheduler.milestones = milestones
+            decays = sum(count for m, count in milestones.items() if m <= self.scheduler.last_epoch)
+            for group, lr in zip(self.run.optimizer.param_groups, self.scheduler.base_lrs):
+                for _ in range(decays):  # as MultiStepLR multiplies, so a straight run's values are met exactly
+                    lr *= self.scheduler.gamma
+                group["lr"] = lr
+            self.scheduler._last_lr = [group["lr"] for group in self.run.optimizer.param_groups]
 
     def update_best(self, entry: dict[str, Any]) -> None:
         best = self.progress.best_val

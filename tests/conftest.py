@@ -52,18 +52,37 @@ class CrashAt:
             raise KeyboardInterrupt("simulated crash")
 
 
+class CrashMidEpoch:
+    """Stands in for a kill in the middle of epoch ``epoch``, before its ``step``-th batch."""
+
+    def __init__(self, epoch, step=3):
+        self.epoch, self.step, self.seen = epoch, step, 0
+
+    @hookimpl
+    def noisybench_train_step(self, run):
+        if run.epoch == self.epoch:
+            self.seen += 1
+            if self.seen == self.step:
+                raise KeyboardInterrupt("simulated crash")
+
+
 def comparable(metrics):
     """Everything but timings and the environment."""
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in metrics["history"]]
     return {k: metrics[k] for k in ("test", "best_val", "labels", "detection")} | {"history": history}
 
 
-def resumed_like_straight(tmp_path: Path, method: str, *overrides: str, crash_at: int = 3) -> tuple[dict, dict]:
-    """Run straight through, and again killed at the start of epoch ``crash_at`` and resumed;
-    check both records agree and return (straight, resumed) metrics."""
+def resumed_like_straight(tmp_path: Path, method: str, *overrides: str, crash_at: int = 3,
+                          crash=None) -> tuple[dict, dict]:
+    """Run straight through, and again killed at the start of epoch ``crash_at`` (or by the
+    plugin ``crash``) and resumed; check both records and samples.csv agree and return
+    (straight, resumed) metrics."""
+    import pandas as pd
+
     straight = run_digits(tmp_path / "a", *overrides, method=method)
     with pytest.raises(KeyboardInterrupt):
-        run_digits(tmp_path / "b", *overrides, method=method, plugins=[CrashAt(crash_at)])
+        run_digits(tmp_path / "b", *overrides, method=method, plugins=[crash or CrashAt(crash_at)])
     resumed = run_digits(tmp_path / "b", resume=True, method=method)
     assert comparable(resumed) == comparable(straight)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "samples.csv"), pd.read_csv(tmp_path / "b" / "samples.csv"))
     return straight, resumed
