@@ -2,7 +2,9 @@
 
 Runs go to ``DIR/<dataset>/<method>/seed<k>/``. A finished run (its metrics.json exists)
 is skipped, an interrupted one resumes from its checkpoint, and a run that fails leaves
-``failed.json`` (error and traceback) and the sweep goes on. Run it again to retry.
+``failed.json`` (error and traceback) and the sweep goes on. Run it again to retry. Each
+run takes its folder's lock: a run another process holds is reported ``busy`` and left to
+it, so two sweeps over one folder share the work instead of overwriting each other.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from noisybench import records
+from noisybench.lock import RunLocked
 from noisybench.plugins import installed_methods
 
 FAILED_FILE = "failed.json"
@@ -23,7 +26,7 @@ class Outcome:
     method: str
     seed: int
     folder: Path
-    status: str  # finished before | done | resumed | failed
+    status: str  # finished before | done | resumed | failed | busy
     test_accuracy: float | None = None
     seconds: float | None = None
     error: str | None = None
@@ -52,6 +55,9 @@ def sweep(methods: list[str], dataset: str, seeds: list[int], output: str | Path
             try:
                 result = run(method, dataset, folder, [*overrides_for(method, overrides), f"seed={seed}"],
                              config_file, resume=True, plugins=plugins)
+            except RunLocked as exc:
+                outcomes.append(Outcome(method, seed, folder, "busy", error=str(exc)))
+                continue
             except Exception as exc:  # one failed run must not end the sweep
                 folder.mkdir(parents=True, exist_ok=True)
                 records.write_json(folder / FAILED_FILE, {"method": method, "seed": seed, "error": str(exc),

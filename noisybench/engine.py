@@ -558,7 +558,7 @@ def train(
             finished = output / records.METRICS_FILE
             if not resume and (finished.exists() or records.latest_checkpoint(output) is not None):
                 raise ConfigError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
-            if resume:
+            if resume and (finished.exists() or records.latest_checkpoint(output) is not None):  # epochs were trained
                 saved = saved_config(output)
                 refusal = saved and identity.resume_refusal(identity.config_experiment(saved),
                                                             identity.config_experiment(config), output)

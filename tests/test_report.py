@@ -81,6 +81,34 @@ def test_latex_and_html_render(records):
     assert "<table" in leaderboard.render(board, "html") and "92.00 ± 2.00" in leaderboard.render(board, "html")
 
 
+def test_runs_of_different_experiments_are_never_pooled(tmp_path):
+    """Same method, dataset, noise and seed, different model and epochs: two rows, each n=1,
+    labelled by what differs; the seeds of one experiment pool into one row."""
+    for folder, overrides in (("a", ["epochs=1", "model.drop_rate=0.2"]), ("b", ["epochs=2"]),
+                              ("c", ["epochs=2", "seed=1"])):
+        run_digits(tmp_path / "runs" / folder, "noise=symmetric:0.4", *overrides)
+    board = leaderboard.table(leaderboard.load_runs(tmp_path / "runs"))
+    assert len(board) == 2 and sorted(board.n) == [1, 2]
+    variants = set(board.variant)
+    assert variants == {"epochs=1, model.drop_rate=0.2", "epochs=2, model.drop_rate=0.0"}
+    two = board[board.n == 2].iloc[0]
+    records_b = [json.loads((tmp_path / "runs" / f / "metrics.json").read_text()) for f in "bc"]
+    assert two.fingerprint == records_b[0]["fingerprint"] == records_b[1]["fingerprint"]
+    assert two.test_accuracy_mean == pytest.approx(np.mean([r["test"]["accuracy"] for r in records_b]))
+    text = leaderboard.render(board, "markdown")
+    assert "| ce | epochs=1, model.drop_rate=0.2 | 1 |" in text and "| ce | epochs=2, model.drop_rate=0.0 | 2 |" in text
+
+
+def test_a_cell_over_fewer_runs_shows_its_own_n(tmp_path):
+    write_record(tmp_path, "smp", 0, 0.95, [1.0], auc=0.9, label=0.9)
+    write_record(tmp_path, "smp", 1, 0.97, [1.0], auc=None, label=0.8)
+    board = leaderboard.table(leaderboard.load_runs(tmp_path))
+    row = board.iloc[0]
+    assert row.n == 2 and row.detection_auc_n == 1 and row.label_accuracy_n == 2
+    text = leaderboard.render(board, "markdown")
+    assert "| 90.00 (n=1) |" in text and "| 85.00 ± 7.07 |" in text
+
+
 def test_unknown_schema_version_names_the_file(records):
     path = write_record(records, "lsw", 0, 0.9, [1.0], schema=99)
     with pytest.raises(NoisybenchError, match=f"{re.escape(str(path))}.*schema_version 99"):
@@ -169,6 +197,35 @@ def test_sweep_skips_finished_resumes_interrupted_and_survives_failures(tmp_path
     assert status[("smp", 0)] == "done" and not (tmp_path / "digits" / "smp" / "seed0" / "failed.json").exists()
     board = leaderboard.table(leaderboard.load_runs(tmp_path))
     assert list(board.n) == [2, 2]
+
+
+def test_sweep_leaves_a_run_held_by_another_process_to_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from noisybench.lock import LOCK_FILE
+
+    held = tmp_path / "digits" / "ce" / "seed1"
+    held.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (held / LOCK_FILE).write_text(f"{holder.pid} {os.uname().nodename}\n")
+        outcomes = sweep(["ce"], "digits", [0, 1], tmp_path, ["epochs=1", "progress=false"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [(o.seed, o.status) for o in outcomes] == [(0, "done"), (1, "busy")]
+    assert f"process {holder.pid}" in outcomes[1].error
+    assert not (held / "failed.json").exists() and not (held / "metrics.json").exists()
+
+
+def test_a_retry_after_a_failure_before_any_checkpoint_may_change_options(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        run_digits(tmp_path, "epochs=1", "smp.alpha=0.3", method="smp", plugins=[Boom()])
+    assert (tmp_path / "config.yaml").exists() and not (tmp_path / "checkpoint").exists()
+    m = run_digits(tmp_path, "epochs=1", "smp.alpha=0.4", method="smp", resume=True)
+    assert m["config"]["smp"]["alpha"] == 0.4
 
 
 def test_compare_cli_writes_summary_leaderboard_and_plots(tmp_path, capsys):
