@@ -99,6 +99,46 @@ def test_head_meta_gradient_is_the_full_one_with_the_backbone_frozen():
     assert torch.allclose(head.alpha_grad, full.alpha_grad, atol=1e-10)
 
 
+@pytest.mark.parametrize("meta", [full_meta_step, head_meta_step])
+def test_the_clean_batch_leaves_batchnorm_statistics_alone(meta):
+    """Running statistics are those after the noisy forward, in both meta modes."""
+    import copy
+
+    torch.manual_seed(3)
+
+    class Normed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Tanh())
+            self.head = nn.Linear(7, 3)
+
+        def forward(self, x):
+            features = self.body(x)
+            return self.head(features), features
+
+    class Wrapped(nn.Module):  # head_meta_step finds the classifier through model.backbone
+        def __init__(self):
+            super().__init__()
+            self.net = Normed()
+            self.backbone = self
+
+        def get_classifier(self):
+            return self.net.head
+
+        def forward(self, x):
+            return self.net(x)
+
+    model = Normed() if meta is full_meta_step else Wrapped()
+    reference = copy.deepcopy(model)
+    x, y, alpha, xc, yc = toy_batch(seed=7, dtype=torch.float32)
+    reference(x)  # the noisy forward alone
+    result = meta(model, x, y, alpha, xc + 5.0, yc, lr=0.1)  # a clean batch far from the noisy one
+    expected = dict(reference.named_buffers())
+    assert set(result.buffers) == set(expected)
+    for name, buffer in expected.items():
+        assert torch.equal(result.buffers[name], buffer), name
+
+
 @pytest.mark.parametrize("rule", ["logit", "printed"])
 def test_weights_stay_in_zero_one(rule):
     g = torch.Generator().manual_seed(0)
@@ -174,7 +214,7 @@ def test_retrain_trains_only_on_kept_samples(tmp_path):
     run_digits(tmp_path / "joint", "epochs=1", "setting=clean", "noise=symmetric:0.4", method="lsw")
     samples = pd.read_csv(tmp_path / "joint" / "samples.csv")
     samples["weight"] = np.where(samples["noisy_label"] < 5, 1.0, 0.0)  # keep classes 0-4 only
-    samples.to_csv(tmp_path / "joint" / "samples.csv", index=False)
+    samples.sample(frac=1.0, random_state=0).to_csv(tmp_path / "joint" / "samples.csv", index=False)  # re-sorted
     run_digits(tmp_path / "retrain", "epochs=3", "setting=clean", "noise=symmetric:0.4", "lsw.mode=retrain",
                f"lsw.weights_from={tmp_path / 'joint'}", "lsw.retrain_clean=false", method="lsw")
     confusion = pd.read_csv(tmp_path / "retrain" / "confusion_matrix.csv", index_col=0).to_numpy()

@@ -75,9 +75,13 @@ def load_kept_weights(run) -> torch.Tensor:
     if not path.is_file():
         raise ConfigError(f"lsw.weights_from: no samples.csv in {source}")
     table = pd.read_csv(path)
-    if "weight" not in table or len(table) != run.num_train or not np.array_equal(table["noisy_label"], run.noisy_labels):
+    if not {"index", "noisy_label", "weight"} <= set(table) or len(table) != run.num_train:
         raise ConfigError(f"{path}: not the per-sample table of an lsw run on this training set")
-    return torch.tensor(table.sort_values("index")["weight"].to_numpy(), dtype=torch.float32)
+    table = table.sort_values("index")  # rows may have been re-sorted (e.g. by weight)
+    if not (np.array_equal(table["index"], np.arange(run.num_train))
+            and np.array_equal(table["noisy_label"], run.noisy_labels.numpy())):
+        raise ConfigError(f"{path}: not the per-sample table of an lsw run on this training set")
+    return torch.tensor(table["weight"].to_numpy(), dtype=torch.float32)
 
 
 @hookimpl

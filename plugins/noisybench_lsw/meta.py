@@ -77,10 +77,15 @@ def full_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_
 def head_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_labels, lr: float,
                    all_reduce: Callable = _identity) -> MetaResult:
     """Meta-gradient through a differentiable step of the classifier only (``higher`` on
-    the head); the backbone's features of both batches are taken as fixed."""
+    the head); the backbone's features of both batches are taken as fixed.
+
+    BatchNorm, as in ``full_meta_step``: the statistics after the noisy forward are
+    returned; the clean forward uses batch statistics and its changes to the running ones
+    are discarded when the caller copies the returned buffers back."""
     head = model.backbone.get_classifier()
     alpha_var = alpha.detach().requires_grad_(True)
     logits, features = model(images)
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     loss = weighted_loss(logits, labels, alpha_var.detach(), all_reduce)
     params = list(model.parameters())
     grads = [torch.zeros_like(p) if g is None else all_reduce(g)
@@ -93,7 +98,6 @@ def head_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_
         diffopt.step(head_loss, grad_callback=lambda gs: [all_reduce(g) for g in gs])
         clean_loss = F.cross_entropy(fhead(clean_features).float(), clean_labels, reduction="sum")
         (alpha_grad,) = torch.autograd.grad(clean_loss, alpha_var)
-    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     return MetaResult(alpha_grad.detach(), [g.detach() for g in grads], loss.detach(), logits.detach(), buffers)
 
 
