@@ -34,7 +34,7 @@ from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights, 
 def noisybench_config_defaults() -> dict:
     return {
         "start_epoch": 3,  # weights learn from the third epoch: two epochs of delay, as §3.2
-        "weight_lr": 20.0,
+        "weight_lr": 20.0,  # eta_alpha: the paper gives no value; noisybench's own choice
         "weight_rule": "logit",
         "clean_batch_size": 250,
         "threshold": 0.3,

@@ -1,4 +1,4 @@
-"""SINet: side-information prototypes and distance-based sample weights (Zhang et al. 2020, §3).
+"""SINet: side-information prototypes and distance-based sample weights (Cheng et al. 2020, §3).
 
 Epochs before ``start_epoch`` train with plain cross-entropy. At the start of epoch
 ``start_epoch`` and every ``refresh_every`` epochs after it, the training set's features g
@@ -55,9 +55,9 @@ def noisybench_config_defaults() -> dict:
         "graph": "descriptions+hierarchy",  # S_t = S_l + S_w (eq. 3); Table 2's best
         "side_info": None,  # null: shipped for the dataset; else a YAML (or .graph.json) file
         "wordnet_dir": None,
-        "initial_top_k": 50,
+        "initial_top_k": 50,  # the paper gives no k: noisybench's own choice
         "psi": "softmax",
-        "epsilon": 0.001,
+        "epsilon": 0.001,  # eq. 4's epsilon and gamma: the paper gives no values; noisybench's own choice
         "gamma": 1.0,
         "prototype_weighting": "weighted",
         "prototype_top_k": None,

@@ -1,4 +1,4 @@
-"""Visual prototypes and sample weights of SINet (Zhang et al. 2020, §3.2–3.3), as pure functions.
+"""Visual prototypes and sample weights of SINet (Cheng et al. 2020, §3.2–3.3), as pure functions.
 
 Features are L2-normalised before anything else; prototypes are normalised again after
 averaging, so that every distance ‖v_c − g_i‖₂ lies in [0, 2] and α = 1.2 keeps its meaning
