@@ -556,9 +556,10 @@ def train(
     try:
         with RunLock(output):
             finished = output / records.METRICS_FILE
-            if not resume and (finished.exists() or records.latest_checkpoint(output) is not None):
+            trained = finished.exists() or records.latest_checkpoint(output) is not None
+            if trained and not resume:
                 raise ConfigError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
-            if resume and (finished.exists() or records.latest_checkpoint(output) is not None):  # epochs were trained
+            if trained:  # and resuming: the same experiment, perhaps with more epochs
                 saved = saved_config(output)
                 refusal = saved and identity.resume_refusal(identity.config_experiment(saved),
                                                             identity.config_experiment(config), output)
