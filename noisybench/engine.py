@@ -31,7 +31,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from noisybench import identity, metrics, plots, records
+from noisybench import checkpoint, identity, metrics, plots, records
 from noisybench.config import dump, load_yaml
 from noisybench.datasets import DataSplits, build_dataset, file_positions, image_paths
 from noisybench.errors import ConfigError
@@ -160,6 +160,7 @@ class Trainer:
                                               self.accelerator.mixed_precision)
         model = create_model(config["model"], self.splits.num_classes, self.splits.channels)
         self.parameters = parameter_count(model)
+        self.pretrained_tensors = model.pretrained_tensors
         self.model_bytes = model_bytes(model)
         optimizer = make_optimizer(config["optimizer"], model)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -193,7 +194,6 @@ class Trainer:
         )
         self.corrupt_reported: dict[str, int] = {}
         self.progress = Progress(self.run)
-        self.accelerator.register_for_checkpointing(self.scheduler, self.progress)
 
     # -- evaluation ---------------------------------------------------------------
     @torch.no_grad()
@@ -350,19 +350,34 @@ class Trainer:
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
         with self.run.phase("checkpoint"):
-            acc.save_state(str(tmp), safe_serialization=False)
+            checkpoint.save(tmp, acc, self.run.model, self.training_state())
             acc.wait_for_everyone()
             if acc.is_main_process:
                 records.replace_dir(tmp, self.output / records.CHECKPOINT_DIR)
             acc.wait_for_everyone()
 
+    def training_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs besides the model weights and the RNG."""
+        scaler = self.accelerator.scaler
+        return {"optimizer": self.run.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "progress": self.progress.state_dict(), "scaler": None if scaler is None else scaler.state_dict()}
+
+    def restore(self, folder: Path) -> None:
+        state = checkpoint.load(folder, self.accelerator, self.run.model)
+        self.run.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.milestones = Counter(self.scheduler.milestones)  # JSON keeps a plain dict
+        self.progress.load_state_dict(state["progress"])
+        if state["scaler"] is not None and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(state["scaler"])
+
     # -- the run ------------------------------------------------------------------
     def fit(self, resume: bool) -> dict[str, Any]:
         run, acc, progress = self.run, self.accelerator, self.progress
         self.pm.hook.noisybench_setup(run=run)
-        checkpoint = records.latest_checkpoint(self.output)
-        if resume and checkpoint is not None:
-            acc.load_state(str(checkpoint))
+        saved = records.latest_checkpoint(self.output)
+        if resume and saved is not None:
+            self.restore(saved)
             self.check_resumed()
         progress.experiment = self.experiment
         if acc.is_main_process:
@@ -466,6 +481,7 @@ class Trainer:
             "seed": self.config["seed"],
             "noise": noise_record(splits),
             "model": self.config["model"]["name"],
+            "pretrained": {"file": self.config["model"]["pretrained_file"], "tensors_loaded": self.pretrained_tensors},
             "num_train": run.num_train,
             "num_classes": splits.num_classes,
             "class_names": splits.class_names,

@@ -16,22 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from accelerate.state import AcceleratorState, GradientState
 
 from noisybench import metrics, records
+from noisybench.checkpoint import load_model
 from noisybench.errors import ConfigError
 
 SPLITS = ("test", "val", "train")
-WEIGHTS_FILE = "pytorch_model.bin"
-
-
-def load_weights(model: torch.nn.Module, checkpoint: Path) -> None:
-    """The model weights of an Accelerate checkpoint folder (tensors only: nothing is unpickled)."""
-    path = checkpoint / WEIGHTS_FILE
-    if not path.is_file():
-        raise ConfigError(f"{checkpoint}: no {WEIGHTS_FILE}: not a noisybench checkpoint")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
 @contextmanager
@@ -56,7 +47,7 @@ def trained_run(run_dir: str | Path) -> Iterator[Any]:
         config["mixed_precision"] = used or config["mixed_precision"]
     try:
         trainer = Trainer(config, run_dir)
-        load_weights(trainer.accelerator.unwrap_model(trainer.run.model), checkpoint)
+        load_model(checkpoint, trainer.accelerator.unwrap_model(trainer.run.model))
         yield trainer
         trainer.accelerator.wait_for_everyone()
         trainer.accelerator.end_training()

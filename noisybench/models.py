@@ -89,21 +89,69 @@ def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int) 
         raise ConfigError(
             "model.pretrained=true needs model.pretrained_file=PATH: weights are read from a local file, never downloaded"
         )
-    kwargs: dict[str, Any] = {}
-    if pretrained:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"model.pretrained_file: no such file: {path}")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-    backbone = timm.create_model(
-        name,
-        pretrained=pretrained,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        drop_rate=model_config["drop_rate"],
-        **kwargs,
-    )
-    return Classifier(backbone)
+    backbone = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, drop_rate=model_config["drop_rate"])
+    model = Classifier(backbone)
+    model.pretrained_tensors = load_pretrained(backbone, Path(weights).expanduser(), in_chans) if pretrained else 0
+    return model
+
+
+PREFIXES = ("module.", "model.", "backbone.")
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a ``torch.save`` file (tensors only,
+    ``weights_only=True``; a dict holding it under ``state_dict`` or ``model`` is opened),
+    with the prefixes that wrappers add (``module.``, ``model.``, ``backbone.``) stripped."""
+    if not path.is_file():
+        raise ConfigError(f"model.pretrained_file: no such file: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file: many exception types, one message
+        raise ConfigError(f"model.pretrained_file: cannot read {path} as weights: {str(exc).splitlines()[0]}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"model.pretrained_file: {path} holds no state dict of tensors")
+    for prefix in PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_pretrained(backbone: nn.Module, path: Path, in_chans: int) -> int:
+    """Load ``path`` into ``backbone``; every tensor but the classifier's must match. Returns
+    the number of tensors loaded. The classifier stays new (the class count differs); a
+    first conv trained on 3 channels is adapted to ``in_chans`` as timm does."""
+    from timm.models import adapt_input_conv
+
+    state = read_weights(path)
+    cfg = getattr(backbone, "pretrained_cfg", {}) or {}
+    classifier = {f"{cfg.get('classifier', 'fc')}.{k}" for k in backbone.get_classifier().state_dict()}
+    state = {k: v for k, v in state.items() if k not in classifier}
+    first_conv = f"{cfg.get('first_conv')}.weight"
+    if first_conv in state and state[first_conv].shape[1] != in_chans:
+        state[first_conv] = adapt_input_conv(in_chans, state[first_conv])
+    own = backbone.state_dict()
+    missing = sorted(k for k in own if k not in state and k not in classifier
+                     and not k.endswith("num_batches_tracked"))  # older files lack these counters
+    unexpected = sorted(k for k in state if k not in own)
+    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        def listed(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+        faults = [f"{len(keys)} {what} ({listed(keys)})" for what, keys in
+                  (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)) if keys]
+        raise ConfigError(f"model.pretrained_file: {path} does not fit {type(backbone).__name__}: "
+                          f"{'; '.join(faults)} tensors; is it the weights of another model?")
+    backbone.load_state_dict(state, strict=False)
+    return len(state)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -76,7 +76,8 @@ class Run:
     """The state of one training run, passed to every hook as ``run``.
 
     Methods read ``model``, ``optimizer``, ``train_set``, ``noisy_labels``, ``options``
-    and keep per-sample state in ``state`` (checkpointed) or, for what need not survive a
+    and keep per-sample state in ``state`` (checkpointed without pickles, so it holds
+    tensors, arrays, numbers, strings, lists and dicts only) or, for what need not survive a
     resume (caches, large buffers), in ``scratch``. True labels are not here: the core
     keeps them for metrics only.
     """

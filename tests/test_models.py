@@ -50,6 +50,39 @@ def test_pretrained_weights_load_from_a_local_file_and_the_head_is_new(tmp_path)
             assert torch.equal(loaded[key], value), key
 
 
+@pytest.mark.parametrize("wrap", ["plain", "module.", "model.", "safetensors", "state_dict"])
+def test_pretrained_files_in_common_wrappings_load_every_tensor(tmp_path, wrap):
+    torch.manual_seed(0)
+    source = timm.create_model("small_cnn", num_classes=10, in_chans=3)
+    state = source.state_dict()
+    path = tmp_path / ("w.safetensors" if wrap == "safetensors" else "w.pth")
+    if wrap == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        content = {f"{wrap}{k}" if wrap.endswith(".") else k: v for k, v in state.items()}
+        torch.save({"state_dict": content} if wrap == "state_dict" else content, path)
+    model = create_model(config(pretrained_file=str(path)), num_classes=4, in_chans=3)
+    assert model.pretrained_tensors == len(state) - 2  # all but fc.weight and fc.bias
+    assert torch.equal(model.backbone.features[0].weight, state["features.0.weight"])
+
+
+def test_weights_of_another_model_are_refused_naming_the_tensors(tmp_path):
+    source = timm.create_model("small_cnn", num_classes=10, in_chans=3, width=16)  # narrower: other shapes
+    torch.save(source.state_dict(), tmp_path / "narrow.pth")
+    with pytest.raises(ConfigError, match=r"does not fit SmallCNN: .*of another shape \(features.0.weight"):
+        create_model(config(pretrained_file=str(tmp_path / "narrow.pth")), 4, 3)
+    partial = {k: v for k, v in timm.create_model("small_cnn").state_dict().items() if not k.startswith("features.4")}
+    partial["head.extra"] = torch.zeros(1)
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(ConfigError, match=r"missing \(features.4.*unexpected \(head.extra\)"):
+        create_model(config(pretrained_file=str(tmp_path / "partial.pth")), 4, 3)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ConfigError, match="cannot read .*junk.pth as weights"):
+        create_model(config(pretrained_file=str(tmp_path / "junk.pth")), 4, 3)
+
+
 def test_unknown_model_name_suggests_close_names():
     with pytest.raises(ConfigError, match="resnet5 .*not a timm model.*resnet50"):
         create_model(config(name="resnet5 "), 10, 3)

@@ -138,3 +138,50 @@ def test_resume_under_another_process_count_is_refused(tmp_path):
     assert proc.returncode != 0
     assert "num_processes (1 -> 2)" in proc.stderr
     assert not (out / "metrics.json").exists()
+
+
+class Payload:
+    """Unpickling this creates a marker file: what a hostile checkpoint would run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_malicious_pickle_in_a_checkpoint_is_never_run(tmp_path):
+    import pickle
+
+    import torch
+
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "run", "epochs=2", method="smp", plugins=[CrashAt(2)])
+    checkpoint = tmp_path / "run" / "checkpoint"
+    marker = tmp_path / "pwned"
+    # every name a pickle could hide under: Accelerate's own files, torch.save files, any .pkl/.bin/.pt
+    for name in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "random_states_0.pkl", "optimizer.bin",
+                 "pytorch_model.bin", "scheduler.bin", "sampler.bin", "state.pt", "anything.pkl"):
+        (checkpoint / name).write_bytes(pickle.dumps(Payload(marker)))
+    torch.save({"x": Payload(marker)}, checkpoint / "model.pt")
+    resumed = run_digits(tmp_path / "run", resume=True, method="smp")
+    assert not marker.exists()
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    from noisybench.evaluate import evaluate
+
+    assert evaluate(tmp_path / "run")["matches_record"] and not marker.exists()
+    assert {p.suffix for p in checkpoint.iterdir()} == {".json", ".safetensors"}  # what the run itself writes
+
+
+def test_a_checkpoint_of_pickles_is_refused_not_read(tmp_path, capsys):
+    import pickle
+
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "run", "epochs=2", plugins=[CrashAt(2)])
+    checkpoint = tmp_path / "run" / "checkpoint"
+    for path in checkpoint.glob("state.*"):
+        path.unlink()
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Payload(tmp_path / "pwned")))
+    assert main(["run", "--output", str(tmp_path / "run"), "--resume"]) == 2
+    assert "not a checkpoint this noisybench wrote" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()

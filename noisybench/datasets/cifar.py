@@ -14,8 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pickle
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -25,6 +23,7 @@ from noisybench.datasets import DataSplits, register_dataset, stratified_split
 from noisybench.datasets.images import normalization, small_transforms
 from noisybench.errors import DataError
 from noisybench.noise import NoiseSpec, parse_noise
+from noisybench.untrusted import load_pickle, load_torch_arrays
 
 STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -73,8 +72,7 @@ def load_human_labels(name: str, config: dict[str, Any], label_set: str, clean: 
                         f"(set data.cifar_n_file=PATH to {HUMAN_FILES[name]})")
     if label_set not in HUMAN_KEYS[name]:
         raise DataError(f"{name}: no human:{label_set} labels; {name} has {', '.join(HUMAN_KEYS[name])}")
-    # The CIFAR-N files are pickled dicts of numpy arrays, so they are not weights_only loadable.
-    content = torch.load(path, weights_only=False)
+    content = load_torch_arrays(path)  # dicts of numpy arrays: nothing else is unpickled
     key = HUMAN_KEYS[name][label_set]
     if key not in content:
         raise DataError(f"{path}: has no '{key}' (keys: {', '.join(map(str, content))})")
@@ -90,8 +88,7 @@ def read_batches(folder: Path, files: list[str], label_key: str) -> tuple[np.nda
     """Images (N×32×32×3 uint8) and labels from CIFAR python batches."""
     images, labels = [], []
     for file in files:
-        with open(folder / file, "rb") as handle:
-            batch = pickle.load(handle, encoding="latin1")
+        batch = load_pickle(folder / file)
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
@@ -107,8 +104,7 @@ def read_cifar(name: str, root: Path, download: bool) -> dict[str, Any]:
     if missing:
         raise DataError(f"{name}: missing in {folder}: {', '.join(missing)} "
                         f"(torchvision's python format; data.download=true fetches it)")
-    with open(folder / meta_file, "rb") as handle:
-        classes = pickle.load(handle, encoding="latin1")[names_key]
+    classes = load_pickle(folder / meta_file)[names_key]
     train_images, train_labels = read_batches(folder, train_files, label_key)
     test_images, test_labels = read_batches(folder, test_files, label_key)
     return {"classes": list(classes), "train": (train_images, train_labels), "test": (test_images, test_labels)}

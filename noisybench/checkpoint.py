@@ -1,0 +1,139 @@
+"""Checkpoints that hold no pickles: tensors in safetensors files, everything else in JSON.
+
+A run folder may come from someone else; resuming it must not run its code, and a pickle
+(Accelerate's own checkpoint format, ``torch.load(weights_only=False)``) can. So the run
+writes, into ``checkpoint/``:
+
+  model.safetensors                 the model's parameters and buffers
+  state.json + state.safetensors    optimiser, scheduler, progress, the method's ``run.state``
+  rng_<process>.json (+ .safetensors)  each process's Python, numpy and torch RNG states
+
+Nested state is split by ``encode``: tensors and arrays go to the safetensors file under
+their path; dicts with non-string keys, tuples, numpy scalars and the rest to JSON with
+small tags (``{"__tensor__": key}``, ``{"__items__": [[k, v], ...]}``, ``{"__tuple__": [...]}``).
+Reading never unpickles: safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from noisybench.errors import ConfigError
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state"
+
+
+def encode(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
+    """A JSON-able tree of ``value``; its tensors and arrays are moved into ``tensors``."""
+    if torch.is_tensor(value):
+        tensors[path] = value.detach().cpu().contiguous().clone()
+        return {"__tensor__": path}
+    if isinstance(value, np.ndarray):
+        tensors[path] = torch.from_numpy(np.ascontiguousarray(value).copy())
+        return {"__ndarray__": path}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: encode(v, tensors, f"{path}/{k}") for k, v in value.items()}
+        return {"__items__": [[k, encode(v, tensors, f"{path}/{i}")] for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v, tensors, f"{path}/{i}") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [encode(v, tensors, f"{path}/{i}") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot checkpoint {type(value).__name__} at '{path}': use tensors, arrays, numbers, "
+                    "strings, lists and dicts in run.state")
+
+
+def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of ``encode``."""
+    if isinstance(tree, dict):
+        if "__tensor__" in tree:
+            return tensors[tree["__tensor__"]]
+        if "__ndarray__" in tree:
+            return tensors[tree["__ndarray__"]].numpy()
+        if "__items__" in tree:
+            return {k: decode(v, tensors) for k, v in tree["__items__"]}
+        if "__tuple__" in tree:
+            return tuple(decode(v, tensors) for v in tree["__tuple__"])
+        return {k: decode(v, tensors) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [decode(v, tensors) for v in tree]
+    return tree
+
+
+def write_tree(folder: Path, stem: str, value: Any) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    tree = encode(value, tensors)
+    save_file(tensors, str(folder / f"{stem}.safetensors"))
+    (folder / f"{stem}.json").write_text(json.dumps(tree))
+
+
+def read_tree(folder: Path, stem: str) -> Any:
+    for suffix in (".json", ".safetensors"):
+        if not (folder / f"{stem}{suffix}").is_file():
+            raise ConfigError(f"{folder}: no {stem}{suffix}; not a checkpoint this noisybench wrote "
+                              "(checkpoints of noisybench before 0.2 held pickles and are not read, as reading "
+                              "them could run code)")
+    try:
+        return decode(json.loads((folder / f"{stem}.json").read_text()), load_file(str(folder / f"{stem}.safetensors")))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{folder}: cannot read {stem}.json/.safetensors: {exc}") from None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Write a checkpoint into ``folder`` (every process calls it; the main one writes the
+    shared files, each process its RNG state)."""
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        weights = accelerator.unwrap_model(model).state_dict()
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(folder / MODEL_FILE))
+        write_tree(folder, STATE_FILE, state)
+    write_tree(folder, f"rng_{accelerator.process_index}", rng_state())
+
+
+def load_model(folder: Path, model: torch.nn.Module) -> None:
+    """The model weights of a checkpoint (safetensors: nothing is unpickled)."""
+    path = folder / MODEL_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder}: no {MODEL_FILE}; not a checkpoint this noisybench wrote")
+    device = next(model.parameters()).device
+    model.load_state_dict(load_file(str(path), device=str(device)))
+
+
+def load(folder: Path, accelerator: Any, model: torch.nn.Module) -> dict[str, Any]:
+    """Load the weights into ``model``, restore this process's RNG, return the saved state."""
+    load_model(folder, accelerator.unwrap_model(model))
+    state = read_tree(folder, STATE_FILE)
+    rng = folder / f"rng_{accelerator.process_index}.json"
+    if rng.is_file():  # a checkpoint of fewer processes has none for this one: refused later, by the experiment
+        set_rng_state(read_tree(folder, f"rng_{accelerator.process_index}"))
+    return state
