@@ -9,54 +9,111 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from noisybench.errors import ConfigError
 
-DEFAULTS: dict[str, Any] = {
-    "method": None,
-    "dataset": None,
-    "setting": "noisy",
-    "seed": 0,
-    "noise": "none",
-    "epochs": 10,
-    "batch_size": 128,
-    "eval_batch_size": 512,
-    "mixed_precision": "auto",
-    "progress": True,
-    "optimizer": {"name": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-3, "nesterov": False},
-    "lr_schedule": {"step_every": 5, "gamma": 0.1, "milestones": None},
-    "model": {
-        "name": "resnet50",
-        "pretrained": False,
-        "pretrained_file": None,
-        "drop_rate": 0.0,
-    },
-    "data": {
-        "root": None,
-        "food101_root": None,
-        "cifar_n_file": None,
-        "download": False,
-        "decoder": "torchvision",
-        "image_size": 224,
-        "num_workers": None,
-        "pin_memory": None,
-        "persistent_workers": True,
-        "split_seed": 0,
-        "val_fraction": 0.1,
-        "test_fraction": 0.2,
-        "clean_fraction": 0.1,
-        "epoch_subset": 0,
-    },
-    "finetune": {"epochs": None, "lr": None},
-    "report": {"histogram_epochs": None},
-}
+class Section(BaseModel):
+    """Strict types (an int is no bool, a string no number), no unknown keys."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class OptimizerConfig(Section):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.002, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-3, ge=0)
+    nesterov: bool = False
+
+
+class ScheduleConfig(Section):
+    step_every: int = Field(5, ge=0)  # multiply the lr by gamma every n epochs (0: never)
+    gamma: float = Field(0.1, gt=0)
+    milestones: list[Annotated[int, Field(ge=1)]] | None = None  # instead of step_every
+
+
+class ModelConfig(Section):
+    name: str = "resnet50"
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    drop_rate: float = Field(0.0, ge=0, lt=1)
+
+
+class DataConfig(Section):
+    root: str | None = None
+    food101_root: str | None = None
+    cifar_n_file: str | None = None
+    download: bool = False
+    decoder: Literal["torchvision", "pil"] = "torchvision"
+    image_size: int = Field(224, ge=8)
+    num_workers: int | None = Field(None, ge=0)
+    pin_memory: bool | None = None
+    persistent_workers: bool = True
+    split_seed: int = Field(0, ge=0)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1)
+    clean_fraction: float = Field(0.1, ge=0, lt=1)
+    epoch_subset: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def splits_leave_training_data(self) -> "DataConfig":
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"data.val_fraction + data.test_fraction must be below 1, got "
+                             f"{self.val_fraction} + {self.test_fraction}")
+        return self
+
+
+class FinetuneConfig(Section):
+    epochs: int | None = Field(None, ge=0)
+    lr: float | None = Field(None, gt=0)
+
+
+class ReportConfig(Section):
+    histogram_epochs: list[Annotated[int, Field(ge=1)]] | None = None
+
+
+class CoreConfig(Section):
+    """The core's keys: every type, range and cross-key rule of a run's config."""
+
+    method: str | None = None
+    dataset: str | None = None
+    setting: Literal["noisy", "verify", "clean"] = "noisy"
+    seed: int = Field(0, ge=0)
+    noise: str = "none"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    progress: bool = True
+    optimizer: OptimizerConfig = OptimizerConfig()
+    lr_schedule: ScheduleConfig = ScheduleConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    report: ReportConfig = ReportConfig()
+
+
+DEFAULTS: dict[str, Any] = CoreConfig().model_dump()
 SETTINGS = ("noisy", "verify", "clean")
-MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where ``1e-3`` (no dot) is a string; read it as YAML 1.2 does: a number."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -65,7 +122,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"expected key=value, got '{text}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = read_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot read the value of '{key}': {exc}") from exc
     return key.strip(), value
@@ -76,9 +133,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a config file is YAML in UTF-8)") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
     return data
@@ -115,13 +174,14 @@ def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
     return value
 
 
-def apply(config: dict[str, Any], updates: dict[str, Any], source: str) -> None:
-    """Set dotted ``updates`` in ``config`` in place; unknown keys fail naming them."""
+def apply(config: dict[str, Any], updates: dict[str, Any], source: str, sources: dict[str, str] | None = None) -> None:
+    """Set dotted ``updates`` in ``config`` in place; unknown keys fail naming them.
+    ``sources`` records where each key's value came from, for error messages."""
     known = flatten(config)
     sections = {k.rsplit(".", 1)[0] for k in known if "." in k}
     for key, value in updates.items():
         if key in sections and isinstance(value, dict):
-            apply(config, {f"{key}.{k}": v for k, v in value.items()}, source)
+            apply(config, {f"{key}.{k}": v for k, v in value.items()}, source, sources)
             continue
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1)
@@ -132,6 +192,8 @@ def apply(config: dict[str, Any], updates: dict[str, Any], source: str) -> None:
         for part in parents:
             node = node[part]
         node[leaf] = _check_type(key, node[leaf], value, source)
+        if sources is not None:
+            sources[key] = source
 
 
 def resolve(
@@ -148,40 +210,39 @@ def resolve(
     """
     config = copy.deepcopy(DEFAULTS)
     config[method] = copy.deepcopy(method_defaults)
-    apply(config, flatten(dataset_defaults), "dataset defaults")
+    sources: dict[str, str] = {}
+    apply(config, flatten(dataset_defaults), "dataset defaults", sources)
     for source, layer in file_layers:
-        apply(config, {k: v for k, v in flatten(layer).items() if k not in ("method", "dataset")}, source)
-    apply(config, dict(parse_override(o) for o in overrides), "command line")
+        apply(config, {k: v for k, v in flatten(layer).items() if k not in ("method", "dataset")}, source, sources)
+    apply(config, dict(parse_override(o) for o in overrides), "command line", sources)
     config["method"] = method
-    validate(config)
+    validate(config, sources)
     return config
 
 
-def validate(config: dict[str, Any]) -> None:
+def validate(config: dict[str, Any], sources: dict[str, str] | None = None) -> None:
+    """Check the core's keys against ``CoreConfig``; the first fault becomes one line
+    naming the key, where its value came from, what is expected and what was given."""
     from noisybench.noise import parse_noise
 
-    if config["setting"] not in SETTINGS:
-        raise ConfigError(f"setting='{config['setting']}': expected one of {', '.join(SETTINGS)}")
-    if config["mixed_precision"] not in MIXED_PRECISION:
-        raise ConfigError(
-            f"mixed_precision='{config['mixed_precision']}': expected one of {', '.join(MIXED_PRECISION)}"
-        )
+    core = {k: v for k, v in config.items() if k in DEFAULTS}
+    try:
+        CoreConfig.model_validate(core)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or _cross_key(error)
+        source = (sources or {}).get(key, "default")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "value_error":
+            raise ConfigError(f"config key '{key}' ({source}): {message}") from None
+        raise ConfigError(f"config key '{key}' ({source}): {message}, got {error['input']!r}") from None
     parse_noise(config["noise"])
-    if config["optimizer"]["name"] not in ("sgd", "adamw"):
-        raise ConfigError(f"optimizer.name='{config['optimizer']['name']}': expected sgd or adamw")
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if config[key] < 1:
-            raise ConfigError(f"config key '{key}' must be at least 1, got {config[key]}")
-    data = config["data"]
-    if data["num_workers"] is not None and (not isinstance(data["num_workers"], int) or data["num_workers"] < 0):
-        raise ConfigError(f"config key 'data.num_workers' must be null (automatic) or 0 or more, got {data['num_workers']!r}")
-    if data["decoder"] not in ("torchvision", "pil"):
-        raise ConfigError(f"data.decoder='{data['decoder']}': expected torchvision or pil")
-    for key in ("val_fraction", "test_fraction", "clean_fraction"):
-        if not 0.0 <= data[key] < 1.0:
-            raise ConfigError(f"config key 'data.{key}' must be in [0, 1), got {data[key]}")
-    if data["epoch_subset"] < 0 or (config["finetune"]["epochs"] or 0) < 0:
-        raise ConfigError("config keys 'data.epoch_subset' and 'finetune.epochs' must be 0 or more")
+
+
+def _cross_key(error: dict[str, Any]) -> str:
+    """The first dotted key a cross-key error's message names."""
+    found = re.search(r"[a-z_]+\.[a-z_]+", error["msg"])
+    return found.group(0) if found else "config"
 
 
 def dump(config: dict[str, Any]) -> str:

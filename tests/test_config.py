@@ -35,8 +35,8 @@ def test_method_and_dataset_can_come_from_the_file(tmp_path):
         ("ce.q=0.7", "unknown config key 'ce.q'"),
         ("epochs=many", "'epochs'.*expects int"),
         ("noise=uniform:0.2", "unknown noise type 'uniform'"),
-        ("setting=dirty", "setting='dirty'"),
-        ("batch_size=0", "'batch_size' must be at least 1"),
+        ("setting=dirty", r"config key 'setting' \(command line\): Input should be 'noisy', 'verify' or 'clean', got 'dirty'"),
+        ("batch_size=0", r"config key 'batch_size' \(command line\): Input should be greater than or equal to 1, got 0"),
     ],
 )
 def test_bad_config_names_the_fault(override, message):
