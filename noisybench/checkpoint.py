@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from noisybench.errors import ConfigError
@@ -113,11 +114,15 @@ def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str
     if accelerator.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        weights = accelerator.unwrap_model(model).state_dict()
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(folder / MODEL_FILE))
-        write_tree(folder, STATE_FILE, state)
-    write_tree(folder, f"rng_{accelerator.process_index}", rng_state())
+    try:
+        if accelerator.is_main_process:
+            weights = accelerator.unwrap_model(model).state_dict()
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(folder / MODEL_FILE))
+            write_tree(folder, STATE_FILE, state)
+        write_tree(folder, f"rng_{accelerator.process_index}", rng_state())
+    except (OSError, SafetensorError) as exc:  # disk full, read-only: the last complete checkpoint stays
+        raise OSError(getattr(exc, "errno", None), f"cannot write the checkpoint: {str(exc).splitlines()[0]}",
+                      str(folder)) from None
 
 
 def load_model(folder: Path, model: torch.nn.Module) -> None:

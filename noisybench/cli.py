@@ -82,10 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
+    from pathlib import Path
+
+    from noisybench import records
     from noisybench.api import run
 
     if args.resume and not args.output:
         raise NoisybenchError("--resume needs --output DIR, the folder of the run to continue")
+    if args.resume and not records.holds_run(Path(args.output)):
+        raise NoisybenchError(f"--resume: {args.output} holds no run to continue (no config.yaml, checkpoint or "
+                              "metrics.json); leave out --resume to start one there")
     result = run(args.method, args.dataset, args.output, overrides, args.config, args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -174,13 +180,38 @@ def cmd_datasets() -> None:
         print(f"{info.name:<16} {info.description}")
 
 
+def unrecognized(arguments: list[str]) -> str:
+    """The parser's complaint, with a hint where a config key was written as a flag."""
+    message = f"unrecognized arguments: {' '.join(arguments)}"
+    flag = next((a for a in arguments if a.startswith("--")), None)
+    if flag is not None:
+        key = flag[2:].split("=", 1)[0].replace("-", "_")
+        message += f"; config keys are given as key=value, e.g. {key}=..." if key else ""
+    return message
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's stop) ends a run as Ctrl-C does: saved epochs kept, one line."""
+    import signal
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("terminated")
+
+    try:
+        signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread (an embedding program): leave its handler alone
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     unknown = [a for a in extra if a not in overrides]
     if unknown or (overrides and args.command not in ("run", "data", "compare")):
-        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+        parser.error(unrecognized(unknown or overrides))
+    if args.command in ("run", "compare"):
+        stop_on_sigterm()
     try:
         if args.command == "run":
             cmd_run(args, overrides)
@@ -201,4 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     except NoisybenchError as exc:
         print(f"noisybench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, a read-only or missing folder: name the path, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"noisybench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"noisybench: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0

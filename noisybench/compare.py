@@ -44,8 +44,12 @@ def run_folder(output: Path, dataset: str, method: str, seed: int) -> Path:
 
 def sweep(methods: list[str], dataset: str, seeds: list[int], output: str | Path, overrides: Iterable[str] = (),
           config_file: str | Path | None = None, plugins=()) -> list[Outcome]:
-    from noisybench.api import run
+    from noisybench.api import make_config, run
 
+    for method in methods:  # every name and option checked before the first run writes anything
+        for seed in seeds:
+            make_config(method, dataset, config_file, [*overrides_for(method, overrides), f"seed={seed}"],
+                        plugins=plugins)
     outcomes = []
     for method in methods:
         for seed in seeds:

@@ -12,7 +12,6 @@ Runs unchanged on one CPU, one GPU or several processes under ``accelerate launc
 
 from __future__ import annotations
 
-import json
 import resource
 import shutil
 import time
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 from noisybench import checkpoint, identity, metrics, plots, records
 from noisybench.config import dump, load_yaml
 from noisybench.datasets import DataSplits, build_dataset, file_positions, image_paths
-from noisybench.errors import ConfigError
+from noisybench.errors import ConfigError, RunInterrupted
 from noisybench.lock import RunLock
 from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
@@ -572,7 +571,8 @@ def train(
     try:
         with RunLock(output):
             finished = output / records.METRICS_FILE
-            trained = finished.exists() or records.latest_checkpoint(output) is not None
+            record = records.read_record(finished)  # None if absent or unreadable: then recorded anew
+            trained = record is not None or records.latest_checkpoint(output) is not None
             if trained and not resume:
                 raise ConfigError(f"{output} already holds a run; pass --resume to continue it or choose another --output")
             if trained:  # and resuming: the same experiment, perhaps with more epochs
@@ -581,14 +581,28 @@ def train(
                                                             identity.config_experiment(config), output)
                 if refusal:
                     raise ConfigError(refusal)
-                if finished.exists() and (saved is None or config["epochs"] == saved["epochs"]):
-                    return json.loads(finished.read_text())
+                if record is not None and (saved is None or config["epochs"] == saved["epochs"]):
+                    return record
             return Trainer(config, output, plugins).fit(resume)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, RunInterrupted):
+            raise
+        raise RunInterrupted(interrupted(output)) from None
     finally:
         # Accelerate keeps process-wide singletons; clear them so the next run in this
         # process (a sweep, a notebook, a test) may choose its own mixed precision.
         AcceleratorState._reset_state()
         GradientState._reset_state()
+
+
+def interrupted(output: Path) -> str:
+    """What an interrupted run leaves, and how to go on."""
+    saved = records.latest_checkpoint(output)
+    done = records.saved_epochs(saved) if saved is not None else 0
+    if not done:
+        return f"interrupted before the first epoch of {output} was saved; start it again"
+    return (f"interrupted: epochs 1-{done} are saved in {saved}; continue with "
+            f"noisybench run --output {output} --resume")
 
 
 def saved_config(output: Path) -> dict[str, Any] | None:

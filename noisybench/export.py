@@ -6,7 +6,6 @@ flagged samples first, else the training loss against the noisy label.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,14 @@ def suspects(run_dir: str | Path) -> pd.DataFrame:
     samples_path = run_dir / records.SAMPLES_FILE
     if not samples_path.exists():
         raise NoisybenchError(f"{run_dir}: no {records.SAMPLES_FILE}; is it a finished run folder?")
-    samples = pd.read_csv(samples_path)
-    metrics_path = run_dir / records.METRICS_FILE
-    names = json.loads(metrics_path.read_text()).get("class_names") if metrics_path.exists() else None
+    try:
+        samples = pd.read_csv(samples_path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NoisybenchError(f"{samples_path}: not a readable samples table ({str(exc).splitlines()[0]})") from None
+    if not {"index", "noisy_label"} <= set(samples) or ("train_loss" not in samples and "noise_score" not in samples):
+        raise NoisybenchError(f"{samples_path}: not a noisybench samples table (no index, noisy_label, train_loss)")
+    record = records.read_record(run_dir / records.METRICS_FILE) or {}  # only the class names are read from it
+    names = record.get("class_names")
     table = samples.copy()
     if "flagged" not in table and "corrected_label" in table:
         table["flagged"] = table["corrected_label"] != table["noisy_label"]

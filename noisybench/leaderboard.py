@@ -13,6 +13,7 @@ setting, noise and backbone, it sits beside the reproduced one with their differ
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,12 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     root = Path(root)
     if not root.is_dir():
         raise NoisybenchError(f"no such folder: {root}")
-    rows = [read_record(p) for p in sorted(root.rglob(records.METRICS_FILE))]
+    rows = []
+    for path in sorted(root.rglob(records.METRICS_FILE)):
+        if records.read_record(path) is None:  # truncated, not JSON, not a record: say so and go on
+            print(f"warning: skipping {path}: not a readable metrics.json", file=sys.stderr)
+            continue
+        rows.append(read_record(path))
     for path in sorted(root.rglob("failed.json")):
         if not (path.parent / records.METRICS_FILE).exists():
             failed = json.loads(path.read_text())

@@ -65,13 +65,13 @@ def make_plugin_manager(method: str, extra_plugins: Iterable[Any] = ()) -> plugg
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     pm.register(defaults, name="noisybench.defaults")
-    pm.register(load_method(method), name=method)
-    for plugin in extra_plugins:
-        pm.register(plugin)
     try:
+        pm.register(load_method(method), name=method)
+        for plugin in extra_plugins:
+            pm.register(plugin)
         pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise ConfigError(f"plugin for method '{method}': {exc}") from exc
+    except pluggy.PluginValidationError as exc:  # a misspelt hook or argument: one line naming both
+        raise ConfigError(f"method '{method}': {'; '.join(str(exc).split(chr(10)))}") from None
     return pm
 
 

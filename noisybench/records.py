@@ -82,6 +82,29 @@ def latest_checkpoint(output: Path) -> Path | None:
     return None
 
 
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A metrics.json as a dict; None if it is absent or not a readable record (a run killed
+    while it was written by something else, a truncated copy)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "schema_version" in record else None
+
+
+def saved_epochs(checkpoint: Path) -> int:
+    """How many epochs a checkpoint folder holds (0 if it cannot tell)."""
+    try:
+        return int(json.loads((checkpoint / "state.json").read_text())["progress"]["epochs_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run to resume: its config, a checkpoint or a record."""
+    return (folder / CONFIG_FILE).is_file() or latest_checkpoint(folder) is not None or (folder / METRICS_FILE).is_file()
+
+
 def confusion_frame(matrix: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(matrix, index=class_names, columns=class_names)
     frame.index.name = "true\\predicted"
