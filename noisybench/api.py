@@ -58,6 +58,7 @@ def make_config(
         method=names["method"],
     )
     config["dataset"] = names["dataset"]
+    pm.hook.noisybench_check_options(options=config[names["method"]], config=config)
     return config
 
 

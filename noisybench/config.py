@@ -51,6 +51,7 @@ class DataConfig(Section):
     cifar_n_file: str | None = None
     download: bool = False
     decoder: Literal["torchvision", "pil"] = "torchvision"
+    max_pixels: int = Field(64_000_000, ge=1)  # larger images count as unreadable, never decoded
     image_size: int = Field(224, ge=8)
     num_workers: int | None = Field(None, ge=0)
     pin_memory: bool | None = None
@@ -230,19 +231,29 @@ def validate(config: dict[str, Any], sources: dict[str, str] | None = None) -> N
         CoreConfig.model_validate(core)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or _cross_key(error)
-        source = (sources or {}).get(key, "default")
+        key = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "value_error":
-            raise ConfigError(f"config key '{key}' ({source}): {message}") from None
+        if error["type"] == "value_error":  # a cross-key rule of a section: its message names the keys
+            key = _cross_key(message, key)
+            raise ConfigError(f"config key '{key}' ({(sources or {}).get(key, 'default')}): {message}") from None
+        source = (sources or {}).get(key, "default")
         raise ConfigError(f"config key '{key}' ({source}): {message}, got {error['input']!r}") from None
     parse_noise(config["noise"])
 
 
-def _cross_key(error: dict[str, Any]) -> str:
+def _cross_key(message: str, fallback: str) -> str:
     """The first dotted key a cross-key error's message names."""
-    found = re.search(r"[a-z_]+\.[a-z_]+", error["msg"])
-    return found.group(0) if found else "config"
+    found = re.search(r"[a-z_]+\.[a-z_]+", message)
+    return found.group(0) if found else fallback
+
+
+def check_nullable(section: str, options: dict[str, Any], types: dict[str, type]) -> None:
+    """Type-check a method's options whose default is null (their type cannot be read off
+    the default): each may be null or of its type. For plugins' ``noisybench_setup``."""
+    for key, kind in types.items():
+        value = options.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+            raise ConfigError(f"config key '{section}.{key}' expects {kind.__name__} or null, got {value!r}")
 
 
 def dump(config: dict[str, Any]) -> str:

@@ -36,6 +36,15 @@ def noisybench_config_defaults() -> dict[str, Any]:
 
 
 @hookspec
+def noisybench_check_options(options: dict[str, Any], config: dict[str, Any]) -> None:
+    """Check the method's resolved ``options`` (and, if needed, the whole ``config``) when
+    the config is resolved, before anything is built or trained: raise
+    ``noisybench.errors.ConfigError`` naming the key (``smp.alpha``) for a bad value, so a
+    sweep refuses it before its first run rather than after the first method's runs.
+    """
+
+
+@hookspec
 def noisybench_setup(run: Run) -> None:
     """Prepare the method once, after the model and data are ready, before the first epoch.
 

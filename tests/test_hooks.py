@@ -19,7 +19,7 @@ HOOKS = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunct
 
 
 def test_hook_list_is_what_the_readme_documents():
-    assert len(HOOKS) == 7
+    assert len(HOOKS) == 8
     for name in HOOKS:
         assert f"`{name}(" in README, f"{name} is not documented in README.md"
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
@@ -36,6 +36,11 @@ class Spy:
     def noisybench_config_defaults(self):
         self.calls["noisybench_config_defaults"] += 1
         return {}
+
+    @hookimpl
+    def noisybench_check_options(self, options, config):
+        self.calls["noisybench_check_options"] += 1
+        assert options == config[config["method"]]
 
     @hookimpl
     def noisybench_setup(self, run):
@@ -70,7 +75,7 @@ def test_every_hook_is_called_at_its_point(tmp_path):
     assert set(spy.calls) == set(HOOKS)
     steps = 2 * 6  # ceil(1078 / 200) batches per epoch
     assert spy.calls["noisybench_train_step"] == steps == spy.calls["noisybench_loss"]
-    assert spy.calls["noisybench_setup"] == 1
+    assert spy.calls["noisybench_setup"] == 1 == spy.calls["noisybench_check_options"]
     assert spy.epochs == [1, 2]
     assert spy.calls["noisybench_epoch_end"] == 2
     assert spy.calls["noisybench_sample_outputs"] == 3  # after each epoch, and before the last epoch_end

@@ -18,7 +18,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from noisybench.errors import ConfigError
+from noisybench.errors import ConfigError, DataError
 from noisybench.noise import NoiseSpec, apply_noise, parse_noise
 
 UNKNOWN = -1
@@ -217,6 +217,9 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
     name = config["dataset"]
     data = config["data"]
     splits = get_dataset(name).build(config)
+    if splits.num_classes < 2:
+        raise DataError(f"{name}: one class ({', '.join(splits.class_names)}): there is nothing to classify; "
+                        "a dataset needs at least two classes")
     splits.identity = data_identity(name, splits)
     spec = parse_noise(config["noise"])
     setting = config["setting"]

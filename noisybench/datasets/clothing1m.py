@@ -84,6 +84,9 @@ def read_clothing1m(root: Path) -> dict[str, Any]:
         raise DataError(f"{path['names']}: expected {NUM_CLASSES} class names, found {len(names)}")
     noisy_kv, clean_kv = read_kv(path["noisy_kv"]), read_kv(path["clean_kv"])
     keys = {split: read_keys(path[split]) for split in ("noisy_train", "clean_train", "clean_val", "clean_test")}
+    empty = [FILES[split] for split in ("noisy_train", "clean_val", "clean_test") if not keys[split]]
+    if empty:  # found now, not after an epoch of training
+        raise DataError(f"clothing1m: {', '.join(empty)} in {root} list no keys")
     labels = {"noisy_train": labels_for(keys["noisy_train"], noisy_kv, path["noisy_train"], path["noisy_kv"])}
     for split in ("clean_train", "clean_val", "clean_test"):
         labels[split] = labels_for(keys[split], clean_kv, path[split], path["clean_kv"])

@@ -52,7 +52,5 @@ def check_images(paths, split: str, dataset: str, sample: int = 512) -> None:
 
     checked, missing = find_missing(paths, sample=sample)
     if missing:
-        shown = "\n  ".join(missing)
-        raise DataError(
-            f"{dataset}: images of the {split} split are missing (checked {checked}), first ones:\n  {shown}"
-        )
+        raise DataError(f"{dataset}: images of the {split} split are missing (checked {checked}), first ones: "
+                        f"{', '.join(missing)}")

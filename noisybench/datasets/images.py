@@ -1,7 +1,13 @@
 """Image files on disk: decoding, the paper transforms, and the corrupt-image policy.
 
+Decoding: with ``data.decoder=torchvision`` JPEG, PNG, WebP and GIF go through torchvision's
+decoders and every other format PIL reads (BMP, TIFF, PPM, ...) through PIL, as does a
+16-bit image, whose values are scaled to 8 bits (not clipped). The header is read first:
+an image of more than ``data.max_pixels`` pixels is not decoded (a decompression bomb or a
+poster-sized scan would exhaust memory) and counts as unreadable.
+
 Corrupt-image policy: an image that cannot be read or decoded (truncated, not an image,
-missing) does not stop the run. It is decoded as a constant image of the dataset's mean
+missing, too large) does not stop the run. It is decoded as a constant image of the dataset's mean
 colour, which is all zeros after normalisation, and keeps its label and index, so the
 result does not depend on worker timing. Each such image is marked in a mask shared by
 the loader workers; the run reports them once and lists them in ``samples.csv``.
@@ -41,12 +47,37 @@ def small_transforms(train: bool, mean: Sequence[float], std: Sequence[float], s
     )
 
 
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+TORCHVISION_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+MAX_PIXELS = 64_000_000
+
+
+def rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; a 16-bit image is scaled (65535 -> 255), where PIL's convert would clip it to white."""
+    if image.mode in SIXTEEN_BIT:
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
 def decode_pil(path: str, draft_size: int | None = None) -> Image.Image:
     """PIL decode; ``draft_size`` lets libjpeg scale down by 1/2, 1/4 or 1/8 while decoding."""
     with Image.open(path) as image:
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
-        return image.convert("RGB")
+        return rgb(image)
+
+
+class TooLarge(ValueError):
+    """An image over the pixel limit: counted as unreadable, never decoded."""
+
+
+def image_header(path: str, max_pixels: int) -> tuple[str | None, str]:
+    """(format, mode) from the file's header alone; TooLarge past ``max_pixels``."""
+    with Image.open(path) as image:
+        if image.width * image.height > max_pixels:
+            raise TooLarge(f"{image.width}x{image.height} pixels")
+        return image.format, image.mode
 
 
 def decode_torchvision(path: str) -> torch.Tensor:
@@ -71,6 +102,7 @@ class ImageFiles(Dataset):
         decoder: str = "pil",
         draft_size: int | None = None,
         fallback_size: tuple[int, int] = (256, 256),
+        max_pixels: int = MAX_PIXELS,
     ):
         if decoder not in DECODERS:
             raise ValueError(f"decoder '{decoder}': expected one of {', '.join(DECODERS)}")
@@ -80,6 +112,7 @@ class ImageFiles(Dataset):
         self.decoder = decoder
         self.draft_size = draft_size
         self.fallback_size = fallback_size
+        self.max_pixels = max_pixels
         self.corrupt = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
         self._fill = (128, 128, 128)
 
@@ -93,10 +126,14 @@ class ImageFiles(Dataset):
     def load(self, i: int):
         path = str(self.paths[i])
         try:
-            if self.decoder == "torchvision":
-                return decode_torchvision(path)
+            form, mode = image_header(path, self.max_pixels)
+            if self.decoder == "torchvision" and form in TORCHVISION_FORMATS and mode not in SIXTEEN_BIT:
+                try:
+                    return decode_torchvision(path)
+                except RuntimeError:  # a variant libjpeg/libpng refuses (e.g. CMYK): PIL may read it
+                    pass
             return decode_pil(path, self.draft_size)
-        except (OSError, RuntimeError, ValueError, SyntaxError):
+        except (OSError, RuntimeError, ValueError, SyntaxError, Image.DecompressionBombError):
             self.corrupt[i] = True
             return Image.new("RGB", self.fallback_size, self._fill)
 
@@ -140,6 +177,7 @@ def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: b
     else:
         resize = size
         transform = v2.Compose([v2.Resize((size, size), antialias=True), small_transforms(train, mean, std, size)])
-    files = ImageFiles(paths, labels, transform, data["decoder"], draft_size=resize, fallback_size=(resize, resize))
+    files = ImageFiles(paths, labels, transform, data["decoder"], draft_size=resize, fallback_size=(resize, resize),
+                       max_pixels=data["max_pixels"])
     files.set_fill(mean)
     return files

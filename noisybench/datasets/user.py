@@ -10,12 +10,14 @@ stratified and seeded by ``data.split_seed``.
 
 from __future__ import annotations
 
+import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension, make_dataset
 
 from noisybench.datasets import UNKNOWN, DataSplits, register_dataset, stratified_split
 from noisybench.datasets.files import check_images
@@ -23,15 +25,22 @@ from noisybench.datasets.images import photo_files
 from noisybench.errors import DataError
 
 SPLITS = ("train", "val", "test")
-CSV_LAYOUT = """expected a CSV file in data.root with a header and columns:
-  path,label[,true_label][,split]   (path relative to the CSV; split one of train, val, test)"""
+CSV_LAYOUT = ("expected a CSV file with a header and columns path,label[,true_label][,split] "
+              "(path relative to the CSV; split one of train, val, test)")
 USER_DEFAULTS = {"model": {"name": "resnet18"}, "epochs": 10, "optimizer": {"lr": 0.01}}
 
 
 def class_ids(values: list[pd.Series], file: Path) -> tuple[list[str], list[np.ndarray]]:
-    """Map label columns to ids: integer ids as they are, names in sorted order."""
+    """Map label columns to ids: integer ids as they are, names in sorted order. A column
+    mixing the two (``3`` beside ``cat``, or ``0.0`` beside ``1``) is refused: which class
+    a value means would be a guess."""
     present = pd.concat([v[v.notna()] for v in values]).astype(str).str.strip()
-    if present.str.fullmatch(r"\d+").all():
+    digits = present.str.fullmatch(r"\d+")
+    if digits.any() and not digits.all():
+        odd = present[~digits].index[0] if digits.sum() > len(digits) / 2 else present[digits].index[0]
+        raise DataError(f"{file}:{int(odd) + 2}: label '{present[odd]}' mixes class names and integer ids in one "
+                        "column; use one or the other")
+    if digits.all():
         ids = [pd.to_numeric(v, errors="coerce").fillna(UNKNOWN).astype(np.int64).to_numpy() for v in values]
         names = [str(i) for i in range(int(max(a.max() for a in ids)) + 1)]
         return names, ids
@@ -59,6 +68,11 @@ def assemble(
     at = {s: np.flatnonzero(split == s) for s in SPLITS}
     if not len(at["train"]) or not len(at["test"]):
         raise DataError(f"{name}: need training and test images, found {len(at['train'])} and {len(at['test'])}")
+    counts = np.bincount(labels[at["train"]][labels[at["train"]] >= 0], minlength=len(class_names))
+    empty = [class_names[c] for c in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(f"{name}: class(es) {', '.join(empty)} have no training images"
+                        f"{' (an empty class folder?)' if name == 'imagefolder' else ''}")
     for s in SPLITS:
         check_images(paths[at[s]], s, name)
     # val and test are scored against the best label known
@@ -75,18 +89,42 @@ def assemble(
     )
 
 
+def read_manifest(file: Path) -> pd.DataFrame:
+    """The manifest as strings; an empty, header-only, ragged or non-UTF-8 file fails naming the line."""
+    raw = file.read_bytes()
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{file}:{number}: not UTF-8 text; save the manifest as UTF-8") from None
+    try:
+        table = pd.read_csv(file, dtype=str, keep_default_na=True, skipinitialspace=True, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{file}: empty; expected a header 'path,label' and one row per image") from None
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found:
+            raise DataError(f"{file}:{found.group(2)}: {found.group(3)} fields where the header has "
+                            f"{found.group(1)}") from None
+        raise DataError(f"{file}: not a CSV table: {str(exc).splitlines()[0]}") from None
+    if table.empty:
+        raise DataError(f"{file}: a header and no rows; expected one row per image")
+    return table
+
+
 @register_dataset("csv", description="your images listed in a CSV manifest (path,label[,true_label][,split]); data.root=FILE.csv",
                   defaults=USER_DEFAULTS)
 def build_csv(config: dict[str, Any]) -> DataSplits:
     if not config["data"]["root"]:
-        raise DataError(f"csv: set data.root=FILE.csv\n{CSV_LAYOUT}")
+        raise DataError(f"csv: set data.root=FILE.csv; {CSV_LAYOUT}")
     file = Path(config["data"]["root"]).expanduser()
     if not file.is_file():
-        raise DataError(f"csv: no such file: {file}\n{CSV_LAYOUT}")
-    table = pd.read_csv(file, dtype=str, keep_default_na=True, skipinitialspace=True)
+        raise DataError(f"csv: no such file: {file}; {CSV_LAYOUT}")
+    table = read_manifest(file)
     missing = {"path", "label"} - set(table.columns)
     if missing:
-        raise DataError(f"{file}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(table.columns)}\n{CSV_LAYOUT}")
+        raise DataError(f"{file}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(table.columns)}; "
+                        f"{CSV_LAYOUT}")
     for column in ("path", "label"):
         empty = table[column].isna()
         if empty.any():
@@ -102,6 +140,17 @@ def build_csv(config: dict[str, Any]) -> DataSplits:
     return assemble(config, "csv", paths, labels, ids[1] if len(ids) > 1 else None, split, names)
 
 
+def class_folders(folder: Path) -> list[str]:
+    """Class folder names, hidden ones (``.ipynb_checkpoints``, ``.git``) left out."""
+    return sorted(e.name for e in folder.iterdir() if e.is_dir() and not e.name.startswith("."))
+
+
+def visible_image(folder: Path, path: str) -> bool:
+    """An image file with no hidden folder or file name on its path below ``folder``."""
+    hidden = any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
+    return has_file_allowed_extension(path, IMG_EXTENSIONS) and not hidden
+
+
 @register_dataset("imagefolder", description="your images in class folders (root/<class>/ or root/{train,val,test}/<class>/); data.root",
                   defaults=USER_DEFAULTS)
 def build_imagefolder(config: dict[str, Any]) -> DataSplits:
@@ -111,15 +160,15 @@ def build_imagefolder(config: dict[str, Any]) -> DataSplits:
     if not root.is_dir():
         raise DataError(f"imagefolder: {root} is not a folder")
     folders = {s: root / s for s in SPLITS if (root / s).is_dir()} if (root / "train").is_dir() else {"train": root}
-    try:
-        names = sorted(set().union(*(find_classes(str(f))[0] for f in folders.values())))
-    except FileNotFoundError as exc:
-        raise DataError(f"imagefolder: {exc}") from None
+    names = sorted(set().union(*(class_folders(f) for f in folders.values())))
+    if not names:
+        raise DataError(f"imagefolder: no class folders in {root}")
     lookup = {name: i for i, name in enumerate(names)}
     paths, labels, split = [], [], []
     for s, folder in folders.items():
-        local = find_classes(str(folder))[0]
-        rows = make_dataset(str(folder), {c: lookup[c] for c in local}, extensions=IMG_EXTENSIONS, allow_empty=True)
+        local = class_folders(folder)
+        rows = make_dataset(str(folder), {c: lookup[c] for c in local}, is_valid_file=partial(visible_image, folder),
+                            allow_empty=True)
         paths += [p for p, _ in rows]
         labels += [c for _, c in rows]
         split += [s] * len(rows)

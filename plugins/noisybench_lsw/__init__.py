@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from noisybench import hookimpl
+from noisybench.config import check_nullable
 from noisybench.errors import ConfigError
 from noisybench.run import StepOutput
 from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights, weighted_loss
@@ -85,14 +86,23 @@ def load_kept_weights(run) -> torch.Tensor:
 
 
 @hookimpl
-def noisybench_setup(run) -> None:
-    o = run.options
+def noisybench_check_options(options: dict, config: dict) -> None:
+    o = options
+    check_nullable("lsw", o, {"weights_from": str})
     if o["weight_rule"] not in ("logit", "printed"):
         raise ConfigError(f"lsw.weight_rule='{o['weight_rule']}': expected logit or printed")
     if o["meta_layers"] not in ("all", "head"):
         raise ConfigError(f"lsw.meta_layers='{o['meta_layers']}': expected all or head")
     if o["mode"] not in ("joint", "retrain"):
         raise ConfigError(f"lsw.mode='{o['mode']}': expected joint or retrain")
+    if config["optimizer"]["name"] != "sgd":
+        raise ConfigError(f"lsw differentiates an SGD step; optimizer.name={config['optimizer']['name']} "
+                          "(e.g. AdamW) is not supported")
+
+
+@hookimpl
+def noisybench_setup(run) -> None:
+    o = run.options
     optimizer = getattr(run.optimizer, "optimizer", run.optimizer)
     if not isinstance(optimizer, torch.optim.SGD):
         raise ConfigError(f"lsw differentiates an SGD step; {type(optimizer).__name__} (e.g. AdamW) is not supported")

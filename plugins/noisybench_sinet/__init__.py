@@ -26,6 +26,7 @@ import torch
 
 from noisybench import hookimpl
 from noisybench.datasets import labels_of
+from noisybench.config import check_nullable
 from noisybench.errors import ConfigError
 from noisybench_sinet.graph import parse_graph_spec, relation_graph
 from noisybench_sinet.side_info import relation_matrices
@@ -83,21 +84,28 @@ def prototype_source(run) -> str:
 
 
 @hookimpl
-def noisybench_setup(run) -> None:
-    o = run.options
+def noisybench_check_options(options: dict) -> None:
+    o = options
     for key, allowed in (("psi", PATTERN_NORMALIZERS), ("prototype_weighting", PROTOTYPE_WEIGHTINGS),
                          ("loss", LOSSES), ("prototype_source", PROTOTYPE_SOURCES),
                          ("feature_source", FEATURE_SOURCES)):
         if o[key] not in allowed:
             raise ConfigError(f"sinet.{key}='{o[key]}': expected one of {', '.join(allowed)}")
     try:
-        parts = parse_graph_spec(o["graph"])
+        parse_graph_spec(o["graph"])
     except ValueError as error:
         raise ConfigError(f"sinet.graph={error}") from None
+    check_nullable("sinet", o, {"side_info": str, "wordnet_dir": str, "prototype_top_k": int})
     if o["refresh_every"] < 1 or o["initial_top_k"] < 1 or (o["prototype_top_k"] or 1) < 1:
         raise ConfigError("sinet.refresh_every, sinet.initial_top_k and sinet.prototype_top_k must be at least 1")
     if o["alpha"] <= 0 or o["beta"] <= 0 or o["epsilon"] <= 0 or o["gamma"] < 0:
         raise ConfigError("sinet.alpha, sinet.beta and sinet.epsilon must be positive, sinet.gamma not negative")
+
+
+@hookimpl
+def noisybench_setup(run) -> None:
+    o = run.options
+    parts = parse_graph_spec(o["graph"])
     source = prototype_source(run)
     if source == "trusted":
         run.trusted_indices()

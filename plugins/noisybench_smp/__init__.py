@@ -58,8 +58,8 @@ def correcting(run, epoch: int) -> bool:
 
 
 @hookimpl
-def noisybench_setup(run) -> None:
-    o = run.options
+def noisybench_check_options(options: dict) -> None:
+    o = options
     for key, allowed in (("feature_source", FEATURE_SOURCES), ("prototypes", PROTOTYPE_METHODS),
                          ("similarity", SIMILARITIES), ("eta_ties", ("order", "paper"))):
         if o[key] not in allowed:
@@ -68,6 +68,10 @@ def noisybench_setup(run) -> None:
         raise ConfigError("smp.samples_per_class, smp.num_prototypes and smp.correct_every must be at least 1")
     if not 0.0 <= o["alpha"] <= 1.0 or not 0.0 <= o["threshold_quantile"] <= 1.0:
         raise ConfigError("smp.alpha and smp.threshold_quantile must be in [0, 1]")
+
+
+@hookimpl
+def noisybench_setup(run) -> None:
     run.state["corrected"] = run.noisy_labels.clone()
     run.state["margin"] = torch.zeros(run.num_train)
     run.state["corrections"] = 0
