@@ -2,7 +2,7 @@
 
 import pluggy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 hookimpl = pluggy.HookimplMarker("noisybench")
 """Marker for method hook implementations: ``@hookimpl def noisybench_loss(...)``."""

@@ -309,7 +309,7 @@ def test_sigint_and_sigterm_leave_a_resumable_run_and_one_line(tmp_path):
 
     for number, sig in enumerate((signal.SIGINT, signal.SIGTERM)):
         out = tmp_path / f"run{number}"
-        proc = subprocess.Popen([sys.executable, "-m", "noisybench", *RUN[:-1], "epochs=200", "--output", str(out)],
+        proc = subprocess.Popen([sys.executable, "-m", "noisybench", *RUN[:-1], "epochs=40", "--output", str(out)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, OMP_NUM_THREADS="1"))
         deadline = time.time() + 120
@@ -323,7 +323,20 @@ def test_sigint_and_sigterm_leave_a_resumable_run_and_one_line(tmp_path):
         assert f"noisybench run --output {out} --resume" in lines[0] and "interrupted: epochs 1-" in lines[0]
         assert not (out / "metrics.json").exists() and not (out / LOCK_FILE).exists()
         assert (out / "checkpoint" / "model.safetensors").exists()  # the last complete epoch, intact
-        assert main(["evaluate", str(out)]) == 0  # and readable: what --resume starts from
+    # the line's command finishes the run
+    assert main(["run", "--output", str(tmp_path / "run0"), "--resume"]) == 0
+    assert [h["epoch"] for h in json.loads((tmp_path / "run0" / "metrics.json").read_text())["history"]] == list(
+        range(1, 41))
+
+
+def test_a_run_may_start_from_another_runs_weights_and_records_how_many(tmp_path):
+    first = run_digits(tmp_path / "a", "epochs=1")
+    weights = tmp_path / "a" / "checkpoint" / "model.safetensors"  # keys carry the wrapper's "backbone." prefix
+    second = run_digits(tmp_path / "b", "epochs=1", f"model.pretrained_file={weights}")
+    assert first["pretrained"] == {"file": None, "tensors_loaded": 0}
+    from safetensors.torch import load_file
+
+    assert second["pretrained"] == {"file": str(weights), "tensors_loaded": len(load_file(weights)) - 2}  # but fc
 
 
 def test_a_full_disk_ends_in_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
