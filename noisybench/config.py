@@ -157,7 +157,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
-    if default is None or value is None:
+    if default is None or value is None or default == "auto":  # "auto" or a value: checked by its owner
         return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)

@@ -72,11 +72,12 @@ class Progress:
             "corrupt": self.corrupt,
             "experiment": self.experiment,
             "harvested": _cpu(self.run.scratch.get("harvested")),
+            "warnings": self.run.warnings,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epochs_done = state["epochs_done"]
-        self.history = state["history"]
+        self.history[:] = state["history"]  # the same list run.history shows
         self.best_val = state["best_val"]
         self.corrected_accuracy_initial = state["corrected_accuracy_initial"]
         self.initial_corrected = state["initial_corrected"]
@@ -90,6 +91,7 @@ class Progress:
         self.experiment = state.get("experiment")
         if "harvested" in state:
             self.run.scratch["harvested"] = state["harvested"]
+        self.run.warnings[:] = state.get("warnings", [])
 
 
 def _cpu(value: Any) -> Any:
@@ -193,6 +195,7 @@ class Trainer:
         )
         self.corrupt_reported: dict[str, int] = {}
         self.progress = Progress(self.run)
+        self.run.history = self.progress.history  # read-only for methods (SMP's readiness)
 
     # -- evaluation ---------------------------------------------------------------
     @torch.no_grad()
@@ -469,6 +472,7 @@ class Trainer:
         trained = sum(h.get("samples_trained", 0) for h in progress.history)
         train_seconds = run.phase_seconds.get("train", 0.0)
         labels = dict(found["labels"])
+        labels["warnings"] = list(run.warnings)
         labels["corrected_accuracy_initial"] = progress.corrected_accuracy_initial
         corrupt = self.corrupt_images()  # a collective: every process takes part
         result = {

@@ -103,6 +103,8 @@ class Run:
     scratch: dict[str, Any] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     epoch_log: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the core's per-epoch entries so far
+    warnings: list[str] = field(default_factory=list)
     _open_phases: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -168,6 +170,16 @@ class Run:
             self.phase_seconds[name] += elapsed - self._open_phases.pop()
             if self._open_phases:
                 self._open_phases[-1] += elapsed
+
+    def warn(self, message: str) -> None:
+        """A warning about the labels or weights a method produced: printed once by the main
+        process and kept in metrics.json's ``labels.warnings`` (checkpointed)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            if self.accelerator.is_main_process:
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"warning: {message}")
 
     def log(self, **values: Any) -> None:
         """Add values to this epoch's ``history`` entry in metrics.json."""

@@ -196,8 +196,8 @@ class Probe:
                                             ("train_pass", [])])
 def test_feature_passes_per_correcting_epoch(tmp_path, source, passes):
     probe = Probe()
-    m = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", f"smp.feature_source={source}", method="smp",
-                   plugins=[probe])
+    m = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", f"smp.feature_source={source}", "smp.start_epoch=2",
+                   method="smp", plugins=[probe])
     assert probe.passes == passes
     assert probe.eval_batches == 0  # the model is back in train mode after every extraction
     assert m["labels"]["corrected_accuracy"] is not None
@@ -208,8 +208,10 @@ def test_smp_lifts_label_accuracy_on_digits(tmp_path):
     m = run_digits(tmp_path, "epochs=10", "noise=symmetric:0.4", "seed=1", method="smp")
     labels = m["labels"]
     assert labels["corrected_accuracy"] > labels["noisy_accuracy"] + 0.2
+    start = next(h["smp_start_epoch"] for h in m["history"] if "smp_start_epoch" in h)  # auto: once ready
+    assert 2 <= start <= 6
     history = [h["label_accuracy"] for h in m["history"]]
-    assert history[0] is None and history[1] == labels["corrected_accuracy_initial"]
+    assert history[: start - 1] == [None] * (start - 1) and history[start - 1] == labels["corrected_accuracy_initial"]
     assert m["detection"]["auc"] > 0.9
     samples = pd.read_csv(tmp_path / "samples.csv")
     assert (samples["corrected_label"] != samples["noisy_label"]).mean() == pytest.approx(labels["changed_fraction"])
@@ -249,3 +251,40 @@ def test_clean_setting_fine_tunes_after_smp(tmp_path):
 def test_smp_resumes_exactly(tmp_path):
     straight, resumed = resumed_like_straight(tmp_path, "smp", "epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2")
     assert resumed["labels"]["corrected_accuracy_initial"] == straight["labels"]["corrected_accuracy_initial"]
+
+
+# -- start_epoch=auto and the change guard ----------------------------------------------------
+
+
+def test_readiness_by_hand():
+    from noisybench_smp.readiness import latest_start, ready
+
+    # 10 classes, chance 0.1: the last epoch must add at most 10% of the gain over chance
+    assert not ready([0.5], 10, 0.1)  # one epoch: no curve yet
+    assert not ready([0.5, 0.8], 10, 0.1)  # +0.30 of 0.70 gained: still rising fast
+    assert ready([0.5, 0.8, 0.85], 10, 0.1)  # +0.05 <= 0.1 * 0.75
+    assert not ready([0.1, 0.1, 0.1], 10, 0.1)  # flat at chance: learnt nothing, not ready
+    assert not ready([None, None], 10, 0.1)  # no val split
+    assert latest_start(15) == 8 and latest_start(4) == 3
+
+
+def test_smp_does_not_correct_a_model_that_is_not_ready(tmp_path):
+    """A learning rate so small that val accuracy keeps climbing: no correction before the
+    latest start (half-way), where the fixed start_epoch=2 would have corrected at once."""
+    m = run_digits(tmp_path, "epochs=8", "noise=symmetric:0.4", "optimizer.lr=0.0005", "lr_schedule.step_every=0",
+                   method="smp")
+    curve = [h["val_accuracy"] for h in m["history"]]
+    assert all(b - a > 0.1 * (b - 0.1) for a, b in zip(curve[:3], curve[1:4]))  # built to be not ready
+    assert [h.get("smp_start_epoch") for h in m["history"]] == [None] * 4 + [5] + [None] * 3
+    assert [h["label_accuracy"] is None for h in m["history"]] == [True] * 4 + [False] * 4
+
+
+def test_the_change_guard_warns_and_with_max_changed_refuses(tmp_path, capsys):
+    warned = run_digits(tmp_path / "a", "epochs=2", "noise=symmetric:0.4", "smp.start_epoch=1", method="smp")
+    assert any("changes" in w and "more than half" in w for w in warned["labels"]["warnings"])
+    assert "warning: smp: the correction at epoch" in capsys.readouterr().out
+    refused = run_digits(tmp_path / "b", "epochs=2", "noise=symmetric:0.4", "smp.start_epoch=1",
+                         "smp.max_changed=0.3", method="smp")
+    assert any("refused the correction at epoch 1" in w for w in refused["labels"]["warnings"])
+    changed = refused["labels"]["changed_fraction"]  # None: every correction refused, the noisy labels kept
+    assert changed is None or changed <= 0.3

@@ -4,6 +4,12 @@ Loss (eq. 4): (1 − alpha)·CE(F(x), y) + alpha·CE(F(x), y_hat), alpha = 0 bef
 ``start_epoch``. At the start of epoch ``start_epoch`` and every ``correct_every`` epochs
 after it, each class's ``samples_per_class`` sampled images give ``num_prototypes``
 prototypes (prototypes.py) and every training sample gets y_hat = argmax_c sigma_c.
+``start_epoch=auto`` (the default) starts once the model is ready (readiness.py): the
+epoch after the val accuracy has flattened, at the latest half-way through training.
+
+Guard: a correction that would change more than half of the labels is reported
+(console, ``labels.warnings``); with ``max_changed`` set, one that would change more than
+that fraction is refused and the previous labels are kept.
 
 Features (pooled pre-logit) come from ``feature_source``:
   eval_pass   one no-grad pass over the training set with eval transforms (faithful)
@@ -24,8 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from noisybench import hookimpl
+from noisybench.config import check_nullable
 from noisybench.errors import ConfigError
 from noisybench_smp.prototypes import class_scores, relabel, select_prototypes
+from noisybench_smp.readiness import latest_start, ready
 
 FEATURE_SOURCES = ("eval_pass", "train_pass")
 PROTOTYPE_METHODS = ("density", "kmeans++", "density_euclidean")
@@ -35,7 +43,9 @@ SIMILARITIES = ("cosine", "euclidean")
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {
-        "start_epoch": 2,  # the paper leaves it open: one epoch of plain training first
+        "start_epoch": "auto",  # the paper leaves it open: once the model is ready (readiness.py), or an epoch
+        "ready_fraction": 0.1,  # start_epoch=auto: ready once the last epoch adds <= 10% of the val gain so far
+        "max_changed": None,  # refuse a correction changing more than this fraction of labels (null: warn only)
         "alpha": 0.5,
         "correct_every": 1,
         "samples_per_class": 1280,
@@ -51,10 +61,41 @@ def noisybench_config_defaults() -> dict:
     }
 
 
+def first_epoch(run) -> int | None:
+    """The first correcting epoch: the option, or with ``auto`` the one decided so far (None: not yet)."""
+    start = run.options["start_epoch"]
+    return run.state.get("start_epoch") if start == "auto" else start
+
+
 def correcting(run, epoch: int) -> bool:
     """Whether labels are corrected at the start of ``epoch``."""
-    o = run.options
-    return epoch >= o["start_epoch"] and (epoch - o["start_epoch"]) % o["correct_every"] == 0
+    start = first_epoch(run)
+    return start is not None and epoch >= start and (epoch - start) % run.options["correct_every"] == 0
+
+
+def decide_start(run, epoch: int) -> None:
+    """``start_epoch=auto``: start at ``epoch`` if the model is ready, or at the latest half-way."""
+    if run.options["start_epoch"] != "auto" or run.state.get("start_epoch") is not None:
+        return
+    curve = [h.get("val_accuracy") for h in run.history if h.get("stage", "train") == "train"]
+    if epoch >= 2 and (ready(curve, run.num_classes, run.options["ready_fraction"])
+                       or epoch >= latest_start(run.num_epochs)):
+        run.state["start_epoch"] = epoch
+        run.log(smp_start_epoch=epoch)
+
+
+def guarded(run, epoch: int, y_hat: torch.Tensor, margin: torch.Tensor) -> bool:
+    """Whether to keep a correction: warn past half the labels changed, refuse past ``max_changed``."""
+    changed = float((y_hat.cpu() != run.noisy_labels).float().mean())
+    limit = run.options["max_changed"]
+    if limit is not None and changed > limit:
+        run.warn(f"smp: refused the correction at epoch {epoch}: it would change {changed:.1%} of the labels, "
+                 f"more than smp.max_changed={limit}; the previous labels are kept")
+        return False
+    if changed > 0.5:
+        run.warn(f"smp: the correction at epoch {epoch} changes {changed:.1%} of the labels, more than half: the "
+                 "model may not support it yet (see smp.start_epoch, smp.max_changed)")
+    return True
 
 
 @hookimpl
@@ -66,6 +107,12 @@ def noisybench_check_options(options: dict) -> None:
             raise ConfigError(f"smp.{key}='{o[key]}': expected one of {', '.join(allowed)}")
     if o["samples_per_class"] < 1 or o["num_prototypes"] < 1 or o["correct_every"] < 1:
         raise ConfigError("smp.samples_per_class, smp.num_prototypes and smp.correct_every must be at least 1")
+    start = o["start_epoch"]
+    if start != "auto" and (not isinstance(start, int) or isinstance(start, bool) or start < 1):
+        raise ConfigError(f"smp.start_epoch={start!r}: expected auto or an epoch (1 or more)")
+    check_nullable("smp", o, {"max_changed": float})
+    if not 0 < o["ready_fraction"] <= 1 or (o["max_changed"] is not None and not 0 < o["max_changed"] <= 1):
+        raise ConfigError("smp.ready_fraction and smp.max_changed must be in (0, 1]")
     if not 0.0 <= o["alpha"] <= 1.0 or not 0.0 <= o["threshold_quantile"] <= 1.0:
         raise ConfigError("smp.alpha and smp.threshold_quantile must be in [0, 1]")
 
@@ -143,17 +190,24 @@ def correct_labels(run, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def final_correction(run, epoch: int) -> bool:
     """Whether the final model corrects the labels after ``epoch`` (the last, if the run corrects at all)."""
-    return epoch == run.num_epochs and epoch >= run.options["start_epoch"]
+    start = first_epoch(run)
+    return epoch == run.num_epochs and start is not None and epoch >= start
 
 
 @hookimpl
 def noisybench_epoch_start(run, epoch: int) -> None:
     run.state.pop("final", None)  # a finished run extended with more epochs trains on
     run.state["corrected"] = run.state["corrected"].to(run.device)
+    decide_start(run, epoch)
     if correcting(run, epoch):
-        run.state["corrected"], run.state["margin"] = correct_labels(run, epoch)
-        run.state["corrections"] += 1
-    upcoming = correcting(run, epoch + 1) if epoch < run.num_epochs else final_correction(run, epoch)
+        y_hat, margin = correct_labels(run, epoch)
+        if guarded(run, epoch, y_hat, margin):
+            run.state["corrected"], run.state["margin"] = y_hat, margin
+            run.state["corrections"] += 1
+    if epoch < run.num_epochs:  # undecided (auto): the next epoch may start correcting
+        upcoming = correcting(run, epoch + 1) or first_epoch(run) is None
+    else:
+        upcoming = final_correction(run, epoch)
     if run.options["feature_source"] == "train_pass" and upcoming:
         run.harvest_start()  # this epoch's forward passes feed the next correction
 
@@ -162,7 +216,8 @@ def noisybench_epoch_start(run, epoch: int) -> None:
 def noisybench_epoch_end(run, epoch: int) -> None:
     if final_correction(run, epoch):  # the labels of the final model, as epoch + 1 would draw them
         corrected, margin = correct_labels(run, epoch + 1)
-        run.state["final"] = {"corrected": corrected, "margin": margin}
+        if guarded(run, epoch + 1, corrected, margin):
+            run.state["final"] = {"corrected": corrected, "margin": margin}
 
 
 @hookimpl
@@ -172,7 +227,8 @@ def noisybench_loss(run, logits: torch.Tensor, features: torch.Tensor, labels: t
     run.harvest(indices, features)
     logits = logits.float()
     noisy_loss = F.cross_entropy(logits, labels)
-    alpha = run.options["alpha"] if epoch >= run.options["start_epoch"] else 0.0
+    start = first_epoch(run)
+    alpha = run.options["alpha"] if start is not None and epoch >= start else 0.0
     if alpha == 0.0:
         return noisy_loss
     y_hat = run.state["corrected"][indices.to(run.state["corrected"].device)].to(logits.device)
