@@ -181,6 +181,17 @@ class Run:
 
                 tqdm.write(f"warning: {message}")
 
+    def warn_if_collapsed(self, name: str, weights: torch.Tensor, zero: float) -> None:
+        """Warn when per-sample weights have collapsed: 95% or more below ``zero`` (almost
+        nothing trains), or all equal (the weights tell samples apart no more)."""
+        share = int((weights < zero).sum()) / max(1, len(weights))
+        if share >= 0.95:
+            self.warn(f"{name}: {share:.1%} of the sample weights are below {zero:g} at epoch {self.epoch}: almost "
+                      "nothing trains; the weights have collapsed")
+        elif len(weights) > 1 and float(weights.max() - weights.min()) < 1e-6:
+            self.warn(f"{name}: every sample weight is {float(weights[0]):.4g} at epoch {self.epoch}: the weights "
+                      "no longer tell samples apart")
+
     def log(self, **values: Any) -> None:
         """Add values to this epoch's ``history`` entry in metrics.json."""
         self.epoch_log.update(values)

@@ -371,3 +371,26 @@ def test_sinet_resumes_exactly(tmp_path):
                           "sinet.refresh_every=2")
     a, b = pd.read_csv(tmp_path / "a" / "samples.csv"), pd.read_csv(tmp_path / "b" / "samples.csv")
     assert np.allclose(a["weight"], b["weight"])
+
+
+def test_collapsed_weights_are_reported(tmp_path, capsys):
+    """alpha = 0.01 leaves w = max(0, 0.01 - d)^beta = 0 for almost every sample."""
+    m = run_digits(tmp_path, "epochs=2", "noise=symmetric:0.4", "sinet.start_epoch=2", "sinet.alpha=0.01",
+                   method="sinet")
+    assert any("sample weights are below 0.001" in w and "collapsed" in w for w in m["labels"]["warnings"])
+    assert "warning: sinet:" in capsys.readouterr().out
+
+
+def test_weight_collapse_rules_by_hand():
+    import types
+
+    import torch
+
+    from noisybench.run import Run
+
+    seen = []
+    fake = types.SimpleNamespace(epoch=4, warn=seen.append)
+    Run.warn_if_collapsed(fake, "m", torch.tensor([0.0] * 19 + [0.5]), zero=0.01)  # 95% below: collapsed
+    Run.warn_if_collapsed(fake, "m", torch.tensor([0.0] * 18 + [0.5, 0.5]), zero=0.01)  # 90%: fine
+    Run.warn_if_collapsed(fake, "m", torch.full((10,), 0.5), zero=0.01)  # all equal
+    assert len(seen) == 2 and "95.0% of the sample weights" in seen[0] and "every sample weight is 0.5" in seen[1]

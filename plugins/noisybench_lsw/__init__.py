@@ -194,6 +194,12 @@ def noisybench_train_step(run, batch):
 
 
 @hookimpl
+def noisybench_epoch_end(run, epoch: int) -> None:
+    if run.options["mode"] == "joint" and epoch >= run.options["start_epoch"]:
+        run.warn_if_collapsed("lsw", run.state["alpha"], zero=0.01)
+
+
+@hookimpl
 def noisybench_loss(run, logits, labels, indices):
     alpha = run.state["alpha"].to(logits.device)[indices]
     return weighted_loss(logits, labels, alpha)

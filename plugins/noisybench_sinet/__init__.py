@@ -162,6 +162,7 @@ def refresh_weights(run) -> None:
             run.scratch["class_weights"] = sample_weights(distances, o["alpha"], o["beta"])
     run.state["refreshes"] += 1
     weight = run.state["weight"]
+    run.warn_if_collapsed("sinet", weight, zero=1e-3)
     run.log(sinet_mean_weight=float(weight.mean()), sinet_zero_weight=float((weight == 0).float().mean()),
             sinet_p_spread=float(p.max() / p.min()) if len(p) else None)
 
