@@ -52,7 +52,7 @@ class DataConfig(Section):
     download: bool = False
     decoder: Literal["torchvision", "pil"] = "torchvision"
     max_pixels: int = Field(64_000_000, ge=1)  # larger images count as unreadable, never decoded
-    image_size: int = Field(224, ge=8)
+    image_size: Annotated[int, Field(ge=8)] | Literal["auto"] = 224
     num_workers: int | None = Field(None, ge=0)
     pin_memory: bool | None = None
     persistent_workers: bool = True
@@ -84,6 +84,7 @@ class CoreConfig(Section):
 
     method: str | None = None
     dataset: str | None = None
+    recipe: Literal["auto", "scratch", "finetune"] = "auto"
     setting: Literal["noisy", "verify", "clean"] = "noisy"
     seed: int = Field(0, ge=0)
     noise: str = "none"
@@ -192,11 +193,28 @@ def apply(config: dict[str, Any], updates: dict[str, Any], source: str, sources:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node[part]
-        node[leaf] = _check_type(key, node[leaf], value, source)
+        # the core's keys are checked as a whole by CoreConfig; a method's by the type of its default
+        node[leaf] = value if key in CORE_KEYS else _check_type(key, node[leaf], value, source)
         if sources is not None:
             sources[key] = source
 
 
+CORE_KEYS = set(flatten(DEFAULTS))
+# recipe=scratch: the keys a run from random weights needs, where nothing else set them (the
+# core defaults are the SMP paper's fine-tuning recipe: lr 0.002, weight decay 5e-3, ...)
+SCRATCH = {"epochs": 15, "batch_size": 64, "optimizer.lr": 0.05, "optimizer.weight_decay": 5e-4,
+           "lr_schedule.step_every": 10}
+
+
+def apply_recipe(config: dict[str, Any], sources: dict[str, str]) -> None:
+    """Resolve ``recipe``: ``auto`` is ``finetune`` with pretrained weights and ``scratch``
+    without; ``scratch`` sets the keys of ``SCRATCH`` that are still at their core default
+    (a dataset's defaults, a config file and the command line win)."""
+    if config["recipe"] == "auto":
+        model = config["model"]
+        config["recipe"] = "finetune" if model["pretrained"] or model["pretrained_file"] else "scratch"
+    if config["recipe"] == "scratch":
+        apply(config, {k: v for k, v in SCRATCH.items() if k not in sources}, "recipe scratch", sources)
 def resolve(
     method_defaults: dict[str, Any],
     dataset_defaults: dict[str, Any],
@@ -218,6 +236,7 @@ def resolve(
     apply(config, dict(parse_override(o) for o in overrides), "command line", sources)
     config["method"] = method
     validate(config, sources)
+    apply_recipe(config, sources)
     return config
 
 

@@ -41,6 +41,9 @@ from noisybench.plugins import make_plugin_manager
 from noisybench.run import Batch, Run, evaluating
 
 
+SLOW_EPOCH_SECONDS = 600  # an epoch estimated to take longer is announced at its third batch
+
+
 class Progress:
     """Everything besides model, optimiser and RNG that a resumed run must get back."""
 
@@ -96,6 +99,31 @@ class Progress:
 
 def _cpu(value: Any) -> Any:
     return value.cpu() if torch.is_tensor(value) else value
+
+
+def choose(config: dict[str, Any], splits: DataSplits, auto_size: bool) -> dict[str, Any]:
+    """Resolve ``model.name=auto`` (``small_cnn`` for inputs under 64 pixels, else
+    ``resnet18``) and describe what was chosen for the console line and the record."""
+    from noisybench.datasets.images import SMALL_IMAGE
+
+    side = int(splits.train_eval[0][0].shape[-1])
+    model = config["model"]
+    auto_model = model["name"] == "auto"
+    if auto_model:
+        model["name"] = "small_cnn" if side < SMALL_IMAGE else "resnet18"
+    recipe = config["recipe"]
+    why = "pretrained weights" if recipe == "finetune" else "no pretrained weights"
+    schedule = config["lr_schedule"]
+    steps = (f"lr x{schedule['gamma']:g} after epochs {schedule['milestones']}" if schedule["milestones"]
+             else f"lr x{schedule['gamma']:g} every {schedule['step_every']} epochs" if schedule["step_every"]
+             else "constant lr")
+    line = (f"choices: model {model['name']}{' (auto)' if auto_model else ''}, {side}-pixel inputs"
+            f"{' (data.image_size=auto: the training images median short side, small-image pipeline under 64)' if auto_size and side < SMALL_IMAGE else ' (data.image_size=auto: photo pipeline)' if auto_size else ''}; "
+            f"recipe {recipe} ({why}): {config['epochs']} epochs, batch {config['batch_size']}, "
+            f"{config['optimizer']['name']} lr {config['optimizer']['lr']:g}, weight decay "
+            f"{config['optimizer']['weight_decay']:g}, {steps}")
+    return {"model": model["name"], "model_auto": auto_model, "input_size": side, "image_size_auto": auto_size,
+            "recipe": recipe, "line": line}
 
 
 def choose_mixed_precision(setting: str) -> str:
@@ -156,7 +184,9 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config["seed"]),
         )
         set_seed(config["seed"])
+        auto_size = config["data"]["image_size"] == "auto"
         self.splits: DataSplits = build_dataset(config)
+        self.choices = choose(config, self.splits, auto_size)
         self.experiment = identity.experiment(config, self.splits.identity, self.accelerator.num_processes,
                                               self.accelerator.mixed_precision)
         model = create_model(config["model"], self.splits.num_classes, self.splits.channels)
@@ -194,6 +224,7 @@ class Trainer:
             output=self.output,
         )
         self.corrupt_reported: dict[str, int] = {}
+        self.estimated = False
         self.progress = Progress(self.run)
         self.run.history = self.progress.history  # read-only for methods (SMP's readiness)
 
@@ -229,6 +260,8 @@ class Trainer:
         )
         with run.phase("train"):
             for step, (images, labels, indices) in enumerate(bar):
+                if step in (1, 3) and not self.estimated:
+                    self.estimate_epoch(step, len(self.train_loader))
                 out = self.pm.hook.noisybench_train_step(run=run, batch=Batch(images, labels, indices))
                 total_loss += out.loss.float()
                 steps += 1
@@ -248,6 +281,21 @@ class Trainer:
             seen = len(idx)
         self.progress.train_loss_column = loss_column
         return {"train_loss": mean_loss, "samples_trained": int(trained), "samples_seen": seen}
+
+    def estimate_epoch(self, step: int, batches: int) -> None:
+        """From the time of batches 1-2 (batch 0 pays for start-up), say once if an epoch
+        will take longer than ``SLOW_EPOCH_SECONDS`` on this machine, and what would help."""
+        now = time.perf_counter()
+        if step == 1:
+            self.batch_clock = now
+            return
+        self.estimated = True
+        seconds = (now - self.batch_clock) / 2 * batches
+        if seconds > SLOW_EPOCH_SECONDS and self.accelerator.is_main_process:
+            device = "a GPU" if self.accelerator.device.type == "cuda" else "the CPU"
+            tqdm.write(f"warning: an epoch will take about {seconds / 60:.0f} minutes on {device} here ({batches} "
+                       f"batches of {self.config['batch_size']} {self.choices['input_size']}-pixel images); a smaller "
+                       "data.image_size (or auto), a smaller model.name or a GPU would be faster")
 
     def resolve_finetune(self) -> int:
         """Fine-tune epochs of the ``clean`` setting: ``finetune.epochs``, or if null 5, none
@@ -391,6 +439,8 @@ class Trainer:
         self.finetune_epochs = self.resolve_finetune()
         self.startup_seconds = time.perf_counter() - self.created
         if acc.is_main_process:
+            if self.config["progress"]:
+                tqdm.write(self.choices["line"])
             for warning in self.splits.warnings:
                 tqdm.write(f"warning: {warning}")
         for epoch in range(progress.epochs_done + 1, run.num_epochs + self.finetune_epochs + 1):
@@ -485,6 +535,7 @@ class Trainer:
             "noise": noise_record(splits),
             "model": self.config["model"]["name"],
             "pretrained": {"file": self.config["model"]["pretrained_file"], "tensors_loaded": self.pretrained_tensors},
+            "choices": {k: v for k, v in self.choices.items() if k != "line"},
             "num_train": run.num_train,
             "num_classes": splits.num_classes,
             "class_names": splits.class_names,

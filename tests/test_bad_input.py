@@ -132,7 +132,7 @@ CASES = {
     "workers -1": (lambda t: digits(t, "data.num_workers=-1"), r"'data.num_workers'"),
     "decoder opencv": (lambda t: digits(t, "data.decoder=opencv"), r"'data.decoder'"),
     "max pixels 0": (lambda t: digits(t, "data.max_pixels=0"), r"'data.max_pixels'"),
-    "epochs a string": (lambda t: digits(t, "epochs=three"), r"'epochs'.*expects int"),
+    "epochs a string": (lambda t: digits(t, "epochs=three"), r"'epochs' \(command line\): Input should be a valid integer"),
     "typo in a key": (lambda t: digits(t, "optimizer.lrr=0.1"), r"unknown config key 'optimizer.lrr'.*'optimizer.lr'"),
     "smp alpha 2": (lambda t: digits(t, "smp.alpha=2", method="smp"), r"smp.alpha"),
     "sinet top k abc": (lambda t: digits(t, "sinet.prototype_top_k=abc", method="sinet"),

@@ -162,13 +162,37 @@ def normalization(config: dict, default: tuple = (IMAGENET_MEAN, IMAGENET_STD)) 
     return default
 
 
+SMALL_IMAGE = 64  # data.image_size=auto: below this median short side, images are trained at their own size
+SAMPLED = 64  # images whose headers data.image_size=auto reads
+
+
+def auto_image_size(paths: Sequence[str]) -> int:
+    """``data.image_size=auto``: the median short side of up to 64 evenly spread images when
+    it is under 64 pixels (small images, trained at their own size with the small-image
+    augmentation), else 224 (the photo pipeline: short edge 256, crop 224)."""
+    step = max(1, len(paths) // SAMPLED)
+    sides = []
+    for path in list(paths)[::step][:SAMPLED]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue  # unreadable images are the corrupt-image policy's business
+    median = int(np.median(sides)) if sides else 224
+    return max(8, median) if median < SMALL_IMAGE else 224
+
+
 def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: bool) -> ImageFiles:
     """ImageFiles of photographs with the configured size, decoder and normalisation.
 
     ``data.image_size`` 224 gives the paper pipeline (short edge 256, crop 224); sizes
-    under 96 resize to a square and use the small-image augmentation.
+    under 96 resize to a square and use the small-image augmentation. ``auto`` is resolved
+    from the first split built (the training set) and written back into the config, so
+    every split and the record use the size chosen.
     """
     data = config["data"]
+    if data["image_size"] == "auto":
+        data["image_size"] = auto_image_size(paths)
     size = data["image_size"]
     mean, std = normalization(config)
     if size >= 96:

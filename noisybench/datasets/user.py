@@ -27,7 +27,7 @@ from noisybench.errors import DataError
 SPLITS = ("train", "val", "test")
 CSV_LAYOUT = ("expected a CSV file with a header and columns path,label[,true_label][,split] "
               "(path relative to the CSV; split one of train, val, test)")
-USER_DEFAULTS = {"model": {"name": "resnet18"}, "epochs": 10, "optimizer": {"lr": 0.01}}
+USER_DEFAULTS = {"model": {"name": "auto"}, "data": {"image_size": "auto"}}  # the data and recipe decide
 
 
 def class_ids(values: list[pd.Series], file: Path) -> tuple[list[str], list[np.ndarray]]:
