@@ -117,11 +117,14 @@ def choose(config: dict[str, Any], splits: DataSplits, auto_size: bool) -> dict[
     steps = (f"lr x{schedule['gamma']:g} after epochs {schedule['milestones']}" if schedule["milestones"]
              else f"lr x{schedule['gamma']:g} every {schedule['step_every']} epochs" if schedule["step_every"]
              else "constant lr")
-    line = (f"choices: model {model['name']}{' (auto)' if auto_model else ''}, {side}-pixel inputs"
-            f"{' (data.image_size=auto: the training images median short side, small-image pipeline under 64)' if auto_size and side < SMALL_IMAGE else ' (data.image_size=auto: photo pipeline)' if auto_size else ''}; "
+    size = ""
+    if auto_size:
+        size = (" (data.image_size=auto: the training images' median short side, small-image pipeline under 64)"
+                if side < SMALL_IMAGE else " (data.image_size=auto: photo pipeline)")
+    optimizer = config["optimizer"]
+    line = (f"choices: model {model['name']}{' (auto)' if auto_model else ''}, {side}-pixel inputs{size}; "
             f"recipe {recipe} ({why}): {config['epochs']} epochs, batch {config['batch_size']}, "
-            f"{config['optimizer']['name']} lr {config['optimizer']['lr']:g}, weight decay "
-            f"{config['optimizer']['weight_decay']:g}, {steps}")
+            f"{optimizer['name']} lr {optimizer['lr']:g}, weight decay {optimizer['weight_decay']:g}, {steps}")
     return {"model": model["name"], "model_auto": auto_model, "input_size": side, "image_size_auto": auto_size,
             "recipe": recipe, "line": line}
 
