@@ -271,7 +271,8 @@ def check_nullable(section: str, options: dict[str, Any], types: dict[str, type]
     the default): each may be null or of its type. For plugins' ``noisybench_setup``."""
     for key, kind in types.items():
         value = options.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+        numeric = kind is float and isinstance(value, int)
+        if value is not None and (not (isinstance(value, kind) or numeric) or isinstance(value, bool) and kind is not bool):
             raise ConfigError(f"config key '{section}.{key}' expects {kind.__name__} or null, got {value!r}")
 
 

@@ -282,7 +282,7 @@ def test_smp_does_not_correct_a_model_that_is_not_ready(tmp_path):
 def test_the_change_guard_warns_and_with_max_changed_refuses(tmp_path, capsys):
     warned = run_digits(tmp_path / "a", "epochs=2", "noise=symmetric:0.4", "smp.start_epoch=1", method="smp")
     assert any("changes" in w and "more than half" in w for w in warned["labels"]["warnings"])
-    assert "warning: smp: the correction at epoch" in capsys.readouterr().out
+    assert "warning: smp: the correction of the final model changes" in capsys.readouterr().out
     refused = run_digits(tmp_path / "b", "epochs=2", "noise=symmetric:0.4", "smp.start_epoch=1",
                          "smp.max_changed=0.3", method="smp")
     assert any("refused the correction at epoch 1" in w for w in refused["labels"]["warnings"])

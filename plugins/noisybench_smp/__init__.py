@@ -84,16 +84,17 @@ def decide_start(run, epoch: int) -> None:
         run.log(smp_start_epoch=epoch)
 
 
-def guarded(run, epoch: int, y_hat: torch.Tensor, margin: torch.Tensor) -> bool:
-    """Whether to keep a correction: warn past half the labels changed, refuse past ``max_changed``."""
+def guarded(run, which: str, y_hat: torch.Tensor) -> bool:
+    """Whether to keep correction ``which`` ("at epoch 3"): warn past half the labels changed,
+    refuse past ``max_changed``."""
     changed = float((y_hat.cpu() != run.noisy_labels).float().mean())
     limit = run.options["max_changed"]
     if limit is not None and changed > limit:
-        run.warn(f"smp: refused the correction at epoch {epoch}: it would change {changed:.1%} of the labels, "
+        run.warn(f"smp: refused the correction {which}: it would change {changed:.1%} of the labels, "
                  f"more than smp.max_changed={limit}; the previous labels are kept")
         return False
     if changed > 0.5:
-        run.warn(f"smp: the correction at epoch {epoch} changes {changed:.1%} of the labels, more than half: the "
+        run.warn(f"smp: the correction {which} changes {changed:.1%} of the labels, more than half: the "
                  "model may not support it yet (see smp.start_epoch, smp.max_changed)")
     return True
 
@@ -201,7 +202,7 @@ def noisybench_epoch_start(run, epoch: int) -> None:
     decide_start(run, epoch)
     if correcting(run, epoch):
         y_hat, margin = correct_labels(run, epoch)
-        if guarded(run, epoch, y_hat, margin):
+        if guarded(run, f"at epoch {epoch}", y_hat):
             run.state["corrected"], run.state["margin"] = y_hat, margin
             run.state["corrections"] += 1
     if epoch < run.num_epochs:  # undecided (auto): the next epoch may start correcting
@@ -216,7 +217,7 @@ def noisybench_epoch_start(run, epoch: int) -> None:
 def noisybench_epoch_end(run, epoch: int) -> None:
     if final_correction(run, epoch):  # the labels of the final model, as epoch + 1 would draw them
         corrected, margin = correct_labels(run, epoch + 1)
-        if guarded(run, epoch + 1, corrected, margin):
+        if guarded(run, "of the final model", corrected):
             run.state["final"] = {"corrected": corrected, "margin": margin}
 
 
