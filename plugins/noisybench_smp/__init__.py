@@ -7,9 +7,10 @@ prototypes (prototypes.py) and every training sample gets y_hat = argmax_c sigma
 ``start_epoch=auto`` (the default) starts once the model is ready (readiness.py): the
 epoch after the val accuracy has flattened, at the latest half-way through training.
 
-Guard: a correction that would change more than half of the labels is reported
-(console, ``labels.warnings``); with ``max_changed`` set, one that would change more than
-that fraction is refused and the previous labels are kept.
+Guard: a correction that would change more than ``max_changed`` of the labels (default
+half: no usable dataset's noise needs more) is refused, the previous labels are kept and
+the console and ``labels.warnings`` say so; with ``max_changed=null`` one changing more
+than half is only reported.
 
 Features (pooled pre-logit) come from ``feature_source``:
   eval_pass   one no-grad pass over the training set with eval transforms (faithful)
@@ -45,7 +46,7 @@ def noisybench_config_defaults() -> dict:
     return {
         "start_epoch": "auto",  # the paper leaves it open: once the model is ready (readiness.py), or an epoch
         "ready_fraction": 0.1,  # start_epoch=auto: ready once the last epoch adds <= 10% of the val gain so far
-        "max_changed": None,  # refuse a correction changing more than this fraction of labels (null: warn only)
+        "max_changed": 0.5,  # refuse a correction changing more than this fraction of labels (null: never refuse)
         "alpha": 0.5,
         "correct_every": 1,
         "samples_per_class": 1280,
