@@ -230,7 +230,7 @@ def test_a_retry_after_a_failure_before_any_checkpoint_may_change_options(tmp_pa
 
 def test_compare_cli_writes_summary_leaderboard_and_plots(tmp_path, capsys):
     code = main(["compare", "--methods", "ce,smp", "--dataset", "digits", "--seeds", "0", "--output", str(tmp_path),
-                 "epochs=2", "progress=false", "noise=symmetric:0.4", "smp.start_epoch=2"])
+                 "epochs=2", "progress=false", "noise=symmetric:0.4", "smp.start_epoch=2", "smp.max_changed=null"])
     out = capsys.readouterr().out
     assert code == 0
     assert re.search(r"^ce\s+0\s+done", out, re.M) and re.search(r"^smp\s+0\s+done", out, re.M)
@@ -244,7 +244,7 @@ def test_compare_cli_writes_summary_leaderboard_and_plots(tmp_path, capsys):
 
 
 def test_export_sorts_by_suspicion(tmp_path):
-    run_digits(tmp_path, "epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2", method="smp")
+    run_digits(tmp_path, "epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2", "smp.max_changed=null", method="smp")
     table = suspects(tmp_path)
     assert list(table.columns) == ["index", "noisy_label", "noisy_class", "corrected_label", "corrected_class",
                                    "noise_score", "flagged"]
