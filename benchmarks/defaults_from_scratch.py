@@ -22,7 +22,7 @@ import numpy as np
 from noisybench.api import run
 
 RUNS = [("ce", "noisy"), ("smp", "noisy"), ("sinet", "noisy"), ("ce", "clean"), ("lsw", "clean")]
-SIDE_INFO = Path(__file__).parent / "configs" / "fashion_mnist_side_info.yaml"
+SIDE_INFO = Path(__file__).parent / "side_info" / "fashion_mnist.yaml"
 
 
 def cell(values: list[float]) -> str:

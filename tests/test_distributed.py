@@ -40,7 +40,8 @@ def two_process_smp(tmp_path_factory):
     """SMP on digits under two processes; its last labels come from the final model's features."""
     out = tmp_path_factory.mktemp("two") / "run"
     proc = noisybench_subprocess("run", "--method", "smp", "--dataset", "digits", "--output", str(out), "epochs=2",
-                                 "progress=false", "noise=symmetric:0.4", "smp.start_epoch=1", "batch_size=100",
+                                 "progress=false", "noise=symmetric:0.4", "smp.start_epoch=1", "smp.max_changed=null",
+                                 "batch_size=100",
                                  processes=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out

@@ -14,7 +14,8 @@ from noisybench.errors import ConfigError
 SMALL = ["progress=false", "model.name=small_cnn", "data.image_size=16", "epochs=1", "batch_size=16",
          "data.num_workers=0", "data.clean_fraction=0.2"]
 METHODS = {  # each method acts within the one epoch
-    "ce": [], "smp": ["smp.start_epoch=1"], "lsw": ["lsw.start_epoch=1", "lsw.clean_batch_size=8"],
+    "ce": [], "smp": ["smp.start_epoch=1", "smp.max_changed=null"],
+    "lsw": ["lsw.start_epoch=1", "lsw.clean_batch_size=8"],
     "sinet": ["sinet.start_epoch=1", "sinet.initial_top_k=2"],
 }
 DATASETS = ["digits", "csv", "imagefolder", "clothing1m", "food101n", "cifar10"]
