@@ -51,5 +51,3 @@ def load_torch_arrays(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as tensors and arrays only ({str(exc).splitlines()[0]})") from None
-
-
