@@ -29,8 +29,6 @@ SPLITS = ("test", "val", "train")
 def trained_run(run_dir: str | Path) -> Iterator[Any]:
     """A Trainer of the run in ``run_dir`` holding its final weights (no training state);
     Accelerate's process-wide state is cleared when the block ends."""
-    import json
-
     from noisybench.api import make_config
     from noisybench.engine import Trainer
 
@@ -41,10 +39,9 @@ def trained_run(run_dir: str | Path) -> Iterator[Any]:
     if checkpoint is None:
         raise ConfigError(f"{run_dir}: no checkpoint to evaluate")
     config = make_config(resume_from=run_dir)
-    record = run_dir / records.METRICS_FILE
-    if record.is_file():  # the precision the run used, not what "auto" means on this machine
-        used = json.loads(record.read_text()).get("experiment", {}).get("mixed_precision")
-        config["mixed_precision"] = used or config["mixed_precision"]
+    record = records.read_record(run_dir / records.METRICS_FILE) or {}
+    # the precision the run used, not what "auto" means on this machine
+    config["mixed_precision"] = record.get("experiment", {}).get("mixed_precision") or config["mixed_precision"]
     try:
         trainer = Trainer(config, run_dir)
         load_model(checkpoint, trainer.accelerator.unwrap_model(trainer.run.model))
@@ -82,12 +79,9 @@ def split_features(trainer: Any, split: str) -> np.ndarray:
 
 def recorded(run_dir: Path, split: str) -> dict[str, Any] | None:
     """What metrics.json says of ``split`` (test: every metric; val: the last epoch's accuracy)."""
-    import json
-
-    path = run_dir / records.METRICS_FILE
-    if not path.is_file() or split == "train":
+    record = records.read_record(run_dir / records.METRICS_FILE)
+    if record is None or split == "train":
         return None
-    record = json.loads(path.read_text())
     if split == "test":
         return record["test"]
     return {"accuracy": record["history"][-1]["val_accuracy"]} if record["history"] else None

@@ -45,9 +45,8 @@ def noise_name(noise: dict) -> str:
     return f"{noise['type']}:{noise['rate']:g}"
 
 
-def read_record(path: Path) -> dict:
-    """One metrics.json as a flat row; optional metrics may be absent or null."""
-    data = json.loads(path.read_text())
+def record_row(path: Path, data: dict) -> dict:
+    """One metrics.json (``data``, read from ``path``) as a flat row; optional metrics may be absent or null."""
     version = data.get("schema_version")
     if version not in records.READABLE_SCHEMAS:
         raise NoisybenchError(f"{path}: schema_version {version!r} is not one this noisybench reads "
@@ -100,10 +99,11 @@ def load_runs(root: str | Path) -> pd.DataFrame:
         raise NoisybenchError(f"no such folder: {root}")
     rows = []
     for path in sorted(root.rglob(records.METRICS_FILE)):
-        if records.read_record(path) is None:  # truncated, not JSON, not a record: say so and go on
+        data = records.read_record(path)
+        if data is None:  # truncated, not JSON, not a record: say so and go on
             print(f"warning: skipping {path}: not a readable metrics.json", file=sys.stderr)
             continue
-        rows.append(read_record(path))
+        rows.append(record_row(path, data))
     for path in sorted(root.rglob("failed.json")):
         if not (path.parent / records.METRICS_FILE).exists():
             failed = json.loads(path.read_text())

@@ -66,6 +66,16 @@ class CrashMidEpoch:
                 raise KeyboardInterrupt("simulated crash")
 
 
+class Payload:
+    """Unpickling this creates the file ``marker``: the code a hostile file would run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
 def comparable(metrics):
     """Everything but timings and the environment."""
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in metrics["history"]]

@@ -14,22 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_digits
+from conftest import Payload, run_digits
 from fixtures import write_cifar, write_clothing1m, write_jpeg, write_lines
 from noisybench.cli import main
 from noisybench.lock import LOCK_FILE
 
 RUN = ["run", "--method", "ce", "--dataset", "digits", "progress=false", "epochs=1"]
-
-
-class Payload:
-    """Unpickling this creates the file ``marker``: the code a hostile file would run."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def manifest(tmp, rows, name="m.csv", images=6, encoding="utf-8"):

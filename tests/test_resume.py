@@ -9,7 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import CrashAt, CrashMidEpoch, comparable, noisybench_subprocess, resumed_like_straight, run_digits
+from conftest import (CrashAt, CrashMidEpoch, Payload, comparable, noisybench_subprocess, resumed_like_straight,
+                      run_digits)
 from fixtures import write_jpeg, write_lines
 from noisybench.cli import main
 from noisybench.lock import LOCK_FILE
@@ -138,16 +139,6 @@ def test_resume_under_another_process_count_is_refused(tmp_path):
     assert proc.returncode != 0
     assert "num_processes (1 -> 2)" in proc.stderr
     assert not (out / "metrics.json").exists()
-
-
-class Payload:
-    """Unpickling this creates a marker file: what a hostile checkpoint would run."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def test_a_malicious_pickle_in_a_checkpoint_is_never_run(tmp_path):
