@@ -1,28 +1,32 @@
 """Step time and memory of LSW's meta step against a plain cross-entropy step.
 
-On the same model, batches and device, times (best of 7 interleaved rounds of 20 steps):
-  ce            forward, backward, SGD step
-  lsw all       meta-gradient through a step of every parameter (higher) + weight update + SGD step
-  lsw head      meta-gradient through a step of the classifier only
-with the clean batch the size of the noisy batch (the paper's 2x estimate assumes this)
-and with the default 250. Memory: bytes the autograd graph saves for backward during one
-step (any device), and on a GPU the peak allocated memory; both as ratios to ce
-(the paper reports +35%).
-Run: python benchmarks/lsw_overhead.py [key=value ...]   (default: digits, small_cnn, batch 64)
+On the same model, batches and device, in interleaved rounds of 20 steps each:
+  ce           forward, backward, SGD step
+  lsw jvp      exact meta-gradient by the chain rule and one forward-mode pass (the default)
+  lsw higher   exact meta-gradient through a differentiable step of every parameter (higher)
+  lsw head     approximate: through a step of the classifier only
+with the clean batch the size of the noisy batch and at the paper's 250. Memory: bytes the
+autograd graph saves for backward during one step (any device), and on a GPU the peak
+allocated memory; both as ratios to ce (the paper reports +35%).
+``pixels=P`` trains on random 3×P×P images instead of digits (e.g. pixels=32 model.name=resnet18,
+where the step is bound by arithmetic rather than by per-operation overhead).
+Run: python benchmarks/lsw_overhead.py [rounds=N] [pixels=P] [key=value ...]   (default: digits, small_cnn, batch 64, 7 rounds)
 """
 
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+from common import hardware, interleaved, ratio_line
 
 from noisybench.api import make_config
 from noisybench.datasets import build_dataset
 from noisybench.models import create_model
-from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights
+from noisybench_lsw.meta import full_meta_step, head_meta_step, jvp_meta_step, update_weights
+
+FORMS = {"lsw jvp": jvp_meta_step, "lsw higher": full_meta_step, "lsw head": head_meta_step}
 
 
 def batches(dataset, size, device, count, seed=0):
@@ -67,50 +71,61 @@ def saved_bytes(step, *args) -> int:
     return sum(seen.values())
 
 
-def timed(step, model, optimizer, noisy, clean, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for (x, y), (xc, yc) in zip(noisy, clean):
-        step(model, optimizer, x, y, xc, yc)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / len(noisy)
-
-
-def peak_gpu(step, model, optimizer, noisy, clean, device) -> int | None:
-    if device.type != "cuda":
+def peak_gpu(step, *args) -> int | None:
+    if not torch.cuda.is_available():
         return None
     torch.cuda.reset_peak_memory_stats()
-    step(model, optimizer, *noisy[0], *clean[0])
+    step(*args)
     return torch.cuda.max_memory_allocated()
 
 
-def main(overrides: list[str]) -> None:
+def random_batches(pixels, size, device, count, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 3, pixels, pixels, generator=g).to(device),
+             torch.randint(0, 10, (size,), generator=g).to(device)) for _ in range(count)]
+
+
+def main(args: list[str]) -> None:
+    own = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in ("rounds", "pixels"))
+    rounds, pixels = int(own.get("rounds", 7)), int(own.get("pixels", 0))
+    overrides = [a for a in args if a.split("=", 1)[0] not in own]
     config = make_config("ce", "digits", overrides=["progress=false", *overrides])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    splits = build_dataset(config)
-    model = create_model(config["model"], splits.num_classes, splits.channels).to(device)
+    splits = None if pixels else build_dataset(config)
+    model = create_model(config["model"], 10 if pixels else splits.num_classes, 3 if pixels else splits.channels)
+    model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config["optimizer"]["lr"], momentum=0.9)
     size = config["batch_size"]
-    noisy = batches(splits.train, size, device, 20)
-    print(f"device {device}, model {config['model']['name']}, batch {size}")
-    steps = {"ce": ce_step, "lsw all": lsw_step(full_meta_step), "lsw head": lsw_step(head_meta_step)}
+
+    def draw(count_size, seed):
+        if pixels:
+            return random_batches(pixels, count_size, device, 20, seed)
+        return batches(splits.train, count_size, device, 20, seed)
+
+    noisy = draw(size, 0)
+    print(f"# {hardware()}")
+    data = f"random 3x{pixels}x{pixels} images" if pixels else "digits"
+    print(f"# {data}, model {config['model']['name']}, noisy batch {size}, {rounds} interleaved rounds of 20 steps; "
+          "ratios to ce over the rounds' min and median")
+    steps = {"ce": ce_step, **{name: lsw_step(meta) for name, meta in FORMS.items()}}
     for clean_size in (size, 250):
-        clean = batches(splits.train, clean_size, device, 20, seed=1)
-        best = dict.fromkeys(steps, float("inf"))
-        for _ in range(7):  # interleaved rounds, best of each: fair on a busy machine
-            for name, step in steps.items():
-                best[name] = min(best[name], timed(step, model, optimizer, noisy, clean, device))
-        saved = {name: saved_bytes(step, model, optimizer, *noisy[0], *clean[0]) for name, step in steps.items()}
-        peaks = {name: peak_gpu(step, model, optimizer, noisy, clean, device) for name, step in steps.items()}
-        print(f"clean batch {clean_size}: ce {1000 * best['ce']:.1f} ms/step, saved for backward {saved['ce'] / 1e6:.1f} MB")
-        for name in ("lsw all", "lsw head"):
-            line = (f"  {name:<8} {1000 * best[name]:.1f} ms/step  time ratio {best[name] / best['ce']:.2f}  "
-                    f"saved-for-backward ratio {saved[name] / saved['ce']:.2f}")
+        clean = draw(clean_size, 1)
+
+        def run_steps(step):
+            return lambda: [step(model, optimizer, x, y, xc, yc) for (x, y), (xc, yc) in zip(noisy, clean)]
+
+        times = interleaved({name: run_steps(step) for name, step in steps.items()}, rounds)
+        first = (model, optimizer, *noisy[0], *clean[0])
+        saved = {name: saved_bytes(step, *first) for name, step in steps.items()}
+        peaks = {name: peak_gpu(step, *first) for name, step in steps.items()}
+        print(f"clean batch {clean_size}:")
+        for name in steps:
+            line = ratio_line(name, times[name], times["ce"], unit=1000 / 20, label="ms/step")
+            line += f"  saved-for-backward ratio {saved[name] / saved['ce']:.2f}"
             if peaks[name] is not None:
                 line += f"  peak GPU memory ratio {peaks[name] / peaks['ce']:.2f}"
-            print(line)
+            print("  " + line)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

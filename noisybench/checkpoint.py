@@ -59,10 +59,10 @@ def encode(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
 def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     """The inverse of ``encode``."""
     if isinstance(tree, dict):
-        if "__tensor__" in tree:
-            return tensors[tree["__tensor__"]]
+        if "__tensor__" in tree:  # a fresh, aligned copy: BLAS may round unaligned inputs differently
+            return tensors[tree["__tensor__"]].clone()
         if "__ndarray__" in tree:
-            return tensors[tree["__ndarray__"]].numpy()
+            return tensors[tree["__ndarray__"]].clone().numpy()
         if "__items__" in tree:
             return {k: decode(v, tensors) for k, v in tree["__items__"]}
         if "__tuple__" in tree:

@@ -75,6 +75,11 @@ class FinetuneConfig(Section):
     lr: float | None = Field(None, gt=0)
 
 
+class EvalConfig(Section):
+    every: int = Field(1, ge=1)  # val accuracy every k epochs and at the last
+    test: Literal["end", "every"] = "end"  # test accuracy at the end only, or after every epoch
+
+
 class ReportConfig(Section):
     histogram_epochs: list[Annotated[int, Field(ge=1)]] | None = None
 
@@ -93,11 +98,13 @@ class CoreConfig(Section):
     eval_batch_size: int = Field(512, ge=1)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     progress: bool = True
+    threads: int | None = Field(None, ge=1)  # torch's CPU threads per process; null: torch's default
     optimizer: OptimizerConfig = OptimizerConfig()
     lr_schedule: ScheduleConfig = ScheduleConfig()
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    eval: EvalConfig = EvalConfig()
     report: ReportConfig = ReportConfig()
 
 

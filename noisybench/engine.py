@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import psutil
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -59,6 +59,7 @@ class Progress:
         self.train_loss_column = np.full(run.num_train, np.nan)  # samples.csv's train_loss, last epoch
         self.corrupt: dict[str, np.ndarray] = {}  # per split, which images could not be read so far
         self.experiment: dict[str, Any] | None = None  # what the epochs done were trained as
+        self.best_weights: dict[str, torch.Tensor] | None = None  # the model at best_val's epoch
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class Progress:
             "experiment": self.experiment,
             "harvested": _cpu(self.run.scratch.get("harvested")),
             "warnings": self.run.warnings,
+            "best_weights": self.best_weights,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -95,6 +97,7 @@ class Progress:
         if "harvested" in state:
             self.run.scratch["harvested"] = state["harvested"]
         self.run.warnings[:] = state.get("warnings", [])
+        self.best_weights = state.get("best_weights")
 
 
 def _cpu(value: Any) -> Any:
@@ -175,11 +178,25 @@ def peak_memory(device: torch.device) -> tuple[int, int]:
     return int(gpu), int(host)
 
 
+def evaluation_record(schedule: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What was evaluated when: the schedule and the epochs with a val and a test accuracy."""
+    return {"every": schedule["every"], "test": schedule["test"],
+            "val_epochs": [h["epoch"] for h in history if h.get("val_accuracy") is not None],
+            "test_epochs": [h["epoch"] for h in history if h.get("test_accuracy") is not None]}
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (imports included), from the OS's start time."""
+    return time.time() - psutil.Process().create_time()
+
+
 class Trainer:
     def __init__(self, config: dict[str, Any], output: Path, plugins: Iterable[Any] = ()):
         self.created = time.perf_counter()
         self.config = config
         self.output = Path(output)
+        if config["threads"] is not None:
+            torch.set_num_threads(config["threads"])
         self.pm = make_plugin_manager(config["method"], plugins)
         self.accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),  # several CPU processes then join over gloo
@@ -228,6 +245,7 @@ class Trainer:
         )
         self.corrupt_reported: dict[str, int] = {}
         self.estimated = False
+        self.first_batch_seconds: float | None = None  # this process's, not saved on resume
         self.progress = Progress(self.run)
         self.run.history = self.progress.history  # read-only for methods (SMP's readiness)
 
@@ -266,6 +284,8 @@ class Trainer:
                 if step in (1, 3) and not self.estimated:
                     self.estimate_epoch(step, len(self.train_loader))
                 out = self.pm.hook.noisybench_train_step(run=run, batch=Batch(images, labels, indices))
+                if self.first_batch_seconds is None:
+                    self.first_batch_seconds = process_seconds()
                 total_loss += out.loss.float()
                 steps += 1
                 if out.logits is not None:
@@ -359,17 +379,34 @@ class Trainer:
                 tqdm.write(f"warning: {count} unreadable {name} images replaced by blank ones: {shown}")
             self.corrupt_reported[name] = count
 
-    def evaluate_epoch(self, entry: dict[str, Any]) -> None:
+    def evaluate_epoch(self, entry: dict[str, Any], last: bool) -> None:
+        """Val accuracy every ``eval.every`` epochs and at the last; test accuracy at the last
+        epoch, or after every epoch with ``eval.test=every``. Not evaluated: None."""
+        schedule = self.config["eval"]
         with self.run.phase("eval"):
-            if self.val_loader is not None:
+            entry["val_accuracy"] = None
+            if self.val_loader is not None and (last or entry.get("epoch", 0) % schedule["every"] == 0):
                 true, pred = self.predict(self.val_loader)
-                entry["val_accuracy"] = metrics.classification(true, pred, self.splits.num_classes)["accuracy"]
-            else:
-                entry["val_accuracy"] = None
-            start = time.perf_counter()
-            self.test_true, self.test_pred = self.predict(self.test_loader)
-            self.test_seconds = time.perf_counter() - start
-            entry["test_accuracy"] = metrics.classification(self.test_true, self.test_pred, self.splits.num_classes)["accuracy"]
+                entry["val_accuracy"] = metrics.accuracy(true, pred)
+            entry["test_accuracy"] = None
+            if last or schedule["test"] == "every":
+                start = time.perf_counter()
+                self.test_true, self.test_pred = self.predict(self.test_loader)
+                self.test_seconds = time.perf_counter() - start
+                entry["test_accuracy"] = metrics.accuracy(self.test_true, self.test_pred)
+
+    def test_best_weights(self) -> None:
+        """best_val's test accuracy where its epoch was not tested: the kept weights of that
+        epoch, tested once at the end (the same number a test after that epoch gave)."""
+        best, model = self.progress.best_val, self.accelerator.unwrap_model(self.run.model)
+        if best["epoch"] is None or best["test_accuracy"] is not None or self.progress.best_weights is None:
+            return
+        current = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        model.load_state_dict(self.progress.best_weights)
+        with self.run.phase("eval"):
+            true, pred = self.predict(self.test_loader)
+        model.load_state_dict(current)
+        best["test_accuracy"] = metrics.accuracy(true, pred)
 
     def capture_initial(self, outputs: dict[str, np.ndarray]) -> None:
         """Keep the method's first corrected labels (``labels.corrected_accuracy_initial``)."""
@@ -440,7 +477,7 @@ class Trainer:
         )
         self.sample_columns: dict[str, np.ndarray] = {}
         self.finetune_epochs = self.resolve_finetune()
-        self.startup_seconds = time.perf_counter() - self.created
+        self.startup_seconds = process_seconds()
         if acc.is_main_process:
             if self.config["progress"]:
                 tqdm.write(self.choices["line"])
@@ -462,7 +499,7 @@ class Trainer:
             else:
                 entry.update(self.finetune_epoch(epoch))
             self.report_corrupt()
-            self.evaluate_epoch(entry)
+            self.evaluate_epoch(entry, last=epoch == run.num_epochs + self.finetune_epochs)
             entry.update(run.epoch_log)
             self.update_best(entry)
             progress.epoch_seconds.append(time.perf_counter() - epoch_start)
@@ -473,8 +510,9 @@ class Trainer:
             if acc.is_main_process and self.config["progress"]:
                 tqdm.write(self.epoch_line(entry))
         if progress.epochs_done and not hasattr(self, "test_pred"):
-            self.evaluate_epoch({})  # resumed a finished-but-unrecorded run: evaluate once more
+            self.evaluate_epoch({}, last=True)  # resumed a finished-but-unrecorded run: evaluate once more
             found = self.label_metrics({})
+        self.test_best_weights()
         result = self.record(found)
         acc.wait_for_everyone()
         acc.end_training()
@@ -504,9 +542,13 @@ class Trainer:
             self.scheduler._last_lr = [group["lr"] for group in self.run.optimizer.param_groups]
 
     def update_best(self, entry: dict[str, Any]) -> None:
+        """A better val accuracy: remember its epoch, its test accuracy if tested, else its weights."""
         best = self.progress.best_val
         if entry["val_accuracy"] is not None and (best["accuracy"] is None or entry["val_accuracy"] > best["accuracy"]):
             best.update(epoch=entry["epoch"], accuracy=entry["val_accuracy"], test_accuracy=entry["test_accuracy"])
+            model = self.accelerator.unwrap_model(self.run.model)
+            self.progress.best_weights = None if entry["test_accuracy"] is not None else {
+                name: t.detach().clone() for name, t in model.state_dict().items()}
 
     @staticmethod
     def epoch_line(entry: dict[str, Any]) -> str:
@@ -544,11 +586,13 @@ class Trainer:
             "class_names": splits.class_names,
             "test": metrics.classification(self.test_true, self.test_pred, splits.num_classes),
             "best_val": progress.best_val,
+            "evaluation": evaluation_record(self.config["eval"], progress.history),
             "labels": labels,
             "detection": found["detection"],
             "efficiency": {
                 "total_seconds": sum(progress.epoch_seconds),
                 "startup_seconds": self.startup_seconds,
+                "first_batch_seconds": self.first_batch_seconds,
                 "epoch_seconds": progress.epoch_seconds,
                 "phase_seconds": dict(run.phase_seconds),
                 "train_images_per_second": trained / train_seconds if train_seconds else None,
@@ -576,6 +620,8 @@ class Trainer:
 
     def write_tables(self, corrupt: np.ndarray | None) -> None:
         splits = self.splits
+        import pandas as pd
+
         table = pd.DataFrame({"index": np.arange(self.run.num_train), "noisy_label": splits.train_labels})
         paths = image_paths(splits.train)
         if paths is not None:

@@ -25,7 +25,7 @@ from noisybench.config import flatten
 
 # Keys that cannot change what a run computes (or, for paths, are replaced by data.identity).
 NOT_EXPERIMENT = (
-    "progress", "report.", "eval_batch_size", "data.num_workers", "data.pin_memory", "data.persistent_workers",
+    "progress", "report.", "eval_batch_size", "eval.test", "threads", "data.num_workers", "data.pin_memory", "data.persistent_workers",
     "data.root", "data.food101_root", "data.cifar_n_file", "data.download",
 )
 # Keys that may change on --resume besides those: epochs may grow (the run continues).

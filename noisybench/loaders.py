@@ -6,6 +6,7 @@ import os
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from noisybench.datasets import image_files
@@ -70,5 +71,8 @@ def train_loader(config: dict[str, Any], dataset: Dataset, labels: np.ndarray, o
 
 
 def eval_loader(config: dict[str, Any], dataset: Dataset, options: dict[str, Any]) -> DataLoader:
-    return DataLoader(dataset, batch_size=config["eval_batch_size"], shuffle=False, **options)
+    """In order, with a generator of its own: starting an iteration draws a worker seed, and
+    from the global generator that draw would make training depend on the evaluation schedule."""
+    return DataLoader(dataset, batch_size=config["eval_batch_size"], shuffle=False,
+                      generator=torch.Generator().manual_seed(config["seed"]), **options)
 

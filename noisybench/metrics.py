@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# scikit-learn and pandas are imported where used: a run needs them only once it has trained.
+
+
+def accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    """The fraction of predictions equal to the labels."""
+    return float(np.mean(np.asarray(true) == np.asarray(pred))) if len(true) else 0.0
 
 
 def classification(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict[str, float]:
     """Accuracy and macro precision/recall/F1 over all ``num_classes`` classes."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     labels = list(range(num_classes))
     precision, recall, f1, _ = precision_recall_fscore_support(
         true, pred, labels=labels, average="macro", zero_division=0
     )
     return {
-        "accuracy": float(accuracy_score(true, pred)),
+        "accuracy": accuracy(true, pred),
         "macro_precision": float(precision),
         "macro_recall": float(recall),
         "macro_f1": float(f1),
@@ -30,6 +35,8 @@ def classification(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict
 
 def confusion(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
+    from sklearn.metrics import confusion_matrix
+
     return confusion_matrix(true, pred, labels=list(range(num_classes)))
 
 
@@ -64,6 +71,8 @@ def detection(
     them. AUC of ``score`` (higher = more likely mislabelled), taken in float64; null where
     only one class is present. All null without ``is_noisy``.
     """
+    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
     out: dict[str, float | None] = {"auc": None, "fdr": None, "recall": None, "f1": None}
     if is_noisy is None:
         return out
@@ -111,6 +120,8 @@ def per_class_label_accuracy(
     Rows are the samples whose true label is known, grouped by that label.
     """
     known = true >= 0
+    import pandas as pd
+
     frame = pd.DataFrame({
         "class": np.asarray(class_names, dtype=object)[true[known]],
         "original": noisy[known] == true[known],

@@ -5,13 +5,20 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from noisybench.records import atomic_path
 
-from noisybench.records import atomic_path  # noqa: E402
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported when a figure is drawn
+    (it takes a fifth of a second that a run without figures need not pay)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save(figure, path: Path) -> None:
@@ -19,7 +26,7 @@ def save(figure, path: Path) -> None:
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
+    pyplot().close(figure)
 
 
 def chosen_epochs(total: int, chosen: list[int] | None) -> list[int]:
@@ -33,7 +40,7 @@ def weight_histograms(snapshots: dict[int, tuple[np.ndarray, np.ndarray]], path:
     """One panel per epoch: the distribution of a per-sample value for clean and for
     mislabelled samples (as the LSW paper's Fig. 5 shows its weights)."""
     epochs = sorted(snapshots)
-    figure, axes = plt.subplots(1, len(epochs), figsize=(3.2 * len(epochs), 2.8), squeeze=False, sharey=False)
+    figure, axes = pyplot().subplots(1, len(epochs), figsize=(3.2 * len(epochs), 2.8), squeeze=False, sharey=False)
     values = np.concatenate([v for v, _ in snapshots.values()])
     bins = np.linspace(min(0.0, values.min()), max(1.0, values.max()), 31)
     for ax, epoch in zip(axes[0], epochs):
@@ -51,7 +58,7 @@ def accuracy_vs_time(runs, path: Path) -> None:
     """Test accuracy against training time, one colour per method: every seed as a dot,
     the mean with one standard deviation as error bars."""
     finished = runs[runs["status"] == "finished"]
-    figure, ax = plt.subplots(figsize=(5.5, 4))
+    figure, ax = pyplot().subplots(figsize=(5.5, 4))
     for method, group in sorted(finished.groupby("method"), key=lambda item: item[0]):
         x, y = group["total_seconds"].astype(float), 100 * group["test_accuracy"].astype(float)
         points = ax.scatter(x, y, alpha=0.4, s=18)
@@ -77,7 +84,7 @@ def label_curves(histories: dict[str, list[list[dict]]], path: Path) -> bool:
                               np.array([r[:length] for r in changed], dtype=float))
     if not curves:
         return False
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    figure, axes = pyplot().subplots(1, 2, figsize=(9, 3.5))
     for method, (acc, changed) in curves.items():
         for ax, values in zip(axes, (acc, changed)):
             epochs = np.arange(1, values.shape[1] + 1)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
+import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Iterable
 
 import pluggy
 
-from noisybench import defaults, hookspecs
+from noisybench import hookspecs
 from noisybench.errors import ConfigError
 
 ENTRY_POINT_GROUP = "noisybench"
@@ -51,9 +54,29 @@ def load_method(name: str) -> Any:
 
 
 def method_description(info: MethodInfo) -> str:
-    """First line of the plugin's docstring."""
-    doc = (info.entry_point.load().__doc__ or "").strip()
+    """First line of the plugin's docstring, read from its source without importing it (a
+    plugin's imports, torch and timm among them, take seconds); a plugin whose source cannot
+    be read (compiled, zipped) is imported instead."""
+    try:
+        doc = source_docstring(info.entry_point)
+    except (OSError, SyntaxError, ValueError, ImportError):
+        doc = info.entry_point.load().__doc__
+    doc = (doc or "").strip()
     return doc.splitlines()[0] if doc else ""
+
+
+def source_docstring(ep: EntryPoint) -> str | None:
+    """The docstring of ``module`` or ``module:Name`` as written in the module's source."""
+    spec = importlib.util.find_spec(ep.module)  # finds the file; imports only parent packages
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ImportError(ep.module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for name in (ep.attr or "").split(".") if ep.attr else []:
+        tree = next((node for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))
+                     and node.name == name), None)
+        if tree is None:
+            raise ImportError(ep.value)
+    return ast.get_docstring(tree)
 
 
 def make_plugin_manager(method: str, extra_plugins: Iterable[Any] = ()) -> pluggy.PluginManager:
@@ -62,6 +85,8 @@ def make_plugin_manager(method: str, extra_plugins: Iterable[Any] = ()) -> plugg
     Only the selected method is registered, so its hooks never mix with another method's.
     ``check_pending`` makes a misspelt hook name fail here rather than being ignored.
     """
+    from noisybench import defaults  # imports torch: only when a run is built
+
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     pm.register(defaults, name="noisybench.defaults")

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 import noisybench
 
@@ -106,6 +108,8 @@ def holds_run(folder: Path) -> bool:
 
 
 def confusion_frame(matrix: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(matrix, index=class_names, columns=class_names)
     frame.index.name = "true\\predicted"
     return frame

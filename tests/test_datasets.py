@@ -382,3 +382,57 @@ def test_instance_noise_on_digits_through_the_dataset():
     assert flipped.sum() == round(0.3 * 1078) and splits.noise.type == "instance"
     again = splits_of("digits", "noise=instance:0.3", "seed=4")
     assert np.array_equal(again.train_labels, splits.train_labels)
+
+
+def crop_positions(outputs, image, padding):
+    """(top, left, flipped) of each output: where in the zero-padded ``image`` it was cut."""
+    padded = torch.nn.functional.pad(image, [padding] * 4)
+    h, w = image.shape[-2:]
+    found = []
+    for out in outputs:
+        hits = [(t, l, f) for t in range(2 * padding + 1) for l in range(2 * padding + 1) for f in (False, True)
+                if torch.equal(out, (padded[..., t:t + h, l:l + w].flip(-1) if f else padded[..., t:t + h, l:l + w]))]
+        assert len(hits) == 1, "not a crop of the padded image"
+        found.append(hits[0])
+    return found
+
+
+def test_batched_augmentation_matches_torchvision_in_distribution():
+    """The batched crop and flip cut the same windows as torchvision's per-sample RandomCrop and
+    RandomHorizontalFlip, with the same (uniform) distribution of offsets and flips."""
+    from torchvision.transforms import v2
+
+    from noisybench.datasets.memory import BatchAugment
+
+    torch.manual_seed(0)
+    image = torch.arange(1, 3 * 6 * 6 + 1, dtype=torch.uint8).reshape(3, 6, 6)  # every pixel distinct, none 0
+    draws = 2700
+    batched = BatchAugment(padding=2, flip=True)(image.expand(draws, -1, -1, -1).clone())
+    per_sample = v2.Compose([v2.RandomCrop(6, padding=2), v2.RandomHorizontalFlip()])
+    reference = [per_sample(image) for _ in range(draws)]
+    counts = []
+    for outputs in (batched, reference):
+        found = crop_positions(outputs, image, 2)
+        tally = np.zeros((5, 5, 2))
+        for t, l, f in found:
+            tally[t, l, int(f)] += 1
+        counts.append(tally / draws)
+    expected = 1 / 50  # 25 offsets x 2 flips
+    for frequencies in counts:
+        assert np.abs(frequencies - expected).max() < 0.012  # ~4.5 sd of a binomial(2700, 1/50)
+        assert abs(frequencies[..., 1].sum() - 0.5) < 0.04
+    assert 0.5 * np.abs(counts[0] - counts[1]).sum() < 0.12  # total variation between the two
+
+
+def test_memory_images_normalise_like_torchvision():
+    from torchvision.transforms import v2
+
+    from noisybench.datasets.memory import MemoryImages
+
+    images = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
+    data = MemoryImages(images, np.arange(5), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])])
+    batch = data.__getitems__([3, 1])
+    assert [(int(label), i) for _, label, i in batch] == [(3, 3), (1, 1)]
+    assert torch.allclose(batch[0][0], reference(images[3]), atol=1e-6)
+    assert torch.allclose(data[1][0], reference(images[1]), atol=1e-6)

@@ -137,3 +137,50 @@ def test_fp16_without_a_gpu_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
         run_digits(tmp_path, "epochs=1", "mixed_precision=fp16")
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_test_once_at_the_end_gives_the_numbers_of_testing_every_epoch(tmp_path):
+    """eval.test=end (the default) tests the last model and the kept best-val weights once: the
+    same numbers as testing after every epoch, and the same training (no random draw moves)."""
+    every = run_digits(tmp_path / "every", "epochs=5", "noise=symmetric:0.4", "eval.test=every")
+    end = run_digits(tmp_path / "end", "epochs=5", "noise=symmetric:0.4")
+    assert [h["test_accuracy"] for h in end["history"]][:-1] == [None] * 4
+    assert all(h["test_accuracy"] is not None for h in every["history"])
+    assert end["evaluation"] == {"every": 1, "test": "end", "val_epochs": [1, 2, 3, 4, 5], "test_epochs": [5]}
+    assert every["evaluation"]["test_epochs"] == [1, 2, 3, 4, 5]
+    assert end["best_val"] == every["best_val"]
+    assert end["best_val"]["epoch"] < 5  # the kept weights were used, not the last model's
+    assert end["best_val"]["test_accuracy"] == every["history"][end["best_val"]["epoch"] - 1]["test_accuracy"]
+    assert end["test"] == every["test"] and end["fingerprint"] == every["fingerprint"]
+    a, b = pd.read_csv(tmp_path / "every" / "samples.csv"), pd.read_csv(tmp_path / "end" / "samples.csv")
+    assert a.equals(b)
+
+
+def test_val_every_k_epochs_and_at_the_last(tmp_path):
+    m = run_digits(tmp_path, "epochs=5", "eval.every=2")
+    assert m["evaluation"]["val_epochs"] == [2, 4, 5]
+    assert [h["val_accuracy"] is not None for h in m["history"]] == [False, True, False, True, True]
+    assert m["best_val"]["epoch"] in (2, 4, 5)
+
+
+def test_best_val_weights_survive_a_resume(tmp_path):
+    """Interrupted after the best-val epoch, the resumed run still tests that epoch's weights."""
+    straight = run_digits(tmp_path / "a", "epochs=5", "noise=symmetric:0.4")
+    assert straight["best_val"]["epoch"] < 5
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path / "b", "epochs=5", "noise=symmetric:0.4", plugins=[CrashAt(5)])
+    resumed = run_digits(tmp_path / "b", "epochs=5", "noise=symmetric:0.4", resume=True)
+    assert resumed["best_val"] == straight["best_val"]
+
+
+def test_threads_sets_torchs_cpu_threads_and_not_the_experiment(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        one = run_digits(tmp_path / "one", "epochs=1", "threads=1")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    default = run_digits(tmp_path / "default", "epochs=1")
+    assert "threads" not in one["experiment"] and one["fingerprint"] == default["fingerprint"]

@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from conftest import noisybench_subprocess, read_metrics, resumed_like_straight, run_digits
 from noisybench.errors import ConfigError
-from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights
+from noisybench_lsw.meta import full_meta_step, head_meta_step, jvp_meta_step, update_weights
 
 
 class TinyNet(nn.Module):
@@ -46,11 +46,12 @@ def clean_loss_after_step(model, x, y, alpha, xc, yc, lr):
     return F.cross_entropy(clean_logits, yc, reduction="sum")
 
 
-def test_meta_gradient_matches_finite_differences():
+@pytest.mark.parametrize("meta", [full_meta_step, jvp_meta_step])
+def test_meta_gradient_matches_finite_differences(meta):
     torch.manual_seed(0)
     model = TinyNet().double()
     x, y, alpha, xc, yc = toy_batch()
-    result = full_meta_step(model, x, y, alpha, xc, yc, lr=0.5)
+    result = meta(model, x, y, alpha, xc, yc, lr=0.5)
     eps = 1e-6
     for i in range(len(alpha)):
         up, down = alpha.clone(), alpha.clone()
@@ -73,6 +74,48 @@ def test_higher_matches_torch_func():
     loss = (alpha * F.cross_entropy(logits, y, reduction="none")).sum() / alpha.sum()
     for got, want in zip(result.grads, torch.autograd.grad(loss, list(model.parameters()))):
         assert torch.allclose(got, want, atol=1e-7)
+
+
+class ConvNet(nn.Module):
+    """Convolution, BatchNorm (batch statistics in training), dropout: everything that makes
+    the per-sample losses depend on the batch and on the random state."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Dropout(0.3))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        features = self.body(x)
+        return self.head(features), features
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_jvp_meta_gradient_equals_higher_in_float64(frozen):
+    import copy
+
+    torch.manual_seed(4)
+    model = ConvNet().double()
+    if frozen:  # a frozen first layer neither moves in Theta' nor carries a tangent
+        model.body[0].requires_grad_(False)
+    g = torch.Generator().manual_seed(9)
+    x, xc = torch.randn(8, 3, 8, 8, generator=g, dtype=torch.float64), torch.randn(5, 3, 8, 8, generator=g, dtype=torch.float64)
+    y, yc = torch.randint(0, 3, (8,), generator=g), torch.randint(0, 3, (5,), generator=g)
+    alpha = torch.rand(8, generator=g, dtype=torch.float64)
+    outcomes = []
+    for meta in (full_meta_step, jvp_meta_step):
+        torch.manual_seed(11)
+        result = meta(copy.deepcopy(model), x, y, alpha, xc, yc, lr=0.3)
+        outcomes.append((result, torch.rand(4)))  # the random stream after the step, too
+    (reference, stream_a), (fast, stream_b) = outcomes
+    assert reference.alpha_grad.abs().max() > 1e-3  # not trivially zero
+    assert torch.allclose(fast.alpha_grad, reference.alpha_grad, rtol=1e-10, atol=1e-14)
+    for a, b in zip(fast.grads, reference.grads):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert torch.equal(fast.logits, reference.logits) and torch.equal(fast.loss, reference.loss)
+    assert all(torch.equal(fast.buffers[k], reference.buffers[k]) for k in reference.buffers)
+    assert torch.equal(stream_a, stream_b)
 
 
 def test_head_meta_gradient_is_the_full_one_with_the_backbone_frozen():
@@ -99,7 +142,7 @@ def test_head_meta_gradient_is_the_full_one_with_the_backbone_frozen():
     assert torch.allclose(head.alpha_grad, full.alpha_grad, atol=1e-10)
 
 
-@pytest.mark.parametrize("meta", [full_meta_step, head_meta_step])
+@pytest.mark.parametrize("meta", [full_meta_step, jvp_meta_step, head_meta_step])
 def test_the_clean_batch_leaves_batchnorm_statistics_alone(meta):
     """Running statistics are those after the noisy forward, in both meta modes."""
     import copy
@@ -128,7 +171,7 @@ def test_the_clean_batch_leaves_batchnorm_statistics_alone(meta):
         def forward(self, x):
             return self.net(x)
 
-    model = Normed() if meta is full_meta_step else Wrapped()
+    model = Wrapped() if meta is head_meta_step else Normed()
     reference = copy.deepcopy(model)
     x, y, alpha, xc, yc = toy_batch(seed=7, dtype=torch.float32)
     reference(x)  # the noisy forward alone
@@ -262,3 +305,15 @@ def test_fp16_is_refused(tmp_path):
                          "accelerator": Acc()})()
     with pytest.raises(ConfigError, match="fp16"):
         noisybench_setup(run)
+
+
+def test_both_exact_meta_gradients_learn_the_same_weights(tmp_path):
+    """The run's default (jvp) and the reference (higher) give one training to float32 rounding."""
+    common = ("epochs=2", "noise=symmetric:0.4", "setting=clean", "lsw.start_epoch=2", "data.epoch_subset=200",
+              "batch_size=50", "lsw.clean_batch_size=50")
+    jvp = run_digits(tmp_path / "jvp", *common, method="lsw")
+    ref = run_digits(tmp_path / "higher", *common, "lsw.meta_gradient=higher", method="lsw")
+    assert jvp["config"]["lsw"]["meta_gradient"] == "jvp"
+    a, b = pd.read_csv(tmp_path / "jvp" / "samples.csv"), pd.read_csv(tmp_path / "higher" / "samples.csv")
+    assert (a["weight"] != 0.5).sum() >= 150  # the weights did move
+    assert np.allclose(a["weight"], b["weight"], atol=1e-4)

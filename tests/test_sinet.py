@@ -35,6 +35,7 @@ from noisybench_sinet.weighting import (
     prototype_distances,
     sample_weights,
     visual_prototypes,
+    visual_similarity,
     weighted_cross_entropy,
 )
 from noisybench_sinet.wordnet import WordNet, find_wordnet_dir
@@ -228,6 +229,34 @@ def test_distances_use_normalised_features():
 
 
 # ---- eq. 1 and eq. 7: the losses ----------------------------------------------------------
+
+
+def refresh_by_definition(features, labels, p, initial, num_classes):
+    """s_v, eq. 5 and the distances written out in float64 on a normalised copy of the features."""
+    g = torch.nn.functional.normalize(features.double(), dim=1)
+    s_v = g @ torch.nn.functional.normalize(initial.double(), dim=1).T
+    prototypes = torch.zeros(num_classes, g.shape[1], dtype=torch.float64)
+    for c in range(num_classes):
+        members = labels == c
+        if members.any():
+            prototypes[c] = (g[members] * p.double()[members, None]).sum(0) / p.double()[members].sum()
+    prototypes = torch.nn.functional.normalize(prototypes, dim=1)
+    return s_v, prototypes, torch.cdist(g, prototypes)
+
+
+@pytest.mark.parametrize("chunk", [5, 4096])
+def test_chunked_refresh_equals_the_definitions_on_random_data(chunk):
+    generator = torch.Generator().manual_seed(1)
+    features = torch.rand(40, 12, generator=generator) * torch.rand(40, 1, generator=generator) * 5
+    features[3] = 0.0  # an all-zero feature stays at distance |v_c| = 1 from every prototype
+    labels = torch.randint(0, 4, (40,), generator=generator)  # classes 4 and 5 have no samples
+    p = torch.rand(40, generator=generator) + 0.1
+    initial = torch.randn(6, 12, generator=generator)
+    s_v, prototypes, distances = refresh_by_definition(features, labels, p, initial, 6)
+    assert torch.allclose(visual_similarity(features, initial, chunk=chunk).double(), s_v, atol=1e-5)
+    fast = visual_prototypes(features, labels, p, 6, chunk=chunk)
+    assert torch.allclose(fast.double(), prototypes, atol=1e-5) and not fast[4:].any()
+    assert torch.allclose(prototype_distances(features, fast, chunk=chunk).double(), distances, atol=1e-5)
 
 
 def test_weighted_losses_by_hand():

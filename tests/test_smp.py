@@ -96,6 +96,34 @@ def test_class_without_prototypes_is_never_chosen():
     assert scores[0, 1] == -torch.inf and relabel(scores, torch.tensor([1]))[0].item() == 0
 
 
+def sigma_by_definition(features, prototypes, similarity):
+    """eq. 8 written out: the mean over each class's prototypes of the per-pair similarity."""
+    columns = []
+    for protos in prototypes:
+        if len(protos) == 0:
+            columns.append(torch.full((len(features),), -torch.inf, dtype=torch.float64))
+        elif similarity == "cosine":
+            columns.append((F.normalize(features.double(), dim=1) @ F.normalize(protos.double(), dim=1).T).mean(1))
+        else:
+            columns.append(-torch.cdist(features.double(), protos.double()).mean(1))
+    return torch.stack(columns, dim=1)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+@pytest.mark.parametrize("chunk", [7, 65536])
+def test_class_scores_equal_eq8_written_out_on_random_data(similarity, chunk):
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(50, 16, generator=generator) * torch.rand(50, 1, generator=generator) * 10
+    sizes = [8, 0, 3, 1, 0, 8]  # empty classes included
+    prototypes = [torch.randn(n, 16, generator=generator) for n in sizes]
+    fast = class_scores(features, prototypes, similarity, chunk=chunk)
+    exact = sigma_by_definition(features, prototypes, similarity)
+    assert torch.equal(torch.isinf(fast), torch.isinf(exact))
+    assert torch.allclose(fast.double()[:, [0, 2, 3, 5]], exact[:, [0, 2, 3, 5]], atol=1e-5)
+    noisy = torch.randint(0, 6, (50,), generator=generator)
+    assert torch.equal(relabel(fast, noisy)[0], relabel(exact, noisy)[0])
+
+
 def two_cluster_toy(seed=0, per_cluster=40, k=5, flip=0.3):
     """Each class has two clusters that share the class's direction (cosine ~0.65 between
     siblings, ~0.1 across classes, ~0.96 within a cluster), like the pooled features of a
@@ -273,7 +301,7 @@ def test_smp_does_not_correct_a_model_that_is_not_ready(tmp_path):
     """A learning rate so small that val accuracy keeps climbing: no correction before the
     latest start (half-way), where the fixed start_epoch=2 would have corrected at once."""
     m = run_digits(tmp_path, "epochs=8", "noise=symmetric:0.4", "optimizer.lr=0.0005", "lr_schedule.step_every=0",
-                   method="smp")
+                   "smp.max_changed=null", method="smp")
     curve = [h["val_accuracy"] for h in m["history"]]
     assert all(b - a > 0.1 * (b - 0.1) for a, b in zip(curve[:3], curve[1:4]))  # built to be not ready
     assert [h.get("smp_start_epoch") for h in m["history"]] == [None] * 4 + [5] + [None] * 3
@@ -281,17 +309,17 @@ def test_smp_does_not_correct_a_model_that_is_not_ready(tmp_path):
 
 
 def test_the_change_guard_warns_and_with_max_changed_refuses(tmp_path, capsys):
-    """From an untrained model (start_epoch=1), the final correction of this run changes 51.8%
+    """From an untrained model (start_epoch=1), the final correction of this run (seed 1) changes 55.8%
     of the labels: refused by default (max_changed=0.5), only reported with max_changed=null."""
-    warned = run_digits(tmp_path / "a", "epochs=2", "noise=symmetric:0.4", "smp.start_epoch=1",
+    warned = run_digits(tmp_path / "a", "epochs=2", "seed=1", "noise=symmetric:0.4", "smp.start_epoch=1",
                         "smp.max_changed=null", method="smp")
     assert any("of the final model changes" in w and "more than half" in w for w in warned["labels"]["warnings"])
     assert warned["labels"]["changed_fraction"] > 0.5  # kept: only reported
     assert "warning: smp: the correction of the final model changes" in capsys.readouterr().out
-    default = run_digits(tmp_path / "b", "epochs=2", "noise=symmetric:0.4", "smp.start_epoch=1", method="smp")
+    default = run_digits(tmp_path / "b", "epochs=2", "seed=1", "noise=symmetric:0.4", "smp.start_epoch=1", method="smp")
     assert any("refused the correction of the final model" in w for w in default["labels"]["warnings"])
-    assert default["labels"]["changed_fraction"] <= 0.5
-    strict = run_digits(tmp_path / "c", "epochs=2", "noise=symmetric:0.4", "smp.start_epoch=1",
+    assert default["labels"]["changed_fraction"] is None or default["labels"]["changed_fraction"] <= 0.5
+    strict = run_digits(tmp_path / "c", "epochs=2", "seed=1", "noise=symmetric:0.4", "smp.start_epoch=1",
                         "smp.max_changed=0.3", method="smp")
     assert any("refused the correction at epoch 1" in w for w in strict["labels"]["warnings"])
     changed = strict["labels"]["changed_fraction"]  # None: every correction refused, the noisy labels kept

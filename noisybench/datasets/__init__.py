@@ -140,6 +140,13 @@ class IndexedSubset(Dataset):
         image, label, _ = self.base[int(self.indices[i])]
         return image, label, i
 
+    def __getitems__(self, indices):
+        """A whole batch from the base at once where it can (in-memory images transform batches)."""
+        if not hasattr(self.base, "__getitems__"):
+            return [self[i] for i in indices]
+        items = self.base.__getitems__([int(self.indices[i]) for i in indices])
+        return [(image, label, i) for (image, label, _), i in zip(items, indices)]
+
 
 def image_files(dataset: Dataset):
     """The ImageFiles under a stack of wrappers, or None for in-memory data."""

@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-from torchvision.datasets import CIFAR10, CIFAR100
 
 from noisybench.datasets import DataSplits, register_dataset, stratified_split
-from noisybench.datasets.images import normalization, small_transforms
+from noisybench.datasets.images import normalization
+from noisybench.datasets.memory import BatchAugment, MemoryImages
 from noisybench.errors import DataError
 from noisybench.noise import NoiseSpec, parse_noise
 from noisybench.untrusted import load_pickle, load_torch_arrays
@@ -47,21 +46,6 @@ DEFAULTS = {
     "optimizer": {"lr": 0.02, "weight_decay": 5e-4},
     "lr_schedule": {"step_every": 40},
 }
-
-
-class ArrayImages(Dataset):
-    """uint8 N×H×W×C images in memory with labels; items are (image, label, index)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
-        self.images = images
-        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.transform(self.images[i]), self.labels[i], i
 
 
 def load_human_labels(name: str, config: dict[str, Any], label_set: str, clean: np.ndarray) -> np.ndarray:
@@ -99,6 +83,8 @@ def read_cifar(name: str, root: Path, download: bool) -> dict[str, Any]:
     folder = root / folder_name
     wanted = [*train_files, *test_files, meta_file]
     if download and not all((folder / f).is_file() for f in wanted):
+        from torchvision.datasets import CIFAR10, CIFAR100
+
         (CIFAR10 if name == "cifar10" else CIFAR100)(str(root), train=True, download=True)
     missing = [f for f in wanted if not (folder / f).is_file()]
     if missing:
@@ -123,13 +109,17 @@ def build_cifar(name: str, config: dict[str, Any]) -> DataSplits:
         noisy = load_human_labels(name, config, spec.label_set, clean)
         noise = NoiseSpec("human", float(np.mean(noisy != clean)), spec.label_set)
     mean, std = normalization(config, STATS[name])
-    train_tf, eval_tf = small_transforms(True, mean, std, 32), small_transforms(False, mean, std, 32)
     kept, held = stratified_split(clean, data["val_fraction"], data["split_seed"])
+    chw = torch.from_numpy(images).permute(0, 3, 1, 2)  # a view: N×C×H×W uint8
+
+    def split(at, labels, augment=None):
+        return MemoryImages(chw[torch.as_tensor(at)], labels, mean, std, augment)
+
     return DataSplits(
-        train=ArrayImages(images[kept], noisy[kept], train_tf),
-        train_eval=ArrayImages(images[kept], noisy[kept], eval_tf),
-        val=ArrayImages(images[held], clean[held], eval_tf) if len(held) else None,
-        test=ArrayImages(test_images, test_labels, eval_tf),
+        train=split(kept, noisy[kept], BatchAugment(padding=4, flip=True)),  # pad-4 crop and flip, as for CIFAR
+        train_eval=split(kept, noisy[kept]),
+        val=split(held, clean[held]) if len(held) else None,
+        test=MemoryImages(torch.from_numpy(test_images).permute(0, 3, 1, 2), test_labels, mean, std),
         class_names=found["classes"],
         train_labels=noisy[kept],
         true_labels=clean[kept],

@@ -13,28 +13,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from noisybench.datasets import DataSplits, register_dataset
-
-
-class TensorImages(Dataset):
-    """In-memory images (N×C×H×W float) with labels; items are (image, label, index)."""
-
-    def __init__(self, images: torch.Tensor, labels: np.ndarray, transform=None):
-        self.images = images
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        image = self.images[i]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.labels[i], i
+from noisybench.datasets.memory import BatchAugment, MemoryImages
 
 
 @register_dataset(
@@ -56,18 +37,16 @@ def build_digits(config: dict[str, Any]) -> DataSplits:
     order = np.arange(len(labels))
     train_idx, rest = train_test_split(order, test_size=0.4, stratify=labels, random_state=seed)
     val_idx, test_idx = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=seed)
-    mean, std = images[train_idx].mean().item(), images[train_idx].std().item()
-    normalize = v2.Normalize([mean], [std])
-    train_tf = v2.Compose([v2.RandomCrop(8, padding=1), normalize])
+    mean, std = [images[train_idx].mean().item()], [images[train_idx].std().item()]
 
-    def split(idx, transform):
-        return TensorImages(images[idx], labels[idx], transform)
+    def split(idx, augment=None):
+        return MemoryImages(images[idx], labels[idx], mean, std, augment)
 
     return DataSplits(
-        train=split(train_idx, train_tf),
-        train_eval=split(train_idx, normalize),
-        val=split(val_idx, normalize),
-        test=split(test_idx, normalize),
+        train=split(train_idx, BatchAugment(padding=1, flip=False)),
+        train_eval=split(train_idx),
+        val=split(val_idx),
+        test=split(test_idx),
         class_names=[str(d) for d in range(10)],
         train_labels=labels[train_idx],
         true_labels=labels[train_idx],

@@ -3,8 +3,9 @@
 Every sample has a weight alpha_i in [0, 1], 0.5 at first, kept by dataset index. Each step
 trains on sum alpha_i L_i / sum alpha_i; from ``start_epoch`` a clean batch of
 ``clean_batch_size`` gives d L_clean(Theta'(alpha)) / d alpha through a differentiable SGD
-step (meta.py), alpha takes a step of size ``weight_lr`` normalised by a sigmoid
-(``weight_rule``), and Theta moves by the weighted-loss gradient with alpha as it was.
+step (meta.py: ``meta_gradient=jvp`` by the chain rule and one forward-mode pass, or
+``higher`` through the step's graph; both exact), alpha takes a step of size ``weight_lr``
+normalised by a sigmoid (``weight_rule``), and Theta moves by the weighted-loss gradient with alpha as it was.
 Samples with alpha < ``threshold`` are judged mislabelled.
 
 Needs a clean set: setting ``clean`` gives one (Clothing1M's clean train, Food-101N's
@@ -28,7 +29,9 @@ from noisybench import hookimpl
 from noisybench.config import check_nullable
 from noisybench.errors import ConfigError
 from noisybench.run import StepOutput
-from noisybench_lsw.meta import full_meta_step, head_meta_step, update_weights, weighted_loss
+from noisybench_lsw.meta import full_meta_step, head_meta_step, jvp_meta_step, update_weights, weighted_loss
+
+META_GRADIENTS = {"jvp": jvp_meta_step, "higher": full_meta_step}
 
 
 @hookimpl
@@ -40,6 +43,7 @@ def noisybench_config_defaults() -> dict:
         "clean_batch_size": 250,
         "threshold": 0.3,
         "meta_layers": "all",
+        "meta_gradient": "jvp",  # exact either way: jvp (one forward-mode pass) or higher (the reference)
         "mode": "joint",
         "weights_from": None,
         "retrain_weighted": True,
@@ -93,6 +97,8 @@ def noisybench_check_options(options: dict, config: dict) -> None:
         raise ConfigError(f"lsw.weight_rule='{o['weight_rule']}': expected logit or printed")
     if o["meta_layers"] not in ("all", "head"):
         raise ConfigError(f"lsw.meta_layers='{o['meta_layers']}': expected all or head")
+    if o["meta_gradient"] not in ("jvp", "higher"):
+        raise ConfigError(f"lsw.meta_gradient='{o['meta_gradient']}': expected jvp or higher")
     if o["mode"] not in ("joint", "retrain"):
         raise ConfigError(f"lsw.mode='{o['mode']}': expected joint or retrain")
     if config["optimizer"]["name"] != "sgd":
@@ -160,7 +166,7 @@ def meta_train_step(run, batch, clean):
     alpha = run.state["alpha"].to(run.device)[batch.indices]
     clean_images, clean_labels = next(clean)
     lr = run.optimizer.param_groups[0]["lr"]
-    meta = full_meta_step if o["meta_layers"] == "all" else head_meta_step
+    meta = head_meta_step if o["meta_layers"] == "head" else META_GRADIENTS[o["meta_gradient"]]
     with run.phase("meta"), run.accelerator.autocast(), class_forward(model):
         result = meta(model, batch.images, batch.labels, alpha, clean_images, clean_labels, lr, distributed_sum(run))
     logit = run.state["logit"].to(run.device)[batch.indices]

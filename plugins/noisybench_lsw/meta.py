@@ -3,11 +3,21 @@
 Theta'(alpha) = Theta − lr·grad_Theta( sum_i alpha_i L_i / sum_i alpha_i )       (eq. 1)
 g_i           = d/d alpha_i  sum_{j in B^c} L(f_{Theta'(alpha)}(x_j), y_j)       (eq. 2)
 
-``full_meta_step`` differentiates through a step of every parameter with ``higher``;
-``head_meta_step`` only through the classifier's step, with the backbone's features held
-fixed (as FSR restricts its meta-gradient to the last layers): far cheaper, approximate.
-Both also return the gradient of the weighted loss for the real optimiser step, so the
-noisy batch costs one forward and one backward, and the clean batch one more of each.
+Three forms, each also returning the gradient of the weighted loss for the real optimiser
+step (so the noisy batch's forward and backward serve both):
+
+``jvp_meta_step`` (exact, the default): with S = sum alpha, G = sum_j alpha_j grad L_j / S
+and v = grad L_clean at Theta', the chain rule gives
+
+    g_i = v · dTheta'/dalpha_i = −lr · (u_i − sum_j alpha_j u_j / S) / S,   u_i = grad L_i · v,
+
+and every u_i comes out of one forward-mode pass (``torch.func.jvp``) of the noisy batch's
+per-sample losses along v. Passes: noisy forward + backward, clean forward + backward at
+Theta', one JVP of the noisy batch (about 2–3 forwards): no graph through the step.
+``full_meta_step`` (exact, the reference): differentiates through the step of every
+parameter with ``higher``, which keeps that step's graph and backpropagates through it.
+``head_meta_step`` (approximate): through the classifier's step only, with the backbone's
+features held fixed (as FSR restricts its meta-gradient to the last layers).
 
 Under several processes pass ``all_reduce``: the weighted loss is normalised by the
 global sum of alpha and the step uses the sum of every process's gradient, both through
@@ -23,6 +33,7 @@ import higher
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, jvp
 
 
 class MetaResult(NamedTuple):
@@ -40,7 +51,7 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor,
                   all_reduce: Callable = _identity) -> torch.Tensor:
     """sum_i alpha_i L_i / sum_i alpha_i over the (global) batch; this process's share."""
-    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    losses = F.cross_entropy(widened(logits), labels, reduction="none")
     return (alpha * losses).sum() / all_reduce(alpha.sum()).clamp_min(1e-12)
 
 
@@ -69,9 +80,75 @@ def full_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_
         loss = weighted_loss(logits, labels, alpha, all_reduce)
         diffopt.step(loss, grad_callback=reduce_and_keep)
         clean_logits, _ = fmodel(clean_images)
-        clean_loss = F.cross_entropy(clean_logits.float(), clean_labels, reduction="sum")
+        clean_loss = F.cross_entropy(widened(clean_logits), clean_labels, reduction="sum")
         (alpha_grad,) = torch.autograd.grad(clean_loss, alpha)
     return MetaResult(alpha_grad.detach(), captured, loss.detach(), logits.detach(), buffers)
+
+
+def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_labels, lr: float,
+                  all_reduce: Callable = _identity) -> MetaResult:
+    """The exact meta-gradient of ``full_meta_step`` by the chain rule and one JVP (see the
+    module docstring for the formula and the pass count).
+
+    The JVP pass replays the noisy forward: the random state (dropout) is rewound to what it
+    was before that forward and restored afterwards, and it runs on copies of the buffers, so
+    BatchNorm statistics are those after the noisy forward and the random stream continues
+    as with ``higher``. Under several processes v, S and sum alpha_j u_j are sums over them.
+    The JVP pass runs without autocast, in the parameters' precision: under bf16 autocast
+    BatchNorm's forward-mode rule gives a tangent whose type the next convolution refuses
+    (torch 2.14), so under mixed precision u_i is the float32 derivative at the same weights.
+    """
+    named = dict(model.named_parameters())
+    moving = [name for name, p in named.items() if p.requires_grad]
+    fixed = {name: p.detach() for name, p in named.items() if not p.requires_grad}
+    before = random_state(images.device)
+    logits, _ = model(images)
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    loss = weighted_loss(logits, labels, alpha.detach(), all_reduce)
+    found = torch.autograd.grad(loss, [named[name] for name in moving], allow_unused=True)
+    step = {name: all_reduce(torch.zeros_like(named[name]) if g is None else g).detach()
+            for name, g in zip(moving, found)}
+    fast = {name: (named[name].detach() - lr * step[name]).requires_grad_(True) for name in moving}
+    clean_logits, _ = functional_call(model, ({**fast, **fixed}, scratch_buffers(buffers)), (clean_images,))
+    clean_loss = F.cross_entropy(widened(clean_logits), clean_labels, reduction="sum")
+    found = torch.autograd.grad(clean_loss, list(fast.values()), allow_unused=True)
+    v = {name: all_reduce(torch.zeros_like(fast[name]) if d is None else d).detach() for name, d in zip(moving, found)}
+    after = random_state(images.device)
+
+    def per_sample_losses(moving_params):
+        out, _ = functional_call(model, ({**moving_params, **fixed}, scratch_buffers(buffers)), (images,))
+        return F.cross_entropy(widened(out), labels, reduction="none")
+
+    set_random_state(before, images.device)
+    with torch.autocast(images.device.type, enabled=False):  # see the docstring
+        _, u = jvp(per_sample_losses, ({name: named[name].detach() for name in moving},), (v,))
+    set_random_state(after, images.device)
+    alpha = alpha.detach().to(u.dtype)
+    total = all_reduce(alpha.sum()).clamp_min(1e-12)
+    alpha_grad = -lr * (u - all_reduce((alpha * u).sum()) / total) / total
+    grads = [step[name] if name in step else torch.zeros_like(p) for name, p in named.items()]
+    return MetaResult(alpha_grad.detach(), grads, loss.detach(), logits.detach(), buffers)
+
+
+def widened(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32, or wider where they already are (a float64 check stays float64)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+def scratch_buffers(buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copies of the buffers for a functional forward, whose running-statistics updates are thrown away."""
+    return {name: b.clone() for name, b in buffers.items()}
+
+
+def random_state(device: torch.device):
+    """The CPU generator's state and, on an accelerator, that device's."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def set_random_state(state, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def head_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_labels, lr: float,
@@ -96,7 +173,7 @@ def head_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_
     with higher.innerloop_ctx(head, inner, copy_initial_weights=True) as (fhead, diffopt):
         head_loss = weighted_loss(fhead(features.detach()), labels, alpha_var, all_reduce)
         diffopt.step(head_loss, grad_callback=lambda gs: [all_reduce(g) for g in gs])
-        clean_loss = F.cross_entropy(fhead(clean_features).float(), clean_labels, reduction="sum")
+        clean_loss = F.cross_entropy(widened(fhead(clean_features)), clean_labels, reduction="sum")
         (alpha_grad,) = torch.autograd.grad(clean_loss, alpha_var)
     return MetaResult(alpha_grad.detach(), [g.detach() for g in grads], loss.detach(), logits.detach(), buffers)
 

@@ -30,20 +30,24 @@ def initial_prototypes(features: torch.Tensor, confidence: torch.Tensor, labels:
     return prototypes
 
 
+CHUNK = 4096  # rows per block: small enough that the norm and the product share one read from memory
+
+
 def chunks(features: torch.Tensor, chunk: int):
     """(rows, float32 features, their L2 norms) block by block: the features are read once
-    per pass, never copied or normalised whole (a million 2048-d rows are 8 GB in float32)."""
+    per pass, never copied or normalised whole (a million 2048-d rows are 8 GB in float32);
+    a block's norm is taken while the block is still in cache."""
     for start in range(0, len(features), chunk):
         g = features[start:start + chunk].float()
-        yield slice(start, start + len(g)), g, g.norm(dim=1).clamp_min(NORM_FLOOR)
+        yield slice(start, start + len(g)), g, torch.linalg.vector_norm(g, dim=1)
 
 
-def visual_similarity(features: torch.Tensor, prototypes: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+def visual_similarity(features: torch.Tensor, prototypes: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """s_v: N×C cosine similarity of each feature to each (initial) prototype."""
     prototypes = F.normalize(prototypes.float(), dim=1)
     out = features.new_zeros(len(features), len(prototypes), dtype=torch.float32)
     for rows, g, norms in chunks(features, chunk):
-        out[rows] = (g @ prototypes.T) / norms[:, None]
+        out[rows] = (g @ prototypes.T) / norms.clamp_min(NORM_FLOOR)[:, None]
     return out
 
 
@@ -80,7 +84,7 @@ def consistency(semantic: torch.Tensor, visual: torch.Tensor, labels: torch.Tens
 
 
 def visual_prototypes(features: torch.Tensor, labels: torch.Tensor, p: torch.Tensor, num_classes: int,
-                      weighting: str = "weighted", top_k: int | None = None, chunk: int = 65536) -> torch.Tensor:
+                      weighting: str = "weighted", top_k: int | None = None, chunk: int = CHUNK) -> torch.Tensor:
     """v_c = Σ g_i p_i / Σ p_i over the samples labelled c (eq. 5), then normalised.
 
     ``top_k`` keeps only each class's k samples of highest p (the "top-k matched images"
@@ -101,21 +105,22 @@ def visual_prototypes(features: torch.Tensor, labels: torch.Tensor, p: torch.Ten
     totals = features.new_zeros(num_classes, dtype=torch.float32)
     for rows, g, norms in chunks(features, chunk):
         scatter = g.new_zeros(num_classes, len(g))  # row c: coefficient / norm of class c's samples
-        scatter[labels[rows], torch.arange(len(g), device=g.device)] = coefficients[rows] / norms
+        scatter[labels[rows], torch.arange(len(g), device=g.device)] = coefficients[rows] / norms.clamp_min(NORM_FLOOR)
         sums += scatter @ g
         totals.index_add_(0, labels[rows], coefficients[rows])
     return F.normalize(sums / totals.clamp_min(FLOOR)[:, None], dim=1)
 
 
-def prototype_distances(features: torch.Tensor, prototypes: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+def prototype_distances(features: torch.Tensor, prototypes: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """N×C Euclidean distances ‖v_c − g_i‖₂ of the normalised features to every prototype,
     from ‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b: one matrix product per block."""
     prototypes = prototypes.float()
     squared = (prototypes * prototypes).sum(1)
     out = features.new_zeros(len(features), len(prototypes), dtype=torch.float32)
     for rows, g, norms in chunks(features, chunk):
-        unit = (g.norm(dim=1) / norms) ** 2  # 1, or 0 for an all-zero feature
-        out[rows] = (unit[:, None] + squared[None] - 2 * (g @ prototypes.T) / norms[:, None]).clamp_min(0).sqrt()
+        floored = norms.clamp_min(NORM_FLOOR)
+        unit = (norms / floored) ** 2  # 1, or 0 for an all-zero feature
+        out[rows] = (unit[:, None] + squared[None] - 2 * (g @ prototypes.T) / floored[:, None]).clamp_min(0).sqrt()
     return out
 
 

@@ -132,33 +132,41 @@ def select_prototypes(
 
 
 def class_scores(
-    features: torch.Tensor, prototypes: list[torch.Tensor], similarity: str = "cosine", chunk: int = 65536
+    features: torch.Tensor, prototypes: list[torch.Tensor], similarity: str = "cosine", chunk: int = 4096
 ) -> torch.Tensor:
     """sigma (N×K): mean similarity of each sample to each class's prototypes (eq. 8).
 
-    Cosine: one matrix product against all K·p prototypes, then a per-class mean as a
-    second product with an averaging matrix; done in chunks of rows so memory stays flat.
-    Euclidean: the mean of negative distances.
+    Cosine: mean_k ĝ·p̂_k = ĝ·mean_k p̂_k, so each class is one centre (the mean of its
+    unit-length prototypes) and the product is N×K, not N×(K·p); rows are divided by |g|
+    after the product instead of normalising a copy of the features first. Rows are taken
+    in chunks small enough that the norm reads a block still in cache. Euclidean: the mean of negative distances (no such
+    shortcut exists). A class without prototypes scores −inf and is never chosen.
     """
-    protos = torch.cat(prototypes).float()
-    owner = torch.cat([torch.full((len(p),), c, device=protos.device) for c, p in enumerate(prototypes)])
-    average = F.one_hot(owner, len(prototypes)).float()
-    counts = average.sum(dim=0)
-    average /= counts.clamp_min(1)
-    missing = counts == 0  # a class without prototypes can never be the corrected label
+    missing = torch.tensor([len(p) == 0 for p in prototypes])
     if similarity == "cosine":
-        protos = F.normalize(protos, dim=1)
+        centres = torch.stack([F.normalize(p.float(), dim=1).mean(dim=0) if len(p) else
+                               p.new_zeros(p.shape[1]).float() for p in prototypes])
     out = []
     for start in range(0, len(features), chunk):
-        block = features[start : start + chunk].to(protos.device).float()
+        block = features[start : start + chunk]
         if similarity == "cosine":
-            sims = F.normalize(block, dim=1) @ protos.T
+            block = block.to(centres.device)
+            scores = (block @ centres.to(block.dtype).T).float()
+            scores /= torch.linalg.vector_norm(block, dim=1, dtype=torch.float32).clamp_min(1e-12)[:, None]
         else:
-            sims = -torch.cdist(block, protos)
-        scores = sims @ average
-        scores[:, missing] = -torch.inf
+            scores = class_distances(block.float(), prototypes)
+        scores[:, missing.to(scores.device)] = -torch.inf
         out.append(scores)
     return torch.cat(out) if out else features.new_zeros(0, len(prototypes))
+
+
+def class_distances(block: torch.Tensor, prototypes: list[torch.Tensor]) -> torch.Tensor:
+    """−mean_k |g − p_k| per class (the Euclidean form of eq. 8)."""
+    protos = torch.cat(prototypes).float().to(block.device)
+    owner = torch.cat([torch.full((len(p),), c, device=block.device) for c, p in enumerate(prototypes)])
+    average = F.one_hot(owner, len(prototypes)).float()
+    average /= average.sum(dim=0).clamp_min(1)
+    return -torch.cdist(block, protos) @ average
 
 
 def relabel(scores: torch.Tensor, noisy: torch.Tensor, change_margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
