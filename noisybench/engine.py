@@ -192,7 +192,6 @@ def process_seconds() -> float:
 
 class Trainer:
     def __init__(self, config: dict[str, Any], output: Path, plugins: Iterable[Any] = ()):
-        self.created = time.perf_counter()
         self.config = config
         self.output = Path(output)
         if config["threads"] is not None:
@@ -619,9 +618,9 @@ class Trainer:
         return result
 
     def write_tables(self, corrupt: np.ndarray | None) -> None:
-        splits = self.splits
         import pandas as pd
 
+        splits = self.splits
         table = pd.DataFrame({"index": np.arange(self.run.num_train), "noisy_label": splits.train_labels})
         paths = image_paths(splits.train)
         if paths is not None:

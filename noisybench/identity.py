@@ -25,9 +25,12 @@ from noisybench.config import flatten
 
 # Keys that cannot change what a run computes (or, for paths, are replaced by data.identity).
 NOT_EXPERIMENT = (
-    "progress", "report.", "eval_batch_size", "eval.test", "threads", "data.num_workers", "data.pin_memory", "data.persistent_workers",
+    "progress", "threads", "report.", "eval_batch_size", "eval.test",
+    "data.num_workers", "data.pin_memory", "data.persistent_workers",
     "data.root", "data.food101_root", "data.cifar_n_file", "data.download",
 )
+# Keys added after runs were recorded without them: the value those runs had in effect.
+IMPLIED_WHEN_ABSENT = {"eval.every": 1, "lsw.meta_gradient": "higher"}
 # Keys that may change on --resume besides those: epochs may grow (the run continues).
 RESUMABLE = ("epochs",)
 
@@ -59,10 +62,16 @@ def fingerprint(found: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in found.items() if k != "seed"}).encode()).hexdigest()[:16]
 
 
+def recorded(found: dict[str, Any], key: str) -> Any:
+    """An experiment's value of ``key``: for a key an older record lacks, the value it had in
+    effect (``IMPLIED_WHEN_ABSENT``), else ``"<absent>"``."""
+    return found.get(key, IMPLIED_WHEN_ABSENT.get(key, "<absent>"))
+
+
 def differences(saved: dict[str, Any], current: dict[str, Any], allowed: tuple[str, ...] = ()) -> list[str]:
-    """Keys whose values differ between two experiments (absent counts as different), but ``allowed``."""
+    """Keys whose ``recorded`` values differ between two experiments, but ``allowed``."""
     return sorted(k for k in set(saved) | set(current)
-                  if k not in allowed and canonical(saved.get(k, "<absent>")) != canonical(current.get(k, "<absent>")))
+                  if k not in allowed and canonical(recorded(saved, k)) != canonical(recorded(current, k)))
 
 
 def resume_refusal(saved: dict[str, Any], current: dict[str, Any], folder: Any) -> str | None:
@@ -73,7 +82,7 @@ def resume_refusal(saved: dict[str, Any], current: dict[str, Any], folder: Any) 
     """
     changed = differences(saved, current, allowed=RESUMABLE)
     if changed:
-        shown = ", ".join(f"{k} ({saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r})" for k in changed)
+        shown = ", ".join(f"{k} ({recorded(saved, k)!r} -> {recorded(current, k)!r})" for k in changed)
         return (f"cannot resume the run in {folder} with a different experiment: {shown}; only 'epochs' (to extend) "
                 "and output keys may change. Start a new run in another --output instead")
     if "epochs" in saved and "epochs" in current and current["epochs"] < saved["epochs"]:

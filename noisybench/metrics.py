@@ -119,9 +119,9 @@ def per_class_label_accuracy(
 
     Rows are the samples whose true label is known, grouped by that label.
     """
-    known = true >= 0
     import pandas as pd
 
+    known = true >= 0
     frame = pd.DataFrame({
         "class": np.asarray(class_names, dtype=object)[true[known]],
         "original": noisy[known] == true[known],

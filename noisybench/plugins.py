@@ -71,7 +71,7 @@ def source_docstring(ep: EntryPoint) -> str | None:
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise ImportError(ep.module)
     tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    for name in (ep.attr or "").split(".") if ep.attr else []:
+    for name in ep.attr.split(".") if ep.attr else []:
         tree = next((node for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))
                      and node.name == name), None)
         if tree is None:

@@ -176,3 +176,21 @@ def test_a_checkpoint_of_pickles_is_refused_not_read(tmp_path, capsys):
     assert main(["run", "--output", str(tmp_path / "run"), "--resume"]) == 2
     assert "not a checkpoint this noisybench wrote" in capsys.readouterr().err
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_from_before_a_key_existed_resumes_as_the_value_it_had(tmp_path):
+    """A run checkpointed before eval.every existed evaluated val every epoch: it resumes as
+    eval.every=1, and only as that. An lsw run from before meta_gradient used higher."""
+    from noisybench.identity import resume_refusal
+
+    with pytest.raises(KeyboardInterrupt):
+        run_digits(tmp_path, "epochs=3", plugins=[CrashAt(3)])
+    state_file = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["progress"]["experiment"]["eval.every"]  # as an older noisybench wrote it
+    state_file.write_text(json.dumps(state))
+    assert run_digits(tmp_path, "epochs=3", resume=True)["history"][-1]["epoch"] == 3
+    old = {"method": "lsw", "lsw.start_epoch": 3}
+    assert resume_refusal(old, {**old, "lsw.meta_gradient": "higher", "eval.every": 1}, tmp_path) is None
+    assert "lsw.meta_gradient ('higher' -> 'jvp')" in resume_refusal(old, {**old, "lsw.meta_gradient": "jvp"}, tmp_path)
+    assert "eval.every" in resume_refusal(old, {**old, "eval.every": 2}, tmp_path)

@@ -111,14 +111,12 @@ def build_cifar(name: str, config: dict[str, Any]) -> DataSplits:
     mean, std = normalization(config, STATS[name])
     kept, held = stratified_split(clean, data["val_fraction"], data["split_seed"])
     chw = torch.from_numpy(images).permute(0, 3, 1, 2)  # a view: N×C×H×W uint8
-
-    def split(at, labels, augment=None):
-        return MemoryImages(chw[torch.as_tensor(at)], labels, mean, std, augment)
+    train = chw[torch.as_tensor(kept)]  # one copy, shared by the augmented and the plain view
 
     return DataSplits(
-        train=split(kept, noisy[kept], BatchAugment(padding=4, flip=True)),  # pad-4 crop and flip, as for CIFAR
-        train_eval=split(kept, noisy[kept]),
-        val=split(held, clean[held]) if len(held) else None,
+        train=MemoryImages(train, noisy[kept], mean, std, BatchAugment(padding=4, flip=True)),  # pad-4 crop, flip
+        train_eval=MemoryImages(train, noisy[kept], mean, std),
+        val=MemoryImages(chw[torch.as_tensor(held)], clean[held], mean, std) if len(held) else None,
         test=MemoryImages(torch.from_numpy(test_images).permute(0, 3, 1, 2), test_labels, mean, std),
         class_names=found["classes"],
         train_labels=noisy[kept],

@@ -42,9 +42,10 @@ def build_digits(config: dict[str, Any]) -> DataSplits:
     def split(idx, augment=None):
         return MemoryImages(images[idx], labels[idx], mean, std, augment)
 
+    train = split(train_idx, BatchAugment(padding=1, flip=False))
     return DataSplits(
-        train=split(train_idx, BatchAugment(padding=1, flip=False)),
-        train_eval=split(train_idx),
+        train=train,
+        train_eval=MemoryImages(train.images, labels[train_idx], mean, std),  # the same images, not augmented
         val=split(val_idx),
         test=split(test_idx),
         class_names=[str(d) for d in range(10)],

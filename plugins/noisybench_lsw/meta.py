@@ -113,16 +113,15 @@ def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_l
     clean_loss = F.cross_entropy(widened(clean_logits), clean_labels, reduction="sum")
     found = torch.autograd.grad(clean_loss, list(fast.values()), allow_unused=True)
     v = {name: all_reduce(torch.zeros_like(fast[name]) if d is None else d).detach() for name, d in zip(moving, found)}
-    after = random_state(images.device)
 
     def per_sample_losses(moving_params):
         out, _ = functional_call(model, ({**moving_params, **fixed}, scratch_buffers(buffers)), (images,))
         return F.cross_entropy(widened(out), labels, reduction="none")
 
-    set_random_state(before, images.device)
-    with torch.autocast(images.device.type, enabled=False):  # see the docstring
+    cuda = [images.device] if images.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.autocast(images.device.type, enabled=False):  # see the docstring
+        set_random_state(before, images.device)  # the noisy forward's draws again; fork_rng restores the stream after
         _, u = jvp(per_sample_losses, ({name: named[name].detach() for name in moving},), (v,))
-    set_random_state(after, images.device)
     alpha = alpha.detach().to(u.dtype)
     total = all_reduce(alpha.sum()).clamp_min(1e-12)
     alpha_grad = -lr * (u - all_reduce((alpha * u).sum()) / total) / total
