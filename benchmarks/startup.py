@@ -3,7 +3,7 @@
 Each round runs, in fresh interpreters, `noisybench methods` and the README's quick-start
 training (`run --method ce --dataset digits noise=symmetric:0.4`), with torch's default
 threads and with threads=1; the record's ``first_batch_seconds`` and ``startup_seconds``
-count from the process's start. Min and median over the rounds (targets: methods < 1 s,
+count from the import of noisybench. Min and median over the rounds (targets: methods < 1 s,
 first batch < 5 s on 2 idle cores).
 Run: python benchmarks/startup.py [rounds=N]   (default 3)
 """
@@ -43,7 +43,7 @@ def main(args: list[str]) -> None:
             rows.setdefault(f"quick-start (threads {threads}), training", []).append(efficiency["total_seconds"])
             rows.setdefault(f"quick-start (threads {threads}), wall", []).append(wall)
     print(f"# {hardware()}")
-    print(f"# {rounds} interleaved rounds, seconds from the process's start; min and median")
+    print(f"# {rounds} interleaved rounds, seconds from the import of noisybench; min and median")
     for name, values in rows.items():
         print(f"{name:<45} min {min(values):6.2f} s  median {statistics.median(values):6.2f} s")
 

@@ -1,6 +1,10 @@
 """noisybench: train and compare methods for learning image classifiers from noisy labels."""
 
+import time
+
 import pluggy
+
+STARTED = time.perf_counter()  # the first thing `noisybench` does; torch and the rest import after it
 
 __version__ = "0.2.0"
 

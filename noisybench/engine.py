@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -30,6 +29,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+import noisybench
 from noisybench import checkpoint, identity, metrics, plots, records
 from noisybench.config import dump, load_yaml
 from noisybench.datasets import DataSplits, build_dataset, file_positions, image_paths
@@ -185,9 +185,14 @@ def evaluation_record(schedule: dict[str, Any], history: list[dict[str, Any]]) -
             "test_epochs": [h["epoch"] for h in history if h.get("test_accuracy") is not None]}
 
 
+_clock = {"origin": noisybench.STARTED}  # where this process's next run starts counting
+
+
 def process_seconds() -> float:
-    """Seconds since this process started (imports included), from the OS's start time."""
-    return time.time() - psutil.Process().create_time()
+    """Seconds since the run's clock started: the import of noisybench (before torch and the
+    rest) for the first run of a process, the end of the previous run for a later one. Not
+    the OS's process start, which an ``exec`` from a shell script would move to the script's."""
+    return time.perf_counter() - _clock["origin"]
 
 
 class Trainer:
@@ -686,7 +691,10 @@ def train(
                     raise ConfigError(refusal)
                 if record is not None and (saved is None or config["epochs"] == saved["epochs"]):
                     return record
-            return Trainer(config, output, plugins).fit(resume)
+            try:
+                return Trainer(config, output, plugins).fit(resume)
+            finally:
+                _clock["origin"] = time.perf_counter()
     except KeyboardInterrupt as exc:
         if isinstance(exc, RunInterrupted):
             raise

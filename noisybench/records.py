@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,6 +137,8 @@ def git_revision() -> str | None:
 
 
 def environment(accelerator: Any) -> dict[str, Any]:
+    import torch  # here, not at the top: reading records (leaderboard, export) needs no torch
+
     device = accelerator.device
     return {
         "noisybench": noisybench.__version__,

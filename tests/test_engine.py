@@ -184,3 +184,22 @@ def test_threads_sets_torchs_cpu_threads_and_not_the_experiment(tmp_path):
         torch.set_num_threads(before)
     default = run_digits(tmp_path / "default", "epochs=1")
     assert "threads" not in one["experiment"] and one["fingerprint"] == default["fingerprint"]
+
+
+def test_startup_counts_from_the_end_of_the_previous_run_in_a_process(tmp_path):
+    """The first run of a process counts from the import of noisybench; a later one from the
+    end of the run before, not from the start of the process."""
+    import time
+
+    from noisybench import engine
+
+    before = time.perf_counter()
+    first = run_digits(tmp_path / "a", "epochs=1")
+    after = time.perf_counter()
+    origin = engine._clock["origin"]
+    assert before < origin <= after
+    second = run_digits(tmp_path / "b", "epochs=1")
+    end = time.perf_counter()
+    efficiency = second["efficiency"]
+    assert 0 < efficiency["startup_seconds"] <= efficiency["first_batch_seconds"] <= end - origin
+    assert first["efficiency"]["first_batch_seconds"] >= first["efficiency"]["startup_seconds"] > 0

@@ -21,6 +21,16 @@ def test_methods_command_imports_no_plugin_and_no_torch():
     assert any(line.startswith("smp ") and "multi-prototypes" in line for line in lines)
 
 
+@pytest.mark.parametrize("command", ["leaderboard", "export"])
+def test_reading_records_imports_no_torch(clean_ce_run, tmp_path, command):
+    args = [command, str(clean_ce_run)] + (["--output", str(tmp_path / "suspects.csv")] if command == "export" else [])
+    code = (f"import sys\nfrom noisybench.cli import main\nassert main({args!r}) in (0, None)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'timm', 'accelerate'}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("name", ["ce", "smp", "lsw", "sinet"])
 def test_descriptions_read_from_source_equal_the_imported_docstrings(name):
     info = installed_methods()[name]

@@ -27,6 +27,7 @@ holding the union of the batches.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, NamedTuple
 
 import higher
@@ -119,7 +120,10 @@ def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_l
         return F.cross_entropy(widened(out), labels, reduction="none")
 
     cuda = [images.device] if images.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), torch.autocast(images.device.type, enabled=False):  # see the docstring
+    with torch.random.fork_rng(devices=cuda), torch.autocast(images.device.type, enabled=False), \
+            warnings.catch_warnings():  # autocast: see the docstring
+        # torch's forward-mode decompositions load through torch.jit.script on first use, which warns
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
         set_random_state(before, images.device)  # the noisy forward's draws again; fork_rng restores the stream after
         _, u = jvp(per_sample_losses, ({name: named[name].detach() for name in moving},), (v,))
     alpha = alpha.detach().to(u.dtype)
