@@ -421,20 +421,21 @@ class Trainer:
                 splits.train_labels, splits.true_labels, splits.is_noisy(), outputs["corrected_label"]
             )["corrected_accuracy"]
 
-    def label_metrics(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def label_metrics(self, entry: dict[str, Any]) -> None:
+        """The epoch's label accuracy, changed fraction and detection AUC (the record's full
+        label and detection metrics are taken once, from the last outputs, in ``record``)."""
         outputs = sample_outputs(self.run)
-        found = metrics.sample_metrics(self.splits.train_labels, self.splits.true_labels, self.splits.is_noisy(), outputs)
-        entry["label_accuracy"] = found["labels"]["corrected_accuracy"]
-        entry["changed_fraction"] = found["labels"]["changed_fraction"]
-        entry["detection_auc"] = found["detection"]["auc"]
+        splits, flags = self.splits, self.splits.is_noisy()
+        quality = metrics.label_quality(splits.train_labels, splits.true_labels, flags, outputs.get("corrected_label"))
+        entry["label_accuracy"] = quality["corrected_accuracy"]
+        entry["changed_fraction"] = quality["changed_fraction"]
+        entry["detection_auc"] = metrics.noise_auc(flags, outputs.get("noise_score"))
         self.capture_initial(outputs)
         self.sample_columns = outputs
-        flags = self.splits.is_noisy()
         drawn = plots.chosen_epochs(self.run.num_epochs, self.config["report"]["histogram_epochs"])
         if "weight" in outputs and flags is not None and (flags >= 0).any() and self.run.epoch in drawn:
             known = flags >= 0
             self.progress.weight_snapshots[self.run.epoch] = (outputs["weight"][known].astype(float), flags[known] == 1)
-        return found
 
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -476,9 +477,6 @@ class Trainer:
         progress.experiment = self.experiment
         if acc.is_main_process:
             records.write_text(self.output / records.CONFIG_FILE, dump(self.config))
-        found: dict[str, Any] = metrics.sample_metrics(
-            self.splits.train_labels, self.splits.true_labels, self.splits.is_noisy(), {}
-        )
         self.sample_columns: dict[str, np.ndarray] = {}
         self.finetune_epochs = self.resolve_finetune()
         self.startup_seconds = process_seconds()
@@ -499,7 +497,7 @@ class Trainer:
                 self.pm.hook.noisybench_epoch_end(run=run, epoch=epoch)
                 run.gather_harvest()  # rows a method harvested and has not used yet go into the checkpoint
                 self.scheduler.step()
-                found = self.label_metrics(entry)
+                self.label_metrics(entry)
             else:
                 entry.update(self.finetune_epoch(epoch))
             self.report_corrupt()
@@ -515,9 +513,9 @@ class Trainer:
                 tqdm.write(self.epoch_line(entry))
         if progress.epochs_done and not hasattr(self, "test_pred"):
             self.evaluate_epoch({}, last=True)  # resumed a finished-but-unrecorded run: evaluate once more
-            found = self.label_metrics({})
+            self.label_metrics({})
         self.test_best_weights()
-        result = self.record(found)
+        result = self.record()
         acc.wait_for_everyone()
         acc.end_training()
         return result
@@ -565,8 +563,9 @@ class Trainer:
         return " | ".join(parts)
 
     # -- records ------------------------------------------------------------------
-    def record(self, found: dict[str, Any]) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         run, acc, splits, progress = self.run, self.accelerator, self.splits, self.progress
+        found = metrics.sample_metrics(splits.train_labels, splits.true_labels, splits.is_noisy(), self.sample_columns)
         peak, host_peak = peak_memory(acc.device)
         trained = sum(h.get("samples_trained", 0) for h in progress.history)
         train_seconds = run.phase_seconds.get("train", 0.0)

@@ -71,11 +71,11 @@ def detection(
     them. AUC of ``score`` (higher = more likely mislabelled), taken in float64; null where
     only one class is present. All null without ``is_noisy``.
     """
-    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
-
     out: dict[str, float | None] = {"auc": None, "fdr": None, "recall": None, "f1": None}
     if is_noisy is None:
         return out
+    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
     is_noisy = np.asarray(is_noisy, dtype=bool)
     if score is not None and 0 < is_noisy.sum() < len(is_noisy):
         out["auc"] = float(roc_auc_score(is_noisy, np.asarray(score, dtype=np.float64)))
@@ -87,6 +87,15 @@ def detection(
         out["fdr"] = float(1.0 - precision) if flagged.any() else 0.0
         out["recall"], out["f1"] = float(recall), float(f1)
     return out
+
+
+def noise_auc(flags: np.ndarray | None, score: np.ndarray | None) -> float | None:
+    """``detection``'s AUC alone, over the samples whose label is known right or wrong: the
+    per-epoch figure, without the flagged-sample metrics only the record needs."""
+    if flags is None or score is None or not (flags >= 0).any():
+        return None
+    known = flags >= 0
+    return detection(flags[known] == 1, None, np.asarray(score, dtype=float)[known])["auc"]
 
 
 def sample_metrics(

@@ -103,3 +103,15 @@ def test_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert records.latest_checkpoint(tmp_path) is None
     (tmp_path / "checkpoint.old").mkdir()  # a crash between the two renames
     assert records.latest_checkpoint(tmp_path) == tmp_path / "checkpoint.old"
+
+
+def test_the_per_epoch_auc_is_the_records_auc():
+    from noisybench.metrics import noise_auc, sample_metrics
+
+    rng = np.random.default_rng(0)
+    flags = rng.choice([-1, 0, 1], size=200)  # unknown, right, wrong
+    score = rng.normal(size=200) + (flags == 1)
+    noisy = rng.integers(0, 5, size=200)
+    full = sample_metrics(noisy, None, flags, {"noise_score": score, "flagged": score > 1})
+    assert noise_auc(flags, score) == full["detection"]["auc"] is not None
+    assert noise_auc(flags, None) is None and noise_auc(np.full(200, -1), score) is None

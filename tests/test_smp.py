@@ -27,6 +27,14 @@ def test_threshold_is_a_rank_of_the_sorted_off_diagonal(quantile, expected):
     assert threshold(S, quantile).item() == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("quantile", [0.0, 0.13, 0.4, 0.6, 0.999, 1.0])
+def test_threshold_is_the_sorted_entry_on_random_similarities_with_ties(quantile):
+    generator = torch.Generator().manual_seed(2)
+    s = torch.randint(0, 7, (30, 30), generator=generator).float() / 7  # many ties
+    off = torch.sort(s[~torch.eye(30, dtype=torch.bool)]).values
+    assert threshold(s, quantile).item() == off[int(np.floor(quantile * (len(off) - 1)))].item()
+
+
 def test_density_counts_signs_with_sign_zero_for_ties():
     rho = density(S, torch.tensor(0.5))
     # row 0: +1 (self) -1 (.2) 0 (.5 == S_c); row 1: +1 -1 +1; row 2: 0 +1 +1

@@ -45,8 +45,8 @@ def threshold(similarity: torch.Tensor, quantile: float) -> torch.Tensor:
     off = similarity[~torch.eye(m, dtype=torch.bool, device=similarity.device)]
     if off.numel() == 0:
         return similarity.new_tensor(0.0)
-    ordered = torch.sort(off).values
-    return ordered[int(np.floor(quantile * (off.numel() - 1)))]
+    position = int(np.floor(quantile * (off.numel() - 1)))
+    return torch.kthvalue(off, position + 1).values  # that entry of the sorted order, without sorting all
 
 
 def density(similarity: torch.Tensor, s_c: torch.Tensor) -> torch.Tensor:
