@@ -43,6 +43,8 @@ class ModelConfig(Section):
     pretrained: bool = False
     pretrained_file: str | None = None
     drop_rate: float = Field(0.0, ge=0, lt=1)
+    channels_last: bool | Literal["auto"] = "auto"  # NHWC memory layout; auto: on with CUDA
+    compile: bool = False  # torch.compile the backbone (the first steps pay for compiling)
 
 
 class DataConfig(Section):
@@ -56,6 +58,8 @@ class DataConfig(Section):
     num_workers: int | None = Field(None, ge=0)
     pin_memory: bool | None = None
     persistent_workers: bool = True
+    prefetch_factor: int = Field(2, ge=1)  # batches each worker loads ahead
+    prepared: str | None = None  # a folder written by `noisybench data prepare`, read instead of data.root
     split_seed: int = Field(0, ge=0)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)

@@ -142,12 +142,24 @@ def choose_mixed_precision(setting: str) -> str:
     return setting
 
 
-def make_optimizer(opt: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the papers' choice) or AdamW (lr and weight decay only)."""
+def make_optimizer(opt: dict[str, Any], model: torch.nn.Module, cuda: bool = False) -> torch.optim.Optimizer:
+    """SGD with momentum (the papers' choice) or AdamW (lr and weight decay only); on a GPU
+    the fused kernels (one launch per step for all parameters, the same update)."""
+    fused = {"fused": True} if cuda else {}
     if opt["name"] == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+        return torch.optim.AdamW(model.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"], **fused)
     return torch.optim.SGD(model.parameters(), lr=opt["lr"], momentum=opt["momentum"],
-                           weight_decay=opt["weight_decay"], nesterov=opt["nesterov"])
+                           weight_decay=opt["weight_decay"], nesterov=opt["nesterov"], **fused)
+
+
+def device_settings(config: dict[str, Any], cuda: bool) -> dict[str, Any]:
+    """``model.channels_last`` resolved (auto: on with CUDA, where convolutions run fastest
+    in NHWC), and cuDNN's autotuner on with CUDA (fixed input sizes: it pays after a step)."""
+    model = config["model"]
+    channels_last = cuda if model["channels_last"] == "auto" else bool(model["channels_last"])
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    return {"channels_last": channels_last, "compile": bool(model["compile"])}
 
 
 def lr_milestones(config: dict[str, Any]) -> list[int]:
@@ -202,10 +214,13 @@ class Trainer:
         if config["threads"] is not None:
             torch.set_num_threads(config["threads"])
         self.pm = make_plugin_manager(config["method"], plugins)
+        cuda = torch.cuda.is_available()
+        pinned = cuda if config["data"]["pin_memory"] is None else bool(config["data"]["pin_memory"])
         self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(),  # several CPU processes then join over gloo
+            cpu=not cuda,  # several CPU processes then join over gloo
             mixed_precision=choose_mixed_precision(config["mixed_precision"]),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config["seed"]),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config["seed"],
+                                                      non_blocking=pinned),  # copies overlap compute
         )
         set_seed(config["seed"])
         auto_size = config["data"]["image_size"] == "auto"
@@ -213,17 +228,20 @@ class Trainer:
         self.choices = choose(config, self.splits, auto_size)
         self.experiment = identity.experiment(config, self.splits.identity, self.accelerator.num_processes,
                                               self.accelerator.mixed_precision)
-        model = create_model(config["model"], self.splits.num_classes, self.splits.channels)
+        self.device_settings = device_settings(config, self.accelerator.device.type == "cuda")
+        model = create_model(config["model"], self.splits.num_classes, self.splits.channels,
+                             self.splits.normalization, self.device_settings["channels_last"])
         self.parameters = parameter_count(model)
         self.pretrained_tensors = model.pretrained_tensors
         self.model_bytes = model_bytes(model)
-        optimizer = make_optimizer(config["optimizer"], model)
+        if self.device_settings["compile"]:
+            model.compile()  # in place: its __call__ is compiled, the state dict's names stay
+        optimizer = make_optimizer(config["optimizer"], model, self.accelerator.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=lr_milestones(config), gamma=config["lr_schedule"]["gamma"]
         )
         acc = self.accelerator
-        cuda = acc.device.type == "cuda"
-        options = loader_options(config, self.splits.train, cuda, acc.num_processes)
+        options = loader_options(config, self.splits.train, acc.device.type == "cuda", acc.num_processes)
         splits = self.splits
         loaders = [train_loader(config, splits.train, splits.train_labels, options)]
         loaders += [eval_loader(config, split, options) for split in (splits.val, splits.test) if split is not None]
@@ -264,9 +282,9 @@ class Trainer:
             for images, labels, _ in loader:
                 logits, _ = model(images)
                 pred, true = acc.gather_for_metrics((logits.argmax(dim=1), labels))
-                preds.append(pred.cpu())
-                trues.append(true.cpu())
-        return torch.cat(trues).numpy(), torch.cat(preds).numpy()
+                preds.append(pred)
+                trues.append(true)
+        return torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()  # one copy to the host, at the end
 
     # -- one epoch ----------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -604,6 +622,7 @@ class Trainer:
                 "parameters": self.parameters,
                 "model_bytes": self.model_bytes,
                 "inference_ms_per_image": 1000.0 * self.test_seconds / max(1, len(self.test_true)),
+                "device_settings": self.device_settings,
             },
             "history": progress.history,
             "data": {

@@ -26,7 +26,8 @@ from noisybench.config import flatten
 # Keys that cannot change what a run computes (or, for paths, are replaced by data.identity).
 NOT_EXPERIMENT = (
     "progress", "threads", "report.", "eval_batch_size", "eval.test",
-    "data.num_workers", "data.pin_memory", "data.persistent_workers",
+    "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
+    "model.channels_last", "model.compile",
     "data.root", "data.food101_root", "data.cifar_n_file", "data.download",
 )
 # Keys added after runs were recorded without them: the value those runs had in effect.

@@ -13,20 +13,21 @@ from noisybench.datasets import image_files
 
 
 def loader_options(config: dict[str, Any], dataset: Dataset, cuda: bool, processes: int) -> dict[str, Any]:
-    """Workers, pinned memory and persistent workers.
+    """Workers, prefetching, pinned memory and persistent workers.
 
     ``data.num_workers: null`` means no workers for in-memory data (they only add
-    overhead) and, for image files, the CPU cores shared out over the processes on this
-    machine, at most 8 each. Pinned memory defaults to on with a GPU.
+    overhead) and, for image files, this machine's CPU cores shared out over its
+    processes. Pinned memory defaults to on with a GPU (copies to it are then asynchronous).
     """
     data = config["data"]
     workers = data["num_workers"]
     if workers is None:
-        workers = 0 if image_files(dataset) is None else max(1, min(8, (os.cpu_count() or 1) // processes))
+        workers = 0 if image_files(dataset) is None else max(1, (os.cpu_count() or 1) // processes)
     pin = cuda if data["pin_memory"] is None else bool(data["pin_memory"])
     options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
     if workers > 0:
         options["persistent_workers"] = bool(data["persistent_workers"])
+        options["prefetch_factor"] = data["prefetch_factor"]
     return options
 
 

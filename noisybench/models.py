@@ -63,20 +63,51 @@ def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
     return build_model_with_cfg(SmallCNN, "small_cnn", pretrained, **kwargs)
 
 
-class Classifier(nn.Module):
-    """A timm backbone whose forward returns ``(logits, pooled pre-logit features)``."""
+class InputNormalize(nn.Module):
+    """uint8 images (0-255) or float images (0-1) to normalised float32, on the model's device.
 
-    def __init__(self, backbone: nn.Module):
+    Loader workers send uint8 (a quarter of float32's bytes through shared memory and the
+    host-to-device copy); the division and normalisation run here, the same operations in
+    the same order as torchvision's ``ToDtype(scale=True)`` and ``Normalize``. ``mean`` and
+    ``std`` are not saved with the weights. With ``channels_last`` the batch is laid out
+    NHWC, as a channels-last model wants. ``normalization=None``: inputs pass unchanged
+    (datasets whose transforms end in normalised floats).
+    """
+
+    def __init__(self, normalization: tuple | None, channels_last: bool = False):
+        super().__init__()
+        self.enabled = normalization is not None
+        mean, std = normalization if self.enabled else ((0.0,), (1.0,))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            x = x.to(torch.float32).mul(1.0 / 255) if x.dtype == torch.uint8 else x.to(torch.float32)
+            x = x.sub(self.mean).div(self.std)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+class Classifier(nn.Module):
+    """A timm backbone whose forward returns ``(logits, pooled pre-logit features)``, taking
+    images as the loaders give them (``InputNormalize``)."""
+
+    def __init__(self, backbone: nn.Module, normalization: tuple | None = None, channels_last: bool = False):
         super().__init__()
         self.backbone = backbone
         self.num_features = backbone.num_features
+        self.inputs = InputNormalize(normalization, channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        features = self.backbone.forward_head(self.backbone.forward_features(self.inputs(x)), pre_logits=True)
         return self.backbone.get_classifier()(features), features
 
 
-def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int) -> Classifier:
+def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int,
+                 normalization: tuple | None = None, channels_last: bool = False) -> Classifier:
     """Build ``model.name`` for ``num_classes``; weights come from ``model.pretrained_file`` if set."""
     name = model_config["name"]
     if not timm.is_model(name):
@@ -90,7 +121,9 @@ def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int) 
             "model.pretrained=true needs model.pretrained_file=PATH: weights are read from a local file, never downloaded"
         )
     backbone = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, drop_rate=model_config["drop_rate"])
-    model = Classifier(backbone)
+    model = Classifier(backbone, normalization, channels_last)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model.pretrained_tensors = load_pretrained(backbone, Path(weights).expanduser(), in_chans) if pretrained else 0
     return model
 
@@ -159,6 +192,5 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def model_bytes(model: nn.Module) -> int:
-    """Bytes of parameters and buffers: the size of the saved weights."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes of the saved weights (parameters and persistent buffers)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())

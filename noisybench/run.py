@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,7 +104,9 @@ class Run:
     epoch_log: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # the core's per-epoch entries so far
     warnings: list[str] = field(default_factory=list)
-    _open_phases: list[float] = field(default_factory=list, repr=False)
+    _timer: Any = field(default=None, repr=False)
+    _loaders: dict = field(default_factory=dict, repr=False)
+    _shares: dict = field(default_factory=dict, repr=False)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -152,24 +153,18 @@ class Run:
         self.clean_used = self.clean_used or trains_on_it
         return self.clean
 
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str):
         """Time a block into ``efficiency.phase_seconds[name]`` (GPU work included).
 
         Phases may nest; each second counts once, in the innermost phase, so a method's
-        ``"meta"`` phase inside the core's ``"train"`` phase is not counted twice.
+        ``"meta"`` phase inside the core's ``"train"`` phase is not counted twice. On a GPU
+        the host waits for the device once per outermost phase, not at each (timing.py).
         """
-        start = time.perf_counter()
-        self._open_phases.append(0.0)
-        try:
-            yield
-        finally:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            elapsed = time.perf_counter() - start
-            self.phase_seconds[name] += elapsed - self._open_phases.pop()
-            if self._open_phases:
-                self._open_phases[-1] += elapsed
+        if self._timer is None:
+            from noisybench.timing import PhaseTimer, clock_for
+
+            self._timer = PhaseTimer(clock_for(self.device), self.phase_seconds)
+        return self._timer.phase(name)
 
     def warn(self, message: str) -> None:
         """A warning about the labels or weights a method produced: printed once by the main
@@ -256,6 +251,20 @@ class Run:
         harvested = self.scratch.pop("harvested", None)
         return None if harvested is None else harvested.to(self.device)
 
+    def loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+        """A DataLoader over ``dataset`` kept for the whole run, so its workers (persistent
+        with ``data.persistent_workers``) are started once, not at every pass. A shuffled
+        one draws its order from a generator reseeded with ``seed`` here: the order depends on
+        the seed alone, as a new loader's would. Items come as the dataset gives them (uint8
+        images: the model normalises)."""
+        key = (dataset, batch_size, shuffle)
+        if key not in self._loaders:
+            self._loaders[key] = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                                            generator=torch.Generator(), **self.loader_options)
+        loader = self._loaders[key]
+        loader.generator.manual_seed(seed)
+        return loader
+
     def extract_features(self, indices: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Pooled pre-logit features of training samples (all, or ``indices`` in that order).
 
@@ -275,8 +284,13 @@ class Run:
         wanted = torch.arange(len(dataset)) if indices is None else torch.as_tensor(indices).cpu()
         acc = self.accelerator
         mine = wanted[acc.process_index :: acc.num_processes]
-        loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=self.config["eval_batch_size"],
-                            **self.loader_options)
+        if indices is None:  # a whole split, pass after pass: one loader, its workers kept
+            if dataset not in self._shares:
+                self._shares[dataset] = Subset(dataset, mine.tolist())
+            loader = self.loader(self._shares[dataset], self.config["eval_batch_size"])
+        else:
+            loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=self.config["eval_batch_size"],
+                                **self.loader_options)
         model = acc.unwrap_model(self.model)
         outputs = []
         with evaluating(model, acc), acc.autocast():

@@ -128,8 +128,11 @@ def test_corrupt_image_is_counted_reported_and_blanked(tmp_path, capsys):
 
 def test_corrupt_image_policy_is_a_normalised_blank(tmp_path):
     write_clothing1m(tmp_path, corrupt=True)
+    from noisybench.models import InputNormalize
+
     splits = splits_of("clothing1m", f"data.root={tmp_path}")
     image, label, index = splits.train_eval[1]
+    image = InputNormalize(splits.normalization)(image[None])[0]  # as the model sees it
     assert torch.allclose(image, torch.zeros_like(image), atol=0.02)  # mean colour -> zeros
     assert (label, index) == (splits.train_labels[1], 1)
 
@@ -283,14 +286,14 @@ def test_synthetic_noise_settings_hold_out_clean_and_simulate_verification(tmp_p
 
 
 def test_decoders_agree(tmp_path):
-    from noisybench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImageFiles, paper_transforms
+    from noisybench.datasets.images import ImageFiles, paper_transforms
 
     write_jpeg(tmp_path / "a.jpg", 3, size=(300, 260))
-    tf = paper_transforms(False, IMAGENET_MEAN, IMAGENET_STD)
+    tf = paper_transforms(False)
     pil = ImageFiles([str(tmp_path / "a.jpg")], np.zeros(1), tf, "pil")[0][0]
     tv = ImageFiles([str(tmp_path / "a.jpg")], np.zeros(1), tf, "torchvision")[0][0]
-    assert pil.shape == tv.shape == (3, 224, 224)
-    assert (pil - tv).abs().mean() < 0.05
+    assert pil.shape == tv.shape == (3, 224, 224) and pil.dtype == tv.dtype == torch.uint8
+    assert (pil.float() - tv.float()).abs().mean() / 255 < 0.05
 
 
 def test_balanced_epoch_subset(tmp_path):
@@ -425,14 +428,52 @@ def test_batched_augmentation_matches_torchvision_in_distribution():
 
 
 def test_memory_images_normalise_like_torchvision():
+    """In-memory images stay uint8 through the loader; the model's InputNormalize gives what
+    torchvision's ToDtype + Normalize gave on the host."""
     from torchvision.transforms import v2
 
     from noisybench.datasets.memory import MemoryImages
+    from noisybench.models import InputNormalize
 
     images = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
     data = MemoryImages(images, np.arange(5), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])
     reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])])
     batch = data.__getitems__([3, 1])
     assert [(int(label), i) for _, label, i in batch] == [(3, 3), (1, 1)]
-    assert torch.allclose(batch[0][0], reference(images[3]), atol=1e-6)
-    assert torch.allclose(data[1][0], reference(images[1]), atol=1e-6)
+    assert batch[0][0].dtype == torch.uint8
+    normalize = InputNormalize(data.normalization)
+    assert torch.equal(normalize(batch[0][0][None])[0], reference(images[3]))
+    assert torch.equal(normalize(data[1][0][None])[0], reference(images[1]))
+
+
+def test_uint8_pipeline_and_device_normalisation_equal_the_float_pipeline(tmp_path):
+    """The photo pipeline now ends in uint8 and the model normalises: the same crops and flips
+    under the same seed, and the same float tensors as the former host-side pipeline."""
+    from torchvision.transforms import v2
+
+    from noisybench.datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImageFiles, paper_transforms
+    from noisybench.models import InputNormalize
+
+    for i in range(4):
+        write_jpeg(tmp_path / f"{i}.jpg", i, size=(300 + 20 * i, 260))
+    paths = [str(tmp_path / f"{i}.jpg") for i in range(4)]
+    former = {train: v2.Compose([v2.ToImage(), v2.Resize(256, antialias=True),
+                                 *([v2.RandomCrop(224), v2.RandomHorizontalFlip()] if train else [v2.CenterCrop(224)]),
+                                 v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+              for train in (True, False)}
+    normalize = InputNormalize((IMAGENET_MEAN, IMAGENET_STD))
+    for train in (True, False):
+        new = ImageFiles(paths, np.zeros(4), paper_transforms(train))
+        old = ImageFiles(paths, np.zeros(4), former[train])
+        for seed in range(3):
+            torch.manual_seed(seed)
+            fresh = torch.stack([new[i][0] for i in range(4)])
+            torch.manual_seed(seed)
+            reference = torch.stack([old[i][0] for i in range(4)])
+            assert fresh.dtype == torch.uint8
+            assert torch.allclose(normalize(fresh), reference, atol=1e-6)
+            if train and seed:  # the crops are random: other seeds give other tensors
+                assert not torch.equal(fresh, first)
+            first = fresh
+
+

@@ -243,3 +243,38 @@ def test_nested_phases_count_each_second_once():
             time.sleep(0.1)
     assert 0.1 <= run.phase_seconds["inner"] < 0.15
     assert 0.05 <= run.phase_seconds["outer"] < 0.1
+
+
+def test_phase_timer_waits_for_the_device_once_per_outermost_phase():
+    """A stand-in for CUDA events: stamps are step numbers, ``wait`` counts host syncs. A
+    thousand inner phases (one per training step) cost one wait, and each unit of time is
+    counted once, in the innermost phase."""
+    from noisybench.timing import PhaseTimer
+
+    class CountingClock:
+        def __init__(self):
+            self.now, self.waits = 0.0, 0
+
+        def stamp(self):
+            self.now += 1.0
+            return self.now
+
+        def wait(self, stamp):
+            self.waits += 1
+
+        def seconds(self, start, end):
+            return end - start
+
+    clock = CountingClock()
+    timer = PhaseTimer(clock)
+    with timer.phase("train"):
+        for _ in range(1000):
+            with timer.phase("meta"):
+                pass
+    assert clock.waits == 1
+    # each inner phase spans one tick (its two stamps); train spans 2 * 1000 + 1 ticks
+    assert timer.seconds["meta"] == 1000.0
+    assert timer.seconds["train"] == 2001.0 - 1000.0
+    with timer.phase("eval"):
+        pass
+    assert clock.waits == 2 and timer.seconds["eval"] == 1.0

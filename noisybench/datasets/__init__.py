@@ -33,6 +33,10 @@ class DataSplits:
     right one (Food-101N's verification); elsewhere it follows from ``true_labels``.
     ``trusted`` are training indices whose noisy label a human verified as right; ``clean``
     is a separately labelled clean set (train transforms).
+
+    Images are uint8 (0-255) or float (0-1) tensors that the model normalises on its device
+    with ``normalization`` (found on the training set's ``normalization`` attribute when not
+    given); a dataset whose transforms end in normalised floats leaves it None.
     """
 
     train: Dataset
@@ -50,6 +54,7 @@ class DataSplits:
     noise: NoiseSpec = field(default_factory=lambda: NoiseSpec("none", 0.0))
     warnings: list[str] = field(default_factory=list)
     identity: str = ""  # a hash of the data as read (identity.data_identity), part of the fingerprint
+    normalization: tuple | None = None  # (mean, std) the model applies; None: items are model-ready floats
 
     @property
     def num_classes(self) -> int:
@@ -148,6 +153,15 @@ class IndexedSubset(Dataset):
         return [(image, label, i) for (image, label, _), i in zip(items, indices)]
 
 
+def find_normalization(dataset: Dataset | None) -> tuple | None:
+    """The (mean, std) a dataset, under any stack of wrappers, declares for its images."""
+    while dataset is not None:
+        if getattr(dataset, "normalization", None) is not None:
+            return dataset.normalization
+        dataset = getattr(dataset, "base", None)
+    return None
+
+
 def image_files(dataset: Dataset):
     """The ImageFiles under a stack of wrappers, or None for in-memory data."""
     found = file_positions(dataset)
@@ -228,6 +242,7 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
         raise DataError(f"{name}: one class ({', '.join(splits.class_names)}): there is nothing to classify; "
                         "a dataset needs at least two classes")
     splits.identity = data_identity(name, splits)
+    splits.normalization = splits.normalization or find_normalization(splits.train)
     spec = parse_noise(config["noise"])
     setting = config["setting"]
     if spec.type == "human" and splits.noise.type != "human":

@@ -1,8 +1,8 @@
 """Images held in memory (digits, CIFAR), transformed a whole batch at a time.
 
 Per-sample transforms cost more than the step on images this small (40% of a digits epoch
-went to them). The DataLoader fetches a batch through ``__getitems__``; the batch is cropped,
-flipped and normalised with a few tensor operations, with the distribution of torchvision's
+went to them). The DataLoader fetches a batch through ``__getitems__``; the batch is cropped
+and flipped with a few tensor operations (normalisation is the model's, on its device), with the distribution of torchvision's
 ``RandomCrop(size, padding)`` (zero padding; offsets uniform over the 2·padding + 1 positions
 in each direction) and ``RandomHorizontalFlip`` (p = 0.5), drawn from torch's generator.
 """
@@ -43,28 +43,25 @@ class BatchAugment:
 
 
 class MemoryImages(Dataset):
-    """N×C×H×W images (uint8 scaled by 1/255, or float as they are) with labels; items are
-    (image, label, index). ``augment`` (training only) runs before normalisation, as
-    torchvision's pipeline crops the unnormalised image (padding is black, not the mean)."""
+    """N×C×H×W images (uint8 in 0-255, or float in 0-1) with labels; items are (image, label,
+    index) with the image as stored. ``normalization`` (mean, std) is what the model applies
+    (models.InputNormalize); ``augment`` (training only) crops the unnormalised image, as
+    torchvision's pipeline does (padding is black, not the mean)."""
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, mean: Sequence[float], std: Sequence[float],
                  augment: BatchAugment | None = None):
         self.images = images
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        self.normalization = (tuple(mean), tuple(std))
         self.augment = augment
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, indices: Sequence[int]) -> torch.Tensor:
-        """The transformed images of ``indices`` as one B×C×H×W float tensor."""
+        """The (augmented) images of ``indices`` as one B×C×H×W tensor."""
         images = self.images[torch.as_tensor(indices, dtype=torch.long)]
-        if self.augment is not None:
-            images = self.augment(images)
-        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        return (images - self.mean) / self.std
+        return images if self.augment is None else self.augment(images)
 
     def __getitems__(self, indices: Sequence[int]) -> list:
         images = self.batch(indices)

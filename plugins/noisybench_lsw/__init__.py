@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from noisybench import hookimpl
 from noisybench.config import check_nullable
@@ -64,8 +63,7 @@ def clean_batches(run):
     """An endless stream of shuffled clean batches for this epoch, seeded by (seed, epoch,
     process): different on each process, and the same again when a run resumes."""
     seed = (run.config["seed"] * 100_003 + run.epoch) * 1_000 + run.accelerator.process_index
-    loader = DataLoader(run.clean_set(), batch_size=run.options["clean_batch_size"], shuffle=True, drop_last=False,
-                        generator=torch.Generator().manual_seed(seed), **run.loader_options)
+    loader = run.loader(run.clean_set(), run.options["clean_batch_size"], shuffle=True, seed=seed)
     while True:
         for images, labels, _ in loader:
             yield images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
@@ -171,9 +169,12 @@ def meta_train_step(run, batch, clean):
         result = meta(model, batch.images, batch.labels, alpha, clean_images, clean_labels, lr, distributed_sum(run))
     logit = run.state["logit"].to(run.device)[batch.indices]
     new_alpha, new_logit = update_weights(alpha, logit, result.alpha_grad.float(), o["weight_lr"], o["weight_rule"])
-    seen, values = run.collect(batch.indices, torch.stack([new_alpha, new_logit], dim=1))
     run.state["alpha"] = run.state["alpha"].to(run.device)
     run.state["logit"] = run.state["logit"].to(run.device)
+    if run.accelerator.num_processes == 1:  # a batch's indices are distinct: no gather, no host sync
+        seen, values = batch.indices, torch.stack([new_alpha, new_logit], dim=1)
+    else:
+        seen, values = run.collect(batch.indices, torch.stack([new_alpha, new_logit], dim=1))
     run.state["alpha"][seen], run.state["logit"][seen] = values[:, 0], values[:, 1]
     with torch.no_grad():
         for (name, buffer) in model.named_buffers():
