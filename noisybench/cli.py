@@ -78,6 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dataset", required=True, help="dataset name")
     check.add_argument("--config", help="YAML file of config keys")
     check.add_argument("--decode", action="store_true", help="also decode every image (slow)")
+    prepare = data.add_parser(
+        "prepare",
+        help="write a dataset's splits once, resized, as tar shards that decode several times faster",
+        description="Read a dataset as a run would and write its training, val, test and clean splits to OUTPUT, "
+        "resized to the pipeline's short edge (256 for data.image_size=224), as webdataset tar shards with each "
+        "item's labels and original path in manifest.json. Train on them with data.prepared=OUTPUT. Run the same "
+        "command again to finish an interrupted preparation.",
+    )
+    prepare.add_argument("--dataset", required=True, help="dataset name")
+    prepare.add_argument("--output", required=True, help="folder to write")
+    prepare.add_argument("--config", help="YAML file of config keys")
+    prepare.add_argument("--workers", type=int, help="processes encoding images (default: every core)")
+    bench = data.add_parser(
+        "bench",
+        help="images per second of the training loader, per process and per worker",
+        description="Build the training loader as a run would and time it: one worker's read+decode, transform "
+        "and collate per image, then the loader with its workers over --batches batches.",
+    )
+    bench.add_argument("--dataset", required=True, help="dataset name")
+    bench.add_argument("--config", help="YAML file of config keys")
+    bench.add_argument("--batches", type=int, default=50, help="batches to time (default 50)")
     return parser
 
 
@@ -103,11 +124,24 @@ def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
     print(line)
 
 
-def cmd_data_check(args: argparse.Namespace, overrides: list[str]) -> int:
+def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
     from noisybench.api import make_config
-    from noisybench.datacheck import check
 
     config = make_config("ce", args.dataset, args.config, overrides)
+    if args.data_command == "prepare":
+        from pathlib import Path
+
+        from noisybench.prepare import prepare, summary
+
+        print(summary(prepare(config, args.output, args.workers), Path(args.output)))
+        return 0
+    if args.data_command == "bench":
+        from noisybench.databench import bench
+
+        print(bench(config, args.batches))
+        return 0
+    from noisybench.datacheck import check
+
     report, problems = check(config, decode=args.decode)
     print(report)
     return 1 if problems else 0
@@ -216,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             cmd_run(args, overrides)
         elif args.command == "data":
-            return cmd_data_check(args, overrides)
+            return cmd_data(args, overrides)
         elif args.command == "compare":
             return cmd_compare(args, overrides)
         elif args.command == "leaderboard":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ def scan_images(splits: DataSplits, decode: bool) -> dict[str, tuple[int, list[s
         problems = []
         for i in tqdm(range(len(files)), desc=f"checking {name} images", leave=False):
             path = str(files.paths[i])
-            if not Path(path).is_file():
+            if not files.exists(i):
                 problems.append(path)
             elif decode:
                 files.load(i)

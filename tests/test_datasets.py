@@ -477,3 +477,28 @@ def test_uint8_pipeline_and_device_normalisation_equal_the_float_pipeline(tmp_pa
             first = fresh
 
 
+
+
+def test_scaled_decoding_gives_the_size_the_pipeline_needs(tmp_path):
+    """A JPEG twice the target or more is DCT-scaled to the smallest 1/2^k with both sides at
+    least the target; a smaller one is torchvision's full decode, pixel for pixel."""
+    from noisybench.datasets.images import ImageFiles, decode, decode_torchvision
+
+    sizes = {(800, 600): (300, 400), (2100, 1600): (400, 525), (500, 500): (500, 500), (511, 700): (700, 511)}
+    for (width, height), expected in sizes.items():
+        path = tmp_path / f"{width}x{height}.jpg"
+        write_jpeg(path, 1, size=(width, height))
+        data = path.read_bytes()
+        image = decode(data, "scaled", 256, 10**8)
+        assert tuple(image.shape) == (3, *expected)
+        if expected == (height, width):
+            assert torch.equal(image, decode_torchvision(data))
+        else:  # about the full decode, resized
+            full = torch.nn.functional.interpolate(decode_torchvision(data)[None].float(), size=expected,
+                                                   mode="bilinear", antialias=True)[0]
+            assert (image.float() - full).abs().mean() < 6
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((tmp_path / "800x600.jpg").read_bytes()[:3000])
+    files = ImageFiles([str(truncated)], np.zeros(1), transform=lambda x: x, decoder="scaled", draft_size=256)
+    files.load(0)
+    assert bool(files.corrupt[0])  # strict: a flaw is not decoded into grey rows

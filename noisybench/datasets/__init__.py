@@ -237,11 +237,25 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
 
     name = config["dataset"]
     data = config["data"]
-    splits = get_dataset(name).build(config)
+    manifest = None
+    if data["prepared"]:
+        from noisybench.datasets.prepared import load_splits
+
+        get_dataset(name)  # an unknown name fails as it would raw
+        splits, manifest = load_splits(config)
+    else:
+        splits = get_dataset(name).build(config)
     if splits.num_classes < 2:
         raise DataError(f"{name}: one class ({', '.join(splits.class_names)}): there is nothing to classify; "
                         "a dataset needs at least two classes")
     splits.identity = data_identity(name, splits)
+    if manifest is not None:
+        from noisybench.datasets.prepared import prepared_identity
+
+        if manifest["identity"] != splits.identity:
+            raise DataError(f"data.prepared={data['prepared']}: its labels and items do not match its manifest's "
+                            "identity (the folder was changed after preparing); prepare it again")
+        splits.identity = prepared_identity(splits.identity, manifest)
     splits.normalization = splits.normalization or find_normalization(splits.train)
     spec = parse_noise(config["noise"])
     setting = config["setting"]
