@@ -79,7 +79,7 @@ def write_shard(tar: Path, index: Path, encoded: list[tuple[bytes, str]], first:
 
     tar.parent.mkdir(parents=True, exist_ok=True)
     part = tar.with_name(tar.name + ".part")
-    with webdataset.TarWriter(str(part)) as writer:
+    with webdataset.TarWriter(str(part), mtime=0) as writer:  # no clock in the bytes: shards are reproducible
         for offset, (data, extension) in enumerate(encoded):
             writer.write({"__key__": f"{first + offset:09d}", extension: data})
     with tarfile.open(part) as archive:  # where each sample's bytes lie, for reading by slicing
