@@ -52,7 +52,7 @@ class DataConfig(Section):
     food101_root: str | None = None
     cifar_n_file: str | None = None
     download: bool = False
-    decoder: Literal["scaled", "torchvision", "pil"] = "scaled"
+    decoder: Literal["scaled", "torchvision", "pil", "gpu"] = "scaled"
     max_pixels: int = Field(64_000_000, ge=1)  # larger images count as unreadable, never decoded
     image_size: Annotated[int, Field(ge=8)] | Literal["auto"] = 224
     num_workers: int | None = Field(None, ge=0)

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 import noisybench
 from noisybench import checkpoint, identity, metrics, plots, records
 from noisybench.config import dump, load_yaml
-from noisybench.datasets import DataSplits, build_dataset, file_positions, image_paths
+from noisybench.datasets import DataSplits, build_dataset, file_positions, image_files, image_paths
 from noisybench.errors import ConfigError, RunInterrupted
 from noisybench.lock import RunLock
 from noisybench.loaders import eval_loader, loader_options, train_loader
@@ -229,6 +229,8 @@ class Trainer:
         self.experiment = identity.experiment(config, self.splits.identity, self.accelerator.num_processes,
                                               self.accelerator.mixed_precision)
         self.device_settings = device_settings(config, self.accelerator.device.type == "cuda")
+        files = image_files(self.splits.train)
+        self.device_settings["decoder"] = files.decoder if files is not None else "in memory"
         model = create_model(config["model"], self.splits.num_classes, self.splits.channels,
                              self.splits.normalization, self.device_settings["channels_last"])
         self.parameters = parameter_count(model)

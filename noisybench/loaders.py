@@ -25,6 +25,11 @@ def loader_options(config: dict[str, Any], dataset: Dataset, cuda: bool, process
         workers = 0 if image_files(dataset) is None else max(1, (os.cpu_count() or 1) // processes)
     pin = cuda if data["pin_memory"] is None else bool(data["pin_memory"])
     options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
+    files = image_files(dataset)
+    if files is not None and files.decoder == "device":  # JPEG bytes stay a list for the device decoder
+        from noisybench.datasets.devicedecode import collate
+
+        options["collate_fn"] = collate
     if workers > 0:
         options["persistent_workers"] = bool(data["persistent_workers"])
         options["prefetch_factor"] = data["prefetch_factor"]

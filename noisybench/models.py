@@ -80,9 +80,22 @@ class InputNormalize(nn.Module):
         mean, std = normalization if self.enabled else ((0.0,), (1.0,))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.fill = torch.tensor([round(255 * m) for m in mean] if self.enabled else [128] * 3, dtype=torch.uint8)
         self.channels_last = channels_last
+        self._decoded: tuple[Any, torch.Tensor] | None = None
+
+    def decode(self, batch: list) -> torch.Tensor:
+        """JPEGs decoded on this module's device (data.decoder=gpu); the last batch's result is
+        kept, for methods that forward one batch several times."""
+        if self._decoded is None or self._decoded[0] is not batch:
+            from noisybench.datasets.devicedecode import decode_batch
+
+            self._decoded = (batch, decode_batch(batch, self.mean.device, self.fill))
+        return self._decoded[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, list):
+            x = self.decode(x)
         if self.enabled:
             x = x.to(torch.float32).mul(1.0 / 255) if x.dtype == torch.uint8 else x.to(torch.float32)
             x = x.sub(self.mean).div(self.std)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def encode(data: bytes, short_edge: int, decoder: str, max_pixels: int, quality:
         return data, KEPT_FORMATS[form]
     tensor = image if torch.is_tensor(image) else functional.pil_to_tensor(image)
     resized = functional.resize(tensor.contiguous(), short_edge, antialias=True)
-    return encode_jpeg(resized, quality=quality).numpy().tobytes(), "jpg"
+    with warnings.catch_warnings():  # torchvision 0.29's notice about TorchCodec (see images.decode_torchvision)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
+        return encode_jpeg(resized, quality=quality).numpy().tobytes(), "jpg"
 
 
 _job: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from noisybench.errors import ConfigError
@@ -295,7 +296,7 @@ class Run:
         outputs = []
         with evaluating(model, acc), acc.autocast():
             for images, *_ in loader:
-                logits, features = model(images.to(self.device, non_blocking=True))
+                logits, features = model(send_to_device(images, self.device, non_blocking=True))
                 outputs.append(torch.cat([logits.to(dtype), features.to(dtype)], dim=1))
         width = self.num_classes + getattr(model, "num_features", 0)
         local = torch.cat(outputs) if outputs else torch.zeros(0, width, device=self.device, dtype=dtype)

@@ -5,7 +5,7 @@ decoders and every other format PIL reads (BMP, TIFF, PPM, ...) through PIL, as 
 16-bit image, whose values are scaled to 8 bits (not clipped). ``scaled`` (the default)
 decodes a JPEG twice the pipeline's short edge or more at 1/2, 1/4 or 1/8 of its size
 (libjpeg-turbo's DCT scaling, 1.46x the images/s of a full decode on 800x600 photos) and
-every other image as ``torchvision``. The header is read first:
+every other image as ``torchvision``. ``gpu`` decodes JPEGs on the GPU (devicedecode.py). The header is read first:
 an image of more than ``data.max_pixels`` pixels is not decoded (a decompression bomb or a
 poster-sized scan would exhaust memory) and counts as unreadable.
 
@@ -32,7 +32,7 @@ from torchvision.transforms import v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DECODERS = ("pil", "torchvision", "scaled")
+DECODERS = ("pil", "torchvision", "scaled", "device")
 
 
 def paper_transforms(train: bool, size: int = 224, resize: int = 256):
@@ -149,6 +149,7 @@ class ImageFiles(Dataset):
         self.max_pixels = max_pixels
         self.corrupt = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
         self.normalization: tuple | None = None  # (mean, std) the model applies to these uint8 images
+        self.device_transform: tuple[int, int, bool] | None = None  # (short edge, crop, train) for "device"
         self._fill = (128, 128, 128)
 
     def __len__(self) -> int:
@@ -174,7 +175,26 @@ class ImageFiles(Dataset):
             return Image.new("RGB", self.fallback_size, self._fill)
 
     def __getitem__(self, i: int):
+        if self.decoder == "device":
+            return self.encoded(i), self.labels[i], i
         return self.transform(self.load(i)), self.labels[i], i
+
+    def encoded(self, i: int):
+        """Item ``i`` for the device decoder (devicedecode.py): a JPEG's bytes as they are; any
+        other image (or an unreadable one, by the corrupt-image policy) decoded here."""
+        from noisybench.datasets.devicedecode import Encoded
+
+        resize, size, train = self.device_transform
+        try:
+            data = self.read(i)
+            form, mode, _ = image_header(data, self.max_pixels)
+            if form == "JPEG" and mode in ("RGB", "L"):
+                return Encoded(resize, size, train, data=np.frombuffer(bytearray(data), dtype=np.uint8))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            pass  # load() below marks it
+        image = self.load(i)
+        pixels = image if torch.is_tensor(image) else torch.from_numpy(np.array(image)).permute(2, 0, 1)
+        return Encoded(resize, size, train, pixels=pixels.contiguous())
 
 
 def find_missing(paths: Sequence[str], limit: int = 5, sample: int = 512) -> tuple[int, list[str]]:
@@ -247,8 +267,12 @@ def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: b
     size = data["image_size"]
     mean, std = normalization(config)
     resize = pipeline_short_edge(size)
-    files = (files_type or ImageFiles)(paths, labels, photo_transform(size, train), data["decoder"], draft_size=resize,
+    from noisybench.datasets.devicedecode import resolve_decoder
+
+    decoder = resolve_decoder(data["decoder"], size)
+    files = (files_type or ImageFiles)(paths, labels, photo_transform(size, train), decoder, draft_size=resize,
                                        fallback_size=(resize, resize), max_pixels=data["max_pixels"], **source)
+    files.device_transform = (resize, size, train)
     files.set_fill(mean)
     files.normalization = (mean, std)
     return files

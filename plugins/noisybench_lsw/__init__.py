@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from accelerate.utils import send_to_device
 
 from noisybench import hookimpl
 from noisybench.config import check_nullable
@@ -66,7 +67,7 @@ def clean_batches(run):
     loader = run.loader(run.clean_set(), run.options["clean_batch_size"], shuffle=True, seed=seed)
     while True:
         for images, labels, _ in loader:
-            yield images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
+            yield send_to_device((images, labels), run.device, non_blocking=True)  # images may be a list (gpu decoder)
 
 
 def load_kept_weights(run) -> torch.Tensor:
