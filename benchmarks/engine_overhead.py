@@ -28,7 +28,7 @@ def bare_epoch_seconds(config: dict, epochs: int) -> float:
     torch.manual_seed(config["seed"])
     splits = build_dataset(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = create_model(config["model"], splits.num_classes, splits.channels).to(device)
+    model = create_model(config["model"], splits.num_classes, splits.channels, splits.normalization).to(device)
     opt = config["optimizer"]
     optimizer = torch.optim.SGD(model.parameters(), lr=opt["lr"], momentum=opt["momentum"], weight_decay=opt["weight_decay"])
     options = loader_options(config, splits.train, device.type == "cuda", 1)  # the run's workers and pinning

@@ -92,7 +92,8 @@ def main(args: list[str]) -> None:
     config = make_config("ce", "digits", overrides=["progress=false", *overrides])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     splits = None if pixels else build_dataset(config)
-    model = create_model(config["model"], 10 if pixels else splits.num_classes, 3 if pixels else splits.channels)
+    model = create_model(config["model"], 10 if pixels else splits.num_classes, 3 if pixels else splits.channels,
+                         None if pixels else splits.normalization)
     model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config["optimizer"]["lr"], momentum=0.9)
     size = config["batch_size"]

@@ -78,7 +78,11 @@ def write_shard(tar: Path, index: Path, encoded: list[tuple[bytes, str]], first:
     renamed, the tar last (a shard counts as done when its tar exists)."""
     import tarfile
 
-    import webdataset
+    try:
+        import webdataset
+    except ImportError:
+        raise ConfigError("data prepare writes webdataset shards: pip install 'noisybench[prepared]' "
+                          "(reading them needs nothing more)") from None
 
     tar.parent.mkdir(parents=True, exist_ok=True)
     part = tar.with_name(tar.name + ".part")
