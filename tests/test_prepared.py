@@ -62,24 +62,28 @@ def test_prepared_splits_equal_the_raw_ones(tmp_path, dataset):
         assert raw.identity != fast.identity  # another copy of the pixels: another experiment
 
 
-def test_a_run_on_prepared_data_records_what_the_raw_run_records(tmp_path):
-    options, folder = prepared_copy("clothing1m", tmp_path)
-    raw = run("ce", "clothing1m", tmp_path / "raw_run", [*SMALL, *options])
-    fast = run("ce", "clothing1m", tmp_path / "fast_run", [*SMALL, f"data.prepared={folder}"])
+@pytest.mark.parametrize("dataset", ["clothing1m", "food101n"])
+def test_a_run_on_prepared_data_records_what_the_raw_run_records(tmp_path, dataset):
+    options, folder = prepared_copy(dataset, tmp_path)
+    raw = run("ce", dataset, tmp_path / "raw_run", [*SMALL, *options])
+    fast = run("ce", dataset, tmp_path / "fast_run", [*SMALL, f"data.prepared={folder}"])
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "raw_run" / "samples.csv"),
                                   pd.read_csv(tmp_path / "fast_run" / "samples.csv"))
-    assert raw["test"] == fast["test"] and raw["data"]["corrupt_images"] == fast["data"]["corrupt_images"] == {
-        "train": 1, "val": 0, "test": 0, "clean": 0}
+    assert raw["test"] == fast["test"] and raw["data"]["corrupt_images"] == fast["data"]["corrupt_images"]
+    assert raw["labels"] == fast["labels"] and raw["detection"] == fast["detection"]
+    if dataset == "clothing1m":
+        assert fast["data"]["corrupt_images"] == {"train": 1, "val": 0, "test": 0, "clean": 0}
     assert raw["fingerprint"] != fast["fingerprint"]
 
 
-def test_prepared_data_under_two_processes_records_what_raw_files_do(tmp_path):
-    options, folder = prepared_copy("food101n", tmp_path)
+@pytest.mark.parametrize("dataset", ["clothing1m", "food101n"])
+def test_prepared_data_under_two_processes_records_what_raw_files_do(tmp_path, dataset):
+    options, folder = prepared_copy(dataset, tmp_path)
     two = [*SMALL, "batch_size=8", "setting=verify"]
     outputs = {}
     for name, data in (("raw", options), ("prepared", [f"data.prepared={folder}"])):
         outputs[name] = tmp_path / name
-        proc = noisybench_subprocess("run", "--method", "smp", "--dataset", "food101n", "--output", str(outputs[name]),
+        proc = noisybench_subprocess("run", "--method", "smp", "--dataset", dataset, "--output", str(outputs[name]),
                                      *two, *data, "smp.start_epoch=1", processes=2)
         assert proc.returncode == 0, proc.stderr[-3000:]
     pd.testing.assert_frame_equal(pd.read_csv(outputs["raw"] / "samples.csv"),
