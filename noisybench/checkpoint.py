@@ -108,6 +108,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(path))
+
+
 def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str, Any]) -> None:
     """Write a checkpoint into ``folder`` (every process calls it; the main one writes the
     shared files, each process its RNG state)."""
@@ -116,8 +120,7 @@ def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str
     accelerator.wait_for_everyone()
     try:
         if accelerator.is_main_process:
-            weights = accelerator.unwrap_model(model).state_dict()
-            save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(folder / MODEL_FILE))
+            save_weights(folder / MODEL_FILE, accelerator.unwrap_model(model).state_dict())
             write_tree(folder, STATE_FILE, state)
         write_tree(folder, f"rng_{accelerator.process_index}", rng_state())
     except (OSError, SafetensorError) as exc:  # disk full, read-only: the last complete checkpoint stays

@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="csv", choices=["csv", "parquet"])
     export.add_argument("--output", help="file to write (default RUN_DIR/suspects.<format>)")
 
+    predict = commands.add_parser(
+        "predict", help="a trained run's predictions (and label noise scores) for new images",
+        description="Rebuild a run's model from RUN_DIR (model.json, best/ or checkpoint/) and predict every image "
+        "of --input (a folder, or a CSV with a path column and optionally label). Writes one row per image: the "
+        "predicted class, every class's probability and, for labelled input, noise_score = 1 - p(label).")
+    predict.add_argument("run_dir")
+    predict.add_argument("--input", required=True, help="a folder of images or a CSV (path[,label])")
+    predict.add_argument("--weights", default="best", choices=["best", "last"],
+                         help="best val epoch (default) or the last epoch")
+    predict.add_argument("--output", required=True, help="CSV file to write")
+    predict.add_argument("--batch-size", type=int, default=256)
     commands.add_parser("methods", help="list installed methods and the package each comes from")
     commands.add_parser("datasets", help="list registered datasets")
     data = commands.add_parser("data", help="work with datasets").add_subparsers(dest="data_command", required=True)
@@ -194,6 +205,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if result.get("matches_record", True) else 1
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from noisybench import records
+    from noisybench.predict import predict, summary
+
+    table = predict(args.run_dir, args.input, args.weights, args.batch_size)
+    records.write_csv(Path(args.output), table)
+    print(summary(table, Path(args.output), args.weights))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from noisybench.export import export
 
@@ -259,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate(args)
         elif args.command == "export":
             cmd_export(args)
+        elif args.command == "predict":
+            cmd_predict(args)
         elif args.command == "methods":
             cmd_methods()
         else:

@@ -268,6 +268,7 @@ class Trainer:
             output=self.output,
         )
         self.corrupt_reported: dict[str, int] = {}
+        self.best_pending = False  # a new best val epoch whose weights best/ does not hold yet
         self.estimated = False
         self.first_batch_seconds: float | None = None  # this process's, not saved on resume
         self.progress = Progress(self.run)
@@ -469,7 +470,33 @@ class Trainer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 records.replace_dir(tmp, self.output / records.CHECKPOINT_DIR)
+                if self.best_pending:
+                    self.save_best()
+            self.best_pending = False
             acc.wait_for_everyone()
+
+    def save_best(self) -> None:
+        """``best/``: the weights of the best val epoch so far (safetensors) and which epoch
+        that is, replaced whole (main process)."""
+        best = self.progress.best_val
+        tmp = self.output / (records.BEST_DIR + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        weights = self.accelerator.unwrap_model(self.run.model).state_dict()
+        checkpoint.save_weights(tmp / checkpoint.MODEL_FILE, weights)
+        records.write_json(tmp / "best.json", {"epoch": best["epoch"], "val_accuracy": best["accuracy"]})
+        records.replace_dir(tmp, self.output / records.BEST_DIR)
+
+    def model_card(self) -> dict[str, Any]:
+        """What ``noisybench predict`` needs to rebuild the model and its input pipeline."""
+        splits = self.splits
+        files = image_files(splits.test)
+        return {"model": self.config["model"]["name"], "num_classes": splits.num_classes,
+                "class_names": splits.class_names, "channels": splits.channels,
+                "normalization": None if splits.normalization is None else [list(v) for v in splits.normalization],
+                "input_size": self.choices["input_size"],
+                "image_size": self.config["data"]["image_size"] if files is not None else None}
 
     def training_state(self) -> dict[str, Any]:
         """Everything a resumed run needs besides the model weights and the RNG."""
@@ -497,6 +524,7 @@ class Trainer:
         progress.experiment = self.experiment
         if acc.is_main_process:
             records.write_text(self.output / records.CONFIG_FILE, dump(self.config))
+            records.write_json(self.output / records.MODEL_CARD, self.model_card())
         self.sample_columns: dict[str, np.ndarray] = {}
         self.finetune_epochs = self.resolve_finetune()
         self.startup_seconds = process_seconds()
@@ -571,6 +599,7 @@ class Trainer:
             model = self.accelerator.unwrap_model(self.run.model)
             self.progress.best_weights = None if entry["test_accuracy"] is not None else {
                 name: t.detach().clone() for name, t in model.state_dict().items()}
+            self.best_pending = True  # written to best/ with this epoch's checkpoint
 
     @staticmethod
     def epoch_line(entry: dict[str, Any]) -> str:

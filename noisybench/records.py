@@ -30,6 +30,8 @@ CONFUSION_FILE = "confusion_matrix.csv"
 PER_CLASS_FILE = "label_accuracy_per_class.csv"
 WEIGHT_PLOT_FILE = "weight_histograms.png"
 CHECKPOINT_DIR = "checkpoint"
+BEST_DIR = "best"  # model weights of the best val epoch (model.safetensors, best.json)
+MODEL_CARD = "model.json"  # what predict needs to rebuild the model without the training data
 UMASK = os.umask(0o022)  # read once: the only way to read the umask is to set it
 os.umask(UMASK)
 

@@ -1,0 +1,138 @@
+"""``noisybench predict``: a trained run's model on a user's new images.
+
+The model is rebuilt from the run folder alone (``model.json``, written when the run
+starts: architecture, classes, input channels, normalisation and image size), with the
+weights of ``best/`` (the best val epoch) or ``checkpoint/`` (the last), and the run's
+evaluation pipeline (photos: short edge, centre crop; small images: a square resize).
+Input: a folder (every image under it, sorted) or a CSV with a ``path`` column (relative to
+the CSV) and optionally ``label`` (class name or id). Output, one row per image: the
+predicted class and every class's probability; with labels, the label and its noise score,
+1 − p(label) (the model's disbelief in the given label: cleanlab's self-confidence score,
+turned round so that higher is more suspect).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from noisybench import records
+from noisybench.checkpoint import MODEL_FILE
+from noisybench.errors import ConfigError, DataError
+
+WEIGHTS = {"best": records.BEST_DIR, "last": records.CHECKPOINT_DIR}
+
+
+def load_trained(run_dir: Path, weights: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(the model in eval mode with the chosen weights, the run's model card)."""
+    from safetensors.torch import load_file
+
+    from noisybench.config import load_yaml
+    from noisybench.models import create_model
+
+    card_path = run_dir / records.MODEL_CARD
+    if not card_path.is_file():
+        raise ConfigError(f"{run_dir}: no {records.MODEL_CARD}; not a run folder (or one from before predict existed)")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    folder = run_dir / WEIGHTS[weights]
+    if not (folder / MODEL_FILE).is_file():
+        why = "no epoch had a val accuracy (a dataset without val split?)" if weights == "best" else "no checkpoint"
+        raise ConfigError(f"{run_dir}: no {WEIGHTS[weights]}/{MODEL_FILE} ({why}); try --weights "
+                          f"{'last' if weights == 'best' else 'best'}")
+    config = load_yaml(run_dir / records.CONFIG_FILE)
+    model_config = dict(config["model"], pretrained=False, pretrained_file=None)
+    normalization = None if card["normalization"] is None else tuple(tuple(v) for v in card["normalization"])
+    model = create_model(model_config, card["num_classes"], card["channels"], normalization)
+    model.load_state_dict(load_file(str(folder / MODEL_FILE)))
+    return model.eval(), card
+
+
+def read_input(source: Path, class_names: list[str]) -> tuple[list[str], np.ndarray | None]:
+    """(image paths, labels as ids or None) from a folder or a CSV."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    if source.is_dir():
+        paths = sorted(str(p) for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+                       and not any(part.startswith(".") for part in p.relative_to(source).parts))
+        if not paths:
+            raise DataError(f"--input {source}: no images in it")
+        return paths, None
+    if not source.is_file():
+        raise DataError(f"--input {source}: no such folder or CSV file")
+    table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    if "path" not in table:
+        raise DataError(f"--input {source}: expected a CSV with a 'path' column (and optionally 'label')")
+    paths = [str((source.parent / p).resolve()) if not Path(p).is_absolute() else p for p in table["path"]]
+    if "label" not in table:
+        return paths, None
+    ids = {name: i for i, name in enumerate(class_names)}
+    labels = []
+    for line, value in enumerate(table["label"], 2):
+        if value in ids:
+            labels.append(ids[value])
+        elif value.isdigit() and int(value) < len(class_names):
+            labels.append(int(value))
+        else:
+            raise DataError(f"{source}:{line}: label '{value}' is neither a class of the run nor an id "
+                            f"0..{len(class_names) - 1}")
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def eval_files(card: dict[str, Any], paths: list[str]):
+    """The run's evaluation pipeline over ``paths``, as ImageFiles."""
+    from torchvision.transforms import v2
+
+    from noisybench.datasets.images import ImageFiles, photo_transform, pipeline_short_edge
+
+    size = card["image_size"] or card["input_size"]
+    transform = photo_transform(size, train=False)
+    if card["channels"] == 1:
+        transform = v2.Compose([transform, v2.Grayscale(1)])
+    edge = pipeline_short_edge(size)
+    files = ImageFiles(paths, np.zeros(len(paths)), transform, "scaled", draft_size=edge, fallback_size=(edge, edge))
+    if card["normalization"] is not None:
+        files.set_fill(card["normalization"][0])
+    return files
+
+
+@torch.no_grad()
+def predict(run_dir: str | Path, source: str | Path, weights: str = "best", batch_size: int = 256,
+            workers: int = 0) -> pd.DataFrame:
+    run_dir, source = Path(run_dir), Path(source)
+    model, card = load_trained(run_dir, weights)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    paths, labels = read_input(source, card["class_names"])
+    files = eval_files(card, paths)
+    loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers)
+    probabilities = []
+    for images, *_ in loader:
+        logits, _ = model(images.to(device))
+        probabilities.append(torch.softmax(logits.float(), dim=1).cpu())
+    probs = torch.cat(probabilities).numpy()
+    names = np.asarray(card["class_names"], dtype=object)
+    predicted = probs.argmax(axis=1)
+    table = pd.DataFrame({"path": paths, "predicted_label": predicted, "predicted_class": names[predicted]})
+    if labels is not None:
+        table["label"] = labels
+        table["label_class"] = names[labels]
+        table["noise_score"] = 1.0 - probs[np.arange(len(labels)), labels]
+    table["unreadable"] = files.corrupt.numpy().astype(int)
+    for c, name in enumerate(card["class_names"]):
+        table[f"p_{name}"] = probs[:, c]
+    return table
+
+
+def summary(table: pd.DataFrame, output: Path, weights: str) -> str:
+    line = f"predicted {len(table)} images with the {weights} weights into {output}"
+    if "label" in table:
+        accuracy = float((table["predicted_label"] == table["label"]).mean())
+        line += f"; accuracy against the given labels {accuracy:.4f}"
+    if table["unreadable"].any():
+        line += f"; {int(table['unreadable'].sum())} unreadable (scored as a blank image)"
+    return line
