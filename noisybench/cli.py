@@ -175,9 +175,11 @@ def cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     if any(o.status != "failed" for o in outcomes):
         text = leaderboard.report(folder / args.dataset)
         records.write_text(folder / "leaderboard.md", text)
-        leaderboard.write_plots(leaderboard.load_runs(folder / args.dataset), folder)
+        plots = leaderboard.write_plots(leaderboard.load_runs(folder / args.dataset), folder)
         print()
         print(text)
+        print(f"wrote the leaderboard to {folder / 'leaderboard.md'}"
+              + (f" and plots to {', '.join(str(p) for p in plots)}" if plots else ""))
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 

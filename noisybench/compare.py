@@ -12,7 +12,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from noisybench import records
 from noisybench.lock import RunLocked
@@ -43,7 +43,9 @@ def run_folder(output: Path, dataset: str, method: str, seed: int) -> Path:
 
 
 def sweep(methods: list[str], dataset: str, seeds: list[int], output: str | Path, overrides: Iterable[str] = (),
-          config_file: str | Path | None = None, plugins=()) -> list[Outcome]:
+          config_file: str | Path | None = None, plugins=(), announce: Callable[[str], None] = print) -> list[Outcome]:
+    """Run every method × seed (see the module docstring); ``announce`` is told of each run
+    before it starts (i of n, method, seed, folder)."""
     from noisybench.api import make_config, run
 
     for method in methods:  # every name and option checked before the first run writes anything
@@ -51,11 +53,14 @@ def sweep(methods: list[str], dataset: str, seeds: list[int], output: str | Path
             make_config(method, dataset, config_file, [*overrides_for(method, overrides), f"seed={seed}"],
                         plugins=plugins)
     outcomes = []
+    total = len(methods) * len(seeds)
     for method in methods:
         for seed in seeds:
             folder = run_folder(Path(output), dataset, method, seed)
             finished = (folder / records.METRICS_FILE).exists()
             started = records.latest_checkpoint(folder) is not None
+            state = " (finished before)" if finished else " (resuming)" if started else ""
+            announce(f"run {len(outcomes) + 1} of {total}: {method}, seed {seed}, in {folder}{state}")
             try:
                 result = run(method, dataset, folder, [*overrides_for(method, overrides), f"seed={seed}"],
                              config_file, resume=True, plugins=plugins)

@@ -34,7 +34,7 @@ def scan_images(splits: DataSplits, decode: bool) -> dict[str, tuple[int, list[s
         if files is None:
             continue
         problems = []
-        for i in tqdm(range(len(files)), desc=f"checking {name} images", leave=False):
+        for i in tqdm(range(len(files)), desc=f"checking {name} images", leave=False, disable=None):
             path = str(files.paths[i])
             if not files.exists(i):
                 problems.append(path)

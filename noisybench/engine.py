@@ -35,6 +35,7 @@ from noisybench.config import dump, load_yaml
 from noisybench.datasets import DataSplits, build_dataset, file_positions, image_files, image_paths
 from noisybench.errors import ConfigError, RunInterrupted
 from noisybench.lock import RunLock
+from noisybench.logs import logger, run_logging
 from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.plugins import make_plugin_manager
@@ -300,7 +301,7 @@ class Trainer:
         bar = tqdm(
             self.train_loader,
             desc=f"epoch {epoch}/{run.num_epochs}",
-            disable=not (acc.is_local_main_process and self.config["progress"]),
+            disable=None if acc.is_local_main_process and self.config["progress"] else True,  # None: off unless a terminal
             leave=False,
             dynamic_ncols=True,
         )
@@ -341,7 +342,7 @@ class Trainer:
         seconds = (now - self.batch_clock) / 2 * batches
         if seconds > SLOW_EPOCH_SECONDS and self.accelerator.is_main_process:
             device = "a GPU" if self.accelerator.device.type == "cuda" else "the CPU"
-            tqdm.write(f"warning: an epoch will take about {seconds / 60:.0f} minutes on {device} here ({batches} "
+            logger.warning(f"an epoch will take about {seconds / 60:.0f} minutes on {device} here ({batches} "
                        f"batches of {self.config['batch_size']} {self.choices['input_size']}-pixel images); a smaller "
                        "data.image_size (or auto), a smaller model.name or a GPU would be faster")
 
@@ -401,7 +402,7 @@ class Trainer:
             if count > self.corrupt_reported.get(name, 0) and self.accelerator.is_main_process:
                 paths = image_paths(getattr(self.splits, name))[mask]
                 shown = ", ".join(map(str, paths[:3])) + (", ..." if count > 3 else "")
-                tqdm.write(f"warning: {count} unreadable {name} images replaced by blank ones: {shown}")
+                logger.warning(f"{count} unreadable {name} images replaced by blank ones: {shown}")
             self.corrupt_reported[name] = count
 
     def evaluate_epoch(self, entry: dict[str, Any], last: bool) -> None:
@@ -529,10 +530,9 @@ class Trainer:
         self.finetune_epochs = self.resolve_finetune()
         self.startup_seconds = process_seconds()
         if acc.is_main_process:
-            if self.config["progress"]:
-                tqdm.write(self.choices["line"])
+            logger.info(self.choices["line"])
             for warning in self.splits.warnings:
-                tqdm.write(f"warning: {warning}")
+                logger.warning(warning)
         for epoch in range(progress.epochs_done + 1, run.num_epochs + self.finetune_epochs + 1):
             epoch_start = time.perf_counter()
             run.epoch, run.epoch_log = epoch, {}
@@ -557,8 +557,8 @@ class Trainer:
             progress.history.append(entry)
             progress.epochs_done = epoch
             self.save_checkpoint()
-            if acc.is_main_process and self.config["progress"]:
-                tqdm.write(self.epoch_line(entry))
+            if acc.is_main_process:
+                logger.info(self.epoch_line(entry))
         if progress.epochs_done and not hasattr(self, "test_pred"):
             self.evaluate_epoch({}, last=True)  # resumed a finished-but-unrecorded run: evaluate once more
             self.label_metrics({})
@@ -741,7 +741,8 @@ def train(
                 if record is not None and (saved is None or config["epochs"] == saved["epochs"]):
                     return record
             try:
-                return Trainer(config, output, plugins).fit(resume)
+                with run_logging(output, console=config["progress"]):
+                    return Trainer(config, output, plugins).fit(resume)
             finally:
                 _clock["origin"] = time.perf_counter()
     except KeyboardInterrupt as exc:

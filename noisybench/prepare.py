@@ -5,7 +5,7 @@ can wait for; a prepared copy at the pipeline's short edge decodes several times
 (benchmarks/decode_throughput.py). The format and its reading are in
 ``datasets/prepared.py``. Work is saved shard by shard (each written beside its final name
 and renamed when whole), so an interrupted preparation resumes where it stopped; images are
-encoded by a pool of processes, in order, so the result does not depend on the pool.
+encoded by a pool of spawned processes, in order, so the result does not depend on the pool.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import io
 import multiprocessing
 import os
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ _job: dict[str, Any] = {}
 
 
 def _start_worker(files: Any, short_edge: int, decoder: str, max_pixels: int) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one image per process at a time: the processes are the parallelism
     _job.update(files=files, short_edge=short_edge, decoder=decoder, max_pixels=max_pixels)
 
 
@@ -71,6 +73,19 @@ def _encode_position(position: int) -> tuple[bytes, str]:
     except OSError:
         return b"", "bad"
     return encode(data, _job["short_edge"], _job["decoder"], _job["max_pixels"])
+
+
+@contextmanager
+def encoder_pool(workers: int, job: tuple) -> Iterator[Callable[[list[int]], Iterable[tuple[bytes, str]]]]:
+    """``encode_all(positions)``: encoded images in order, by ``workers`` processes (spawned:
+    a fork of a process that runs threads, as torch and tqdm do, can deadlock), or here
+    for one worker."""
+    if workers <= 1:
+        _job.update(zip(("files", "short_edge", "decoder", "max_pixels"), job))
+        yield lambda positions: map(_encode_position, positions)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers, _start_worker, job) as pool:
+        yield lambda positions: pool.imap(_encode_position, positions, chunksize=16)
 
 
 def write_shard(tar: Path, index: Path, encoded: list[tuple[bytes, str]], first: int) -> None:
@@ -162,7 +177,7 @@ def prepare(config: dict[str, Any], output: str | Path, workers: int | None = No
     records.write_json(output / MANIFEST, manifest)
     data = config["data"]
     total = sum(e["count"] for e in entries.values() if "files" in e)
-    with tqdm(total=total, desc=f"preparing {name}", unit="img", disable=not config["progress"]) as bar:
+    with tqdm(total=total, desc=f"preparing {name}", unit="img", disable=None if config["progress"] else True) as bar:
         for split, entry in entries.items():
             if "files" not in entry:
                 continue
@@ -172,13 +187,12 @@ def prepare(config: dict[str, Any], output: str | Path, workers: int | None = No
             bar.update(len(positions) - sum(len(positions[s * shard_size:(s + 1) * shard_size]) for s in pending))
             if not pending:
                 continue
-            pool_size = workers or os.cpu_count() or 1
-            context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-            with context.Pool(pool_size, _start_worker, (files, short_edge, data["decoder"], data["max_pixels"])) as pool:
+            job = (files, short_edge, data["decoder"], data["max_pixels"])
+            with encoder_pool(workers or os.cpu_count() or 1, job) as encode_all:
                 for shard in pending:
                     chunk = [int(p) for p in positions[shard * shard_size:(shard + 1) * shard_size]]
                     encoded = []
-                    for item in pool.imap(_encode_position, chunk, chunksize=16):
+                    for item in encode_all(chunk):
                         encoded.append(item)
                         bar.update(1)
                     write_shard(*shard_paths(output, split, shard), encoded, shard * shard_size)

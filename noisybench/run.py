@@ -173,9 +173,9 @@ class Run:
         if message not in self.warnings:
             self.warnings.append(message)
             if self.accelerator.is_main_process:
-                from tqdm.auto import tqdm
+                from noisybench.logs import logger
 
-                tqdm.write(f"warning: {message}")
+                logger.warning(message)
 
     def warn_if_collapsed(self, name: str, weights: torch.Tensor, zero: float) -> None:
         """Warn when per-sample weights have collapsed: 95% or more below ``zero`` (almost

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import noisybench_subprocess
-from fixtures import write_jpeg, write_lines
+from fixtures import write_lines
 
 from noisybench.api import run
 
@@ -19,10 +19,16 @@ QUIET = ["progress=false", "data.num_workers=0"]
 
 def labelled_photos(root: Path, per_class: int = 12) -> Path:
     """A CSV dataset of small JPEGs in three colour classes, with explicit train/val/test rows."""
+    from PIL import Image
+
     rows = ["path,label,split"]
+    rng = np.random.default_rng(0)  # the same pixels in every process (fixtures.write_jpeg hashes names)
     for c, name in enumerate(["red", "green", "blue"]):
         for i in range(per_class):
-            write_jpeg(root / name / f"{i}.jpg", c * 3 + 1, size=(30, 26))
+            base = np.array([60 + 50 * c, 120, 180 - 50 * c])
+            pixels = np.clip(base + rng.integers(-60, 60, size=(26, 30, 3)), 0, 255).astype(np.uint8)
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / name / f"{i}.jpg", quality=90)
             split = "test" if i < 3 else "val" if i < 6 else "train"
             rows.append(f"{name}/{i}.jpg,{name},{split}")
     write_lines(root / "photos.csv", rows)
@@ -86,3 +92,34 @@ def test_predict_command_on_a_folder_without_labels(photo_run, tmp_path):
     assert len(table) == 12 and "noise_score" not in table and set(table["predicted_class"]) <= {"red", "green", "blue"}
     bad = noisybench_subprocess("predict", str(run_dir), "--input", str(tmp_path / "nowhere"), "--output", str(out))
     assert bad.returncode == 2 and "no such folder or CSV file" in bad.stderr
+
+
+def test_run_log_holds_the_epoch_lines_and_a_timm_warning(tmp_path):
+    """A deprecated timm model name makes timm warn (Python warnings); the warning and the
+    run's own lines land in run.log, with time and level."""
+    run("ce", "digits", tmp_path / "run", [*QUIET, "epochs=1", "model.name=tf_efficientnet_b0_ap"])
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "Mapping deprecated model name tf_efficientnet_b0_ap" in log and "WARNING py.warnings" in log
+    assert "INFO noisybench: choices: model tf_efficientnet_b0_ap" in log
+    assert "INFO noisybench: epoch 1 | loss" in log
+
+
+def test_bars_are_off_without_a_terminal_and_the_epoch_lines_stay(tmp_path):
+    proc = noisybench_subprocess("run", "--method", "ce", "--dataset", "digits", "--output", str(tmp_path / "run"),
+                                 "epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1 | loss" in proc.stdout and "epoch 2 | loss" in proc.stdout
+    assert "\r" not in proc.stdout + proc.stderr and "it/s" not in proc.stdout + proc.stderr  # no bar text
+    quiet = noisybench_subprocess("run", "--method", "ce", "--dataset", "digits", "--output", str(tmp_path / "quiet"),
+                                  "epochs=1", "progress=false")
+    assert "epoch 1 | loss" not in quiet.stdout and "epoch 1 | loss" in (tmp_path / "quiet" / "run.log").read_text()
+
+
+def test_compare_announces_each_run_and_where_it_wrote(tmp_path):
+    proc = noisybench_subprocess("compare", "--methods", "ce", "--dataset", "digits", "--seeds", "0,1",
+                                 "--output", str(tmp_path), "epochs=1", "progress=false")
+    assert proc.returncode == 0, proc.stderr
+    for i, seed in ((1, 0), (2, 1)):
+        assert f"run {i} of 2: ce, seed {seed}, in {tmp_path / 'digits' / 'ce' / f'seed{seed}'}" in proc.stdout
+    assert f"wrote the leaderboard to {tmp_path / 'leaderboard.md'} and plots to {tmp_path / 'accuracy_vs_time.png'}" \
+        in proc.stdout

@@ -33,7 +33,7 @@ def prepared_copy(dataset: str, root: Path, *extra: str, **kwargs) -> tuple[list
     """(the raw data's options, a prepared copy) of a fixture; images under 256 pixels keep their bytes."""
     options = raw_options(dataset, root)
     folder = root / "prepared"
-    prepare(make_config("ce", dataset, overrides=[*options, "progress=false", *extra]), folder, workers=2, **kwargs)
+    prepare(make_config("ce", dataset, overrides=[*options, "progress=false", *extra]), folder, workers=1, **kwargs)
     return options, folder
 
 
@@ -117,7 +117,7 @@ def test_an_interrupted_preparation_resumes_to_the_same_shards(tmp_path, monkeyp
 
     options = raw_options("food101n", tmp_path)
     config = make_config("ce", "food101n", overrides=[*options, "progress=false"])
-    prepare(config, tmp_path / "straight", workers=1, shard_size=8)
+    prepare(config, tmp_path / "straight", workers=2, shard_size=8)  # a pool; resumed below in-process: the same
     original, written = writer.write_shard, []
 
     def crash_after_two(*args):
