@@ -20,6 +20,7 @@ def make_config(
     overrides: Iterable[str] = (),
     resume_from: str | Path | None = None,
     plugins: Iterable[Any] = (),
+    sources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Resolve defaults < dataset defaults < saved run config (resuming) < YAML file < overrides.
 
@@ -28,6 +29,7 @@ def make_config(
 
     ``method`` and ``dataset`` may come from the arguments, the YAML file or the saved
     config of the run being resumed; the arguments win, and a resumed run cannot change them.
+    ``sources`` receives where each key's value came from (absent: the core default).
     """
     layers: list[tuple[str, dict[str, Any]]] = []
     if resume_from is not None and (Path(resume_from) / records.CONFIG_FILE).is_file():
@@ -56,6 +58,7 @@ def make_config(
         file_layers=layers,
         overrides=overrides,
         method=names["method"],
+        sources=sources,
     )
     config["dataset"] = names["dataset"]
     pm.hook.noisybench_check_options(options=config[names["method"]], config=config)
@@ -78,3 +81,37 @@ def run(
     """Train one method on one dataset; returns the record written to ``output/metrics.json``."""
     config = make_config(method, dataset, config_file, overrides, output if resume else None, plugins)
     return train(config, output or default_output(config), resume=resume, plugins=plugins)
+
+
+def describe_config(method: str | None, dataset: str | None, config_file: str | Path | None = None,
+                    overrides: Iterable[str] = (), plugins: Iterable[Any] = ()) -> str:
+    """``noisybench config``: the resolved config, each value's source and each method option's meaning."""
+    from noisybench.introspect import describe, option_help
+
+    sources: dict[str, str] = {}
+    config = make_config(method, dataset, config_file, overrides, plugins=plugins, sources=sources)
+    return describe(config, sources, option_help(config["method"]))
+
+
+def dry_run(method: str | None, dataset: str | None, config_file: str | Path | None = None,
+            overrides: Iterable[str] = (), plugins: Iterable[Any] = ()) -> str:
+    """``noisybench run --dry-run``: build the data, model, loaders and the method's setup as a
+    run would, train nothing, write nothing; the config (as built: ``auto`` values resolved)
+    and what was built."""
+    import tempfile
+
+    from accelerate.state import AcceleratorState, GradientState
+
+    from noisybench.engine import Trainer
+    from noisybench.introspect import describe, dry_run_summary, option_help
+
+    sources: dict[str, str] = {}
+    config = make_config(method, dataset, config_file, overrides, plugins=plugins, sources=sources)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = Trainer(config, Path(scratch), plugins)
+            trainer.pm.hook.noisybench_setup(run=trainer.run)
+            return describe(trainer.config, sources, option_help(config["method"])) + "\n\n" + dry_run_summary(trainer)
+    finally:
+        AcceleratorState._reset_state()
+        GradientState._reset_state()

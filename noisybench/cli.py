@@ -28,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="YAML file of config keys")
     run.add_argument("--output", help="run folder (default runs/<dataset>/<method>/seed<seed>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
+    run.add_argument("--dry-run", action="store_true",
+                     help="build data, model and loaders, print the config and what was built; train nothing")
+    show = commands.add_parser(
+        "config", help="the resolved config: every key, its value, where it came from, the method's options' meaning",
+        description="Resolve a run's config as `run` would (defaults < dataset defaults < --config < key=value) "
+        "and print it as YAML, each value commented with its source and, for the method's options, their meaning.")
+    show.add_argument("--method", help="method name")
+    show.add_argument("--dataset", help="dataset name")
+    show.add_argument("--config", help="YAML file of config keys")
 
     compare = commands.add_parser(
         "compare",
@@ -124,6 +133,11 @@ def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
     if args.resume and not records.holds_run(Path(args.output)):
         raise NoisybenchError(f"--resume: {args.output} holds no run to continue (no config.yaml, checkpoint or "
                               "metrics.json); leave out --resume to start one there")
+    if args.dry_run:
+        from noisybench.api import dry_run
+
+        print(dry_run(args.method, args.dataset, args.config, overrides))
+        return
     result = run(args.method, args.dataset, args.output, overrides, args.config, args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -266,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     unknown = [a for a in extra if a not in overrides]
-    if unknown or (overrides and args.command not in ("run", "data", "compare")):
+    if unknown or (overrides and args.command not in ("run", "data", "compare", "config")):
         parser.error(unrecognized(unknown or overrides))
     if args.command in ("run", "compare"):
         stop_on_sigterm()
@@ -285,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_export(args)
         elif args.command == "predict":
             cmd_predict(args)
+        elif args.command == "config":
+            from noisybench.api import describe_config
+
+            print(describe_config(args.method, args.dataset, args.config, overrides))
         elif args.command == "methods":
             cmd_methods()
         else:

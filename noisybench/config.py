@@ -232,15 +232,17 @@ def resolve(
     file_layers: Iterable[tuple[str, dict[str, Any]]],
     overrides: Iterable[str],
     method: str,
+    sources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Merge the layers in order and check the values the core itself reads.
 
     ``file_layers`` are (source name, mapping) pairs read from YAML; the source name
-    appears in error messages.
+    appears in error messages. ``sources``, if given, receives each key set by a layer
+    and the layer's name (keys absent from it are defaults).
     """
     config = copy.deepcopy(DEFAULTS)
     config[method] = copy.deepcopy(method_defaults)
-    sources: dict[str, str] = {}
+    sources = {} if sources is None else sources
     apply(config, flatten(dataset_defaults), "dataset defaults", sources)
     for source, layer in file_layers:
         apply(config, {k: v for k, v in flatten(layer).items() if k not in ("method", "dataset")}, source, sources)

@@ -123,3 +123,35 @@ def test_compare_announces_each_run_and_where_it_wrote(tmp_path):
         assert f"run {i} of 2: ce, seed {seed}, in {tmp_path / 'digits' / 'ce' / f'seed{seed}'}" in proc.stdout
     assert f"wrote the leaderboard to {tmp_path / 'leaderboard.md'} and plots to {tmp_path / 'accuracy_vs_time.png'}" \
         in proc.stdout
+
+
+def test_config_shows_every_key_with_its_source_and_the_options_meaning(tmp_path):
+    from noisybench.api import describe_config, make_config
+    from noisybench.config import flatten
+
+    (tmp_path / "c.yaml").write_text("optimizer:\n  momentum: 0.8\nsmp:\n  alpha: 0.3\n")
+    text = describe_config("smp", "digits", tmp_path / "c.yaml", ["seed=3", "smp.num_prototypes=4"])
+    config = make_config("smp", "digits", tmp_path / "c.yaml", ["seed=3", "smp.num_prototypes=4"])
+    lines = {line.strip().split(":", 1)[0]: line for line in text.splitlines()}
+    for key in flatten({k: v for k, v in config.items() if k not in ("method", "dataset")}):
+        assert key.rsplit(".", 1)[-1] in lines, key  # every key is shown
+    assert "seed: 3  # command line" in text and "epochs: 15  # dataset defaults" in text
+    assert "momentum: 0.8  # config file" in text and "eval_batch_size: 512  # default" in text
+    assert "recipe: scratch  # default auto, resolved" in text and "lr: 0.05  # recipe scratch" not in text
+    assert "alpha: 0.3  # config file; eq. 4's weight of the corrected labels' loss" in text
+    assert "num_prototypes: 4  # command line; p: prototypes per class" in text
+    proc = noisybench_subprocess("config", "--method", "ce", "--dataset", "digits", "optimizer.lr=0.2")
+    assert proc.returncode == 0 and "  lr: 0.2  # command line" in proc.stdout
+    assert "label_smoothing: 0.0  # default; cross-entropy's label smoothing" in proc.stdout
+
+
+def test_dry_run_builds_everything_and_trains_nothing(tmp_path):
+    proc = noisybench_subprocess("run", "--method", "lsw", "--dataset", "digits", "setting=clean",
+                                 "noise=symmetric:0.4", "--output", str(tmp_path / "run"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "noise: symmetric:0.4  # command line" in proc.stdout
+    assert "data: digits, 10 classes, train 970, val 359, test 360, clean 108; noise symmetric" in proc.stdout
+    assert "model: small_cnn, 94,186 parameters" in proc.stdout and "dry run: nothing was trained" in proc.stdout
+    assert "epoch 1" not in proc.stdout and not (tmp_path / "run").exists()
+    bad = noisybench_subprocess("run", "--method", "lsw", "--dataset", "digits", "--dry-run")
+    assert bad.returncode == 2 and "lsw needs a clean set" in bad.stderr  # the method's setup ran

@@ -8,6 +8,10 @@ import torch.nn.functional as F
 from noisybench import hookimpl
 
 
+# What each option means: `noisybench config` prints it beside the option's value.
+OPTION_HELP = {"label_smoothing": "cross-entropy's label smoothing (0: none)"}
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"label_smoothing": 0.0}

@@ -34,6 +34,22 @@ from noisybench_lsw.meta import full_meta_step, head_meta_step, jvp_meta_step, u
 META_GRADIENTS = {"jvp": jvp_meta_step, "higher": full_meta_step}
 
 
+# What each option means: `noisybench config` prints it beside the option's value.
+OPTION_HELP = {
+    "start_epoch": "first epoch whose steps learn the weights (two epochs of delay, section 3.2)",
+    "weight_lr": "eta_alpha, the weights' learning rate (the paper gives none)",
+    "weight_rule": "logit: alpha = sigmoid(v), v accumulates (the text); printed: Algorithm 1 as printed",
+    "clean_batch_size": "|B^c|, clean samples per meta-step",
+    "threshold": "alpha at or above it counts as clean (records, retrain)",
+    "meta_layers": "all: the exact meta-gradient; head: through the classifier's step only (approximate)",
+    "meta_gradient": "jvp (one forward-mode pass) or higher (the reference); both exact",
+    "mode": "joint: learn weights while training; retrain: train on a finished run's kept samples",
+    "weights_from": "mode=retrain: the finished lsw run folder whose weights are used",
+    "retrain_weighted": "mode=retrain: weight the kept samples by alpha",
+    "retrain_clean": "mode=retrain: add a clean batch to each step",
+}
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {

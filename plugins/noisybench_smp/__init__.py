@@ -41,6 +41,26 @@ PROTOTYPE_METHODS = ("density", "kmeans++", "density_euclidean")
 SIMILARITIES = ("cosine", "euclidean")
 
 
+# What each option means: `noisybench config` prints it beside the option's value.
+OPTION_HELP = {
+    "start_epoch": "first correcting epoch; auto: once the model is ready (val gain flattens, readiness.py)",
+    "ready_fraction": "start_epoch=auto: ready once the last epoch adds at most this share of the val gain so far",
+    "max_changed": "refuse a correction that would change more than this fraction of the labels (null: never)",
+    "alpha": "eq. 4's weight of the corrected labels' loss",
+    "correct_every": "correct the labels every n epochs from start_epoch",
+    "samples_per_class": "m: candidates drawn per class for the prototypes",
+    "num_prototypes": "p: prototypes per class",
+    "threshold_quantile": "rank of S_c among the off-diagonal similarities (eq. 6)",
+    "eta_max": "eq. 7's bound: prototypes have eta below it",
+    "eta_ties": "paper: eq. 7 as written; order: ties at rho_max broken by sample order",
+    "feature_source": "eval_pass: a no-grad pass per correction; train_pass: features harvested while training",
+    "similarity": "cosine (the paper) or euclidean",
+    "prototypes": "density (the paper), kmeans++ or density_euclidean (Table 4)",
+    "change_margin": "change a label only if sigma of the new class beats the old by this relative margin",
+    "agreeing_candidates": "draw candidates only from samples whose corrected label equals the noisy one",
+}
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {
