@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--format", default="csv", choices=["csv", "parquet"])
     export.add_argument("--output", help="file to write (default RUN_DIR/suspects.<format>)")
+    export.add_argument("--folds", type=int, default=0,
+                        help="also score every training sample out of sample: K runs of the run's config, each "
+                        "trained without one fold (RUN_DIR/folds/); key=value arguments change their config")
 
     predict = commands.add_parser(
         "predict", help="a trained run's predictions (and label noise scores) for new images",
@@ -232,10 +235,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(summary(table, Path(args.output), args.weights))
 
 
-def cmd_export(args: argparse.Namespace) -> None:
+def cmd_export(args: argparse.Namespace, overrides: list[str]) -> None:
     from noisybench.export import export
 
-    print(f"wrote {export(args.run_dir, args.format, args.output)}")
+    print(f"wrote {export(args.run_dir, args.format, args.output, args.folds, overrides)}")
 
 
 def cmd_methods() -> None:
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     unknown = [a for a in extra if a not in overrides]
-    if unknown or (overrides and args.command not in ("run", "data", "compare", "config")):
+    if unknown or (overrides and args.command not in ("run", "data", "compare", "config", "export")):
         parser.error(unrecognized(unknown or overrides))
     if args.command in ("run", "compare"):
         stop_on_sigterm()
@@ -296,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             return cmd_evaluate(args)
         elif args.command == "export":
-            cmd_export(args)
+            cmd_export(args, overrides)
         elif args.command == "predict":
             cmd_predict(args)
         elif args.command == "config":

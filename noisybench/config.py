@@ -65,6 +65,15 @@ class DataConfig(Section):
     test_fraction: float = Field(0.2, ge=0, lt=1)
     clean_fraction: float = Field(0.1, ge=0, lt=1)
     epoch_subset: int = Field(0, ge=0)
+    cv_folds: int = Field(0, ge=0)  # > 1: train on all but fold cv_fold of the training set, score that fold
+    cv_fold: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def fold_in_range(self) -> "DataConfig":
+        if self.cv_folds == 1 or (self.cv_folds and self.cv_fold >= self.cv_folds):
+            raise ValueError(f"data.cv_fold must be below data.cv_folds, and data.cv_folds 0 (off) or at least 2; "
+                             f"got {self.cv_fold} of {self.cv_folds}")
+        return self
 
     @model_validator(mode="after")
     def splits_leave_training_data(self) -> "DataConfig":

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 import noisybench
 from noisybench import checkpoint, identity, metrics, plots, records
 from noisybench.config import dump, load_yaml
-from noisybench.datasets import DataSplits, build_dataset, file_positions, image_files, image_paths
+from noisybench.datasets import DataSplits, build_dataset, file_positions, image_files, image_paths, labels_of
 from noisybench.errors import ConfigError, RunInterrupted
 from noisybench.lock import RunLock
 from noisybench.logs import logger, run_logging
@@ -270,6 +270,7 @@ class Trainer:
         )
         self.corrupt_reported: dict[str, int] = {}
         self.best_pending = False  # a new best val epoch whose weights best/ does not hold yet
+        self.split_scores: dict[str, tuple] = {}  # val/test of the final model: (label, prediction, p(label))
         self.estimated = False
         self.first_batch_seconds: float | None = None  # this process's, not saved on resume
         self.progress = Progress(self.run)
@@ -277,18 +278,25 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-        """(true labels, predictions) over a whole eval split, gathered from all processes."""
+    def predict(self, loader: DataLoader, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(true labels, predictions) over a whole eval split, gathered from all processes.
+        With ``split``, each sample's softmax probability of its label is kept in
+        ``split_scores[split]`` too (eval_samples.csv)."""
         acc = self.accelerator
         model = acc.unwrap_model(self.run.model)
-        trues, preds = [], []
+        trues, preds, chances = [], [], []
         with evaluating(model, acc), acc.autocast():
             for images, labels, _ in loader:
                 logits, _ = model(images)
-                pred, true = acc.gather_for_metrics((logits.argmax(dim=1), labels))
+                chance = torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+                pred, true, chance = acc.gather_for_metrics((logits.argmax(dim=1), labels, chance))
                 preds.append(pred)
                 trues.append(true)
-        return torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()  # one copy to the host, at the end
+                chances.append(chance)
+        true, pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()  # one copy to the host, at the end
+        if split is not None:
+            self.split_scores[split] = (true, pred, torch.cat(chances).cpu().numpy())
+        return true, pred
 
     # -- one epoch ----------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -412,12 +420,12 @@ class Trainer:
         with self.run.phase("eval"):
             entry["val_accuracy"] = None
             if self.val_loader is not None and (last or entry.get("epoch", 0) % schedule["every"] == 0):
-                true, pred = self.predict(self.val_loader)
+                true, pred = self.predict(self.val_loader, "val" if last else None)
                 entry["val_accuracy"] = metrics.accuracy(true, pred)
             entry["test_accuracy"] = None
             if last or schedule["test"] == "every":
                 start = time.perf_counter()
-                self.test_true, self.test_pred = self.predict(self.test_loader)
+                self.test_true, self.test_pred = self.predict(self.test_loader, "test" if last else None)
                 self.test_seconds = time.perf_counter() - start
                 entry["test_accuracy"] = metrics.accuracy(self.test_true, self.test_pred)
 
@@ -622,6 +630,7 @@ class Trainer:
         labels["warnings"] = list(run.warnings)
         labels["corrected_accuracy_initial"] = progress.corrected_accuracy_initial
         corrupt = self.corrupt_images()  # a collective: every process takes part
+        heldout = self.score_heldout()  # a collective too
         result = {
             "schema_version": records.SCHEMA_VERSION,
             "fingerprint": identity.fingerprint(self.experiment),
@@ -668,8 +677,29 @@ class Trainer:
         }
         if acc.is_main_process:
             self.write_tables(corrupt.get("train"))
+            if heldout is not None:
+                records.write_csv(self.output / records.HELDOUT_FILE, heldout)
             records.write_json(self.output / records.METRICS_FILE, result)
         return result
+
+    def score_heldout(self) -> Any:
+        """data.cv_folds: the held-out fold's samples scored by the final model, by their
+        position in the whole training set: noisy label, p(label), noise_score = 1 - p(label)."""
+        import pandas as pd
+
+        splits = self.splits
+        if splits.heldout is None:
+            return None
+        logits, _ = self.run.predict(dataset=splits.heldout)
+        labels = torch.as_tensor(labels_of(splits.heldout), device=logits.device)
+        chance = torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1).cpu().numpy()
+        return pd.DataFrame({"index": splits.heldout_index, "noisy_label": labels.cpu().numpy(), "p_label": chance,
+                             "noise_score": 1.0 - chance})
+
+    def write_eval_samples(self) -> None:
+        table = eval_samples_table(self.splits, self.split_scores)
+        if table is not None:
+            records.write_csv(self.output / records.EVAL_SAMPLES_FILE, table)
 
     def write_tables(self, corrupt: np.ndarray | None) -> None:
         import pandas as pd
@@ -698,10 +728,27 @@ class Trainer:
             records.write_csv(self.output / records.PER_CLASS_FILE, per_class)
         if self.progress.weight_snapshots:
             plots.weight_histograms(self.progress.weight_snapshots, self.output / records.WEIGHT_PLOT_FILE)
+        self.write_eval_samples()
         matrix = metrics.confusion(self.test_true, self.test_pred, splits.num_classes)
         records.write_csv(
             self.output / records.CONFUSION_FILE, records.confusion_frame(matrix, splits.class_names), index=True
         )
+
+
+def eval_samples_table(splits: DataSplits, scores: dict[str, tuple]) -> Any:
+    """val and test samples scored by the final model (out of sample: it never trained on
+    them): split, index, path, label, prediction, p(label) and noise_score = 1 - p(label)."""
+    import pandas as pd
+
+    parts = []
+    for name, (true, pred, chance) in scores.items():
+        part = pd.DataFrame({"split": name, "index": np.arange(len(true)), "label": true, "predicted_label": pred,
+                             "p_label": chance, "noise_score": 1.0 - chance})
+        paths = image_paths(getattr(splits, name))
+        if paths is not None:
+            part.insert(2, "path", paths)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def noise_record(splits: DataSplits) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""``noisybench export``: a run's per-sample table as a to-do list for cleaning data.
+"""``noisybench export``: a run's per-sample tables as a to-do list for cleaning data.
 
-Rows are sorted by suspicion: the method's noise score (highest first), else its
-flagged samples first, else the training loss against the noisy label.
+Every split, marked in ``split``. Training rows are sorted by suspicion: the method's noise
+score (highest first), else its flagged samples first, else the training loss against the
+noisy label. Val and test rows (``eval_samples.csv``) are scored by the final model, which
+never trained on them: noise_score = 1 − p(label), highest first. With cross-validated fold
+runs (``folds.py``), training rows gain ``cv_noise_score``, the same out-of-sample score.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import pandas as pd
 from noisybench import records
 from noisybench.errors import NoisybenchError
 
-COLUMNS = ["index", "path", "noisy_label", "noisy_class", "corrected_label", "corrected_class", "weight",
-           "noise_score", "flagged"]
+COLUMNS = ["split", "index", "path", "noisy_label", "noisy_class", "corrected_label", "corrected_class", "weight",
+           "noise_score", "flagged", "cv_noise_score", "predicted_label"]
 
 
 def suspects(run_dir: str | Path) -> pd.DataFrame:
@@ -45,10 +48,29 @@ def suspects(run_dir: str | Path) -> pd.DataFrame:
         order = table.sort_values(["flagged", "train_loss", "index"], ascending=[False, False, True], kind="stable")
     else:
         order = table.sort_values(["train_loss", "index"], ascending=[False, True], kind="stable")
-    return order[[c for c in COLUMNS if c in order]].reset_index(drop=True)
+    order = order.assign(split="train")
+    cv = run_dir / "cv_scores.csv"
+    if cv.is_file():
+        order = order.merge(pd.read_csv(cv), on="index", how="left")
+    held_out = run_dir / records.EVAL_SAMPLES_FILE
+    parts = [order]
+    if held_out.is_file():
+        scored = pd.read_csv(held_out).rename(columns={"label": "noisy_label"})
+        if names:
+            scored["noisy_class"] = np.asarray(names, dtype=object)[scored["noisy_label"]]
+        for split in ("val", "test"):
+            rows = scored[scored["split"] == split]
+            parts.append(rows.sort_values(["noise_score", "index"], ascending=[False, True], kind="stable"))
+    table = pd.concat(parts, ignore_index=True)
+    return table[[c for c in COLUMNS if c in table]]
 
 
-def export(run_dir: str | Path, fmt: str = "csv", output: str | Path | None = None) -> Path:
+def export(run_dir: str | Path, fmt: str = "csv", output: str | Path | None = None, folds: int = 0,
+           overrides: list[str] | None = None) -> Path:
+    if folds:
+        from noisybench.folds import cross_validate
+
+        cross_validate(run_dir, folds, overrides or [])
     frame = suspects(run_dir)
     output = Path(output) if output else Path(run_dir) / f"suspects.{fmt}"
     if fmt == "csv":

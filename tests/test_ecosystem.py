@@ -155,3 +155,26 @@ def test_dry_run_builds_everything_and_trains_nothing(tmp_path):
     assert "epoch 1" not in proc.stdout and not (tmp_path / "run").exists()
     bad = noisybench_subprocess("run", "--method", "lsw", "--dataset", "digits", "--dry-run")
     assert bad.returncode == 2 and "lsw needs a clean set" in bad.stderr  # the method's setup ran
+
+
+def test_export_with_two_folds_scores_every_training_sample_out_of_sample(tmp_path):
+    from noisybench.cli import main
+    from noisybench.datasets import fold_positions
+
+    record = run("ce", "digits", tmp_path / "run", [*QUIET, "epochs=2", "noise=symmetric:0.4"])
+    assert main(["export", str(tmp_path / "run"), "--folds", "2", "epochs=1"]) == 0
+    table = pd.read_csv(tmp_path / "run" / "suspects.csv")
+    train = table[table["split"] == "train"]
+    assert len(train) == record["num_train"] and train["cv_noise_score"].between(0, 1).all()
+    noisy = pd.read_csv(tmp_path / "run" / "samples.csv")["noisy_label"].to_numpy()
+    for fold in range(2):
+        kept, held = fold_positions(noisy, fold, 2, 0)
+        fold_run = tmp_path / "run" / "folds" / f"fold{fold}"
+        assert len(pd.read_csv(fold_run / "samples.csv")) == len(kept)  # trained without its fold
+        heldout = pd.read_csv(fold_run / "heldout.csv")
+        assert heldout["index"].tolist() == held.tolist() and (heldout["noisy_label"] == noisy[held]).all()
+        assert json.loads((fold_run / "metrics.json").read_text())["experiment"]["data.cv_fold"] == fold
+    samples = pd.read_csv(tmp_path / "run" / "samples.csv").merge(train[["index", "cv_noise_score"]], on="index")
+    noisy_rows = samples["is_noisy"] == 1
+    # out-of-sample scores find the flipped labels: mislabelled samples score higher on average
+    assert samples.loc[noisy_rows, "cv_noise_score"].mean() > samples.loc[~noisy_rows, "cv_noise_score"].mean() + 0.2

@@ -243,15 +243,24 @@ def test_compare_cli_writes_summary_leaderboard_and_plots(tmp_path, capsys):
 # -- export -----------------------------------------------------------------------------------
 
 
-def test_export_sorts_by_suspicion(tmp_path):
-    run_digits(tmp_path, "epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2", "smp.max_changed=null", method="smp")
-    table = suspects(tmp_path)
-    assert list(table.columns) == ["index", "noisy_label", "noisy_class", "corrected_label", "corrected_class",
-                                   "noise_score", "flagged"]
-    assert table["noise_score"].is_monotonic_decreasing and len(table) == 1078
+def test_export_sorts_by_suspicion_over_every_split(tmp_path):
+    record = run_digits(tmp_path, "epochs=3", "noise=symmetric:0.4", "smp.start_epoch=2", "smp.max_changed=null",
+                        method="smp")
+    whole = suspects(tmp_path)
+    assert list(whole.columns) == ["split", "index", "noisy_label", "noisy_class", "corrected_label", "corrected_class",
+                                   "noise_score", "flagged", "predicted_label"]
+    assert whole["split"].value_counts().to_dict() == {"train": 1078, "test": 360, "val": 359}
+    table = whole[whole["split"] == "train"]
+    assert table["noise_score"].is_monotonic_decreasing
     assert (table["flagged"] == (table["corrected_label"] != table["noisy_label"])).all()
+    for split in ("val", "test"):  # scored by the final model: 1 - p(label), most suspect first
+        rows = whole[whole["split"] == split]
+        assert rows["noise_score"].is_monotonic_decreasing and sorted(rows["index"]) == list(range(len(rows)))
+        assert rows["noise_score"].between(0, 1).all()
+    test = whole[whole["split"] == "test"]
+    assert (test["predicted_label"] == test["noisy_label"]).mean() == pytest.approx(record["test"]["accuracy"])
     assert main(["export", str(tmp_path)]) == 0
-    assert pd.read_csv(tmp_path / "suspects.csv")["index"].tolist() == table["index"].tolist()
+    assert pd.read_csv(tmp_path / "suspects.csv")["index"].tolist() == whole["index"].tolist()
 
 
 def test_export_of_image_files_carries_paths_and_parquet_needs_pyarrow(tmp_path, capsys):

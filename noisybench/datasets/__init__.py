@@ -53,6 +53,8 @@ class DataSplits:
     instance_features: Callable[[], np.ndarray] | None = None
     noise: NoiseSpec = field(default_factory=lambda: NoiseSpec("none", 0.0))
     warnings: list[str] = field(default_factory=list)
+    heldout: Dataset | None = None  # data.cv_folds: the held-out fold (eval transforms), scored at the end
+    heldout_index: np.ndarray | None = None  # its samples' positions in the whole training set
     identity: str = ""  # a hash of the data as read (identity.data_identity), part of the fingerprint
     normalization: tuple | None = None  # (mean, std) the model applies; None: items are model-ready floats
 
@@ -216,6 +218,38 @@ def hold_out_clean(splits: DataSplits, fraction: float, seed: int) -> None:
         splits.instance_features = lambda: features()[kept]
 
 
+def fold_positions(labels: np.ndarray, fold: int, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) training positions for fold ``fold`` of ``folds``, stratified by the
+    (noisy) label where every class has ``folds`` samples, shuffled with ``seed``."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    counts = np.bincount(labels)
+    splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if counts[counts > 0].min() >= folds
+                else KFold(folds, shuffle=True, random_state=seed))
+    kept, held = list(splitter.split(np.zeros(len(labels)), labels))[fold]
+    return np.sort(kept), np.sort(held)
+
+
+def hold_out_fold(splits: DataSplits, fold: int, folds: int, seed: int) -> None:
+    """Train on all but one fold; keep that fold (eval transforms) to be scored out of sample."""
+    kept, held = fold_positions(splits.train_labels, fold, folds, seed)
+    splits.heldout = IndexedSubset(splits.train_eval, held)
+    splits.heldout_index = held
+    splits.train = IndexedSubset(splits.train, kept)
+    splits.train_eval = IndexedSubset(splits.train_eval, kept)
+    splits.train_labels = splits.train_labels[kept]
+    for name in ("true_labels", "noise_flags"):
+        if getattr(splits, name) is not None:
+            setattr(splits, name, getattr(splits, name)[kept])
+    if splits.trusted is not None:
+        position = np.full(len(kept) + len(held), -1)
+        position[kept] = np.arange(len(kept))
+        splits.trusted = position[splits.trusted][position[splits.trusted] >= 0]
+    if splits.instance_features is not None:
+        features = splits.instance_features
+        splits.instance_features = lambda: features()[kept]
+
+
 def simulate_verification(splits: DataSplits, fraction: float, seed: int) -> None:
     """Trusted subset where every true label is known: a random ``fraction`` of training samples
     is 'verified' and those whose noisy label is right become trusted, as Food-101N's rows do."""
@@ -285,4 +319,6 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
         raise ConfigError(f"setting=verify: dataset '{name}' has no verified subset and no true labels to simulate one")
     if setting == "clean" and splits.clean is None:
         raise ConfigError(f"setting=clean: dataset '{name}' has no clean set and no true labels to hold one out")
+    if data["cv_folds"]:
+        hold_out_fold(splits, data["cv_fold"], data["cv_folds"], data["split_seed"])
     return splits
