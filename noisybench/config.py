@@ -93,8 +93,12 @@ class EvalConfig(Section):
     test: Literal["end", "every"] = "end"  # test accuracy at the end only, or after every epoch
 
 
+TRACKERS = ("tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive")
+
+
 class ReportConfig(Section):
     histogram_epochs: list[Annotated[int, Field(ge=1)]] | None = None
+    trackers: list[Literal[TRACKERS]] = []  # experiment trackers through Accelerate, e.g. [tensorboard]
 
 
 class CoreConfig(Section):

@@ -40,6 +40,9 @@ from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.plugins import make_plugin_manager
 from noisybench.run import Batch, Run, evaluating
+from noisybench.trackers import PROJECT as TRACKER_PROJECT
+from noisybench.trackers import check_installed, final_values, numeric
+from noisybench.trackers import hyperparameters as tracker_hyperparameters
 
 
 SLOW_EPOCH_SECONDS = 600  # an epoch estimated to take longer is announced at its third batch
@@ -217,11 +220,15 @@ class Trainer:
         self.pm = make_plugin_manager(config["method"], plugins)
         cuda = torch.cuda.is_available()
         pinned = cuda if config["data"]["pin_memory"] is None else bool(config["data"]["pin_memory"])
+        trackers = config["report"]["trackers"]
+        check_installed(trackers)
         self.accelerator = Accelerator(
             cpu=not cuda,  # several CPU processes then join over gloo
             mixed_precision=choose_mixed_precision(config["mixed_precision"]),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config["seed"],
                                                       non_blocking=pinned),  # copies overlap compute
+            log_with=list(trackers) or None,
+            project_dir=str(self.output),
         )
         set_seed(config["seed"])
         auto_size = config["data"]["image_size"] == "auto"
@@ -536,6 +543,8 @@ class Trainer:
             records.write_json(self.output / records.MODEL_CARD, self.model_card())
         self.sample_columns: dict[str, np.ndarray] = {}
         self.finetune_epochs = self.resolve_finetune()
+        if self.config["report"]["trackers"]:
+            acc.init_trackers(TRACKER_PROJECT, config=tracker_hyperparameters(self.config))
         self.startup_seconds = process_seconds()
         if acc.is_main_process:
             logger.info(self.choices["line"])
@@ -564,6 +573,8 @@ class Trainer:
             entry["seconds"] = progress.epoch_seconds[-1]
             progress.history.append(entry)
             progress.epochs_done = epoch
+            if self.config["report"]["trackers"]:
+                acc.log(numeric({k: v for k, v in entry.items() if k != "epoch"}), step=epoch)
             self.save_checkpoint()
             if acc.is_main_process:
                 logger.info(self.epoch_line(entry))
@@ -572,6 +583,8 @@ class Trainer:
             self.label_metrics({})
         self.test_best_weights()
         result = self.record()
+        if self.config["report"]["trackers"]:
+            acc.log(final_values(result), step=progress.epochs_done)
         acc.wait_for_everyone()
         acc.end_training()
         return result

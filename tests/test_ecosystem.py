@@ -162,7 +162,7 @@ def test_export_with_two_folds_scores_every_training_sample_out_of_sample(tmp_pa
     from noisybench.datasets import fold_positions
 
     record = run("ce", "digits", tmp_path / "run", [*QUIET, "epochs=2", "noise=symmetric:0.4"])
-    assert main(["export", str(tmp_path / "run"), "--folds", "2", "epochs=1"]) == 0
+    assert main(["export", str(tmp_path / "run"), "--folds", "2", "epochs=6"]) == 0
     table = pd.read_csv(tmp_path / "run" / "suspects.csv")
     train = table[table["split"] == "train"]
     assert len(train) == record["num_train"] and train["cv_noise_score"].between(0, 1).all()
@@ -178,3 +178,23 @@ def test_export_with_two_folds_scores_every_training_sample_out_of_sample(tmp_pa
     noisy_rows = samples["is_noisy"] == 1
     # out-of-sample scores find the flipped labels: mislabelled samples score higher on average
     assert samples.loc[noisy_rows, "cv_noise_score"].mean() > samples.loc[~noisy_rows, "cv_noise_score"].mean() + 0.2
+
+
+def test_a_tensorboard_event_file_holds_the_history_and_the_result(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    record = run("ce", "digits", tmp_path / "run", [*QUIET, "epochs=3", "report.trackers=[tensorboard]"])
+    events = list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    board = EventAccumulator(str(events[0].parent))
+    board.Reload()
+    losses = [(e.step, e.value) for e in board.Scalars("train_loss")]
+    assert losses == [(h["epoch"], pytest.approx(h["train_loss"], rel=1e-6)) for h in record["history"]]
+    assert board.Scalars("test/accuracy")[0].value == pytest.approx(record["test"]["accuracy"])
+
+
+def test_a_missing_tracker_package_fails_before_training_with_the_pip_line(tmp_path):
+    proc = noisybench_subprocess("run", "--method", "ce", "--dataset", "digits", "--output", str(tmp_path / "run"),
+                                 "report.trackers=[wandb]")
+    assert proc.returncode == 2 and "report.trackers: wandb not installed; pip install wandb" in proc.stderr
+    assert not (tmp_path / "run" / "checkpoint").exists()
