@@ -33,9 +33,13 @@ class OptimizerConfig(Section):
 
 
 class ScheduleConfig(Section):
-    step_every: int = Field(5, ge=0)  # multiply the lr by gamma every n epochs (0: never)
+    name: Literal["step", "cosine", "tanh", "poly"] = "step"  # step: the papers'; the others from timm
+    step_every: int = Field(5, ge=0)  # step: multiply the lr by gamma every n epochs (0: never)
     gamma: float = Field(0.1, gt=0)
-    milestones: list[Annotated[int, Field(ge=1)]] | None = None  # instead of step_every
+    milestones: list[Annotated[int, Field(ge=1)]] | None = None  # step: instead of step_every
+    warmup_epochs: int = Field(0, ge=0)  # epochs rising linearly from warmup_lr to the lr
+    warmup_lr: float = Field(1e-5, ge=0)
+    min_lr: float = Field(0.0, ge=0)  # cosine, tanh, poly: the lr they end at
 
 
 class ModelConfig(Section):

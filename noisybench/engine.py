@@ -121,9 +121,12 @@ def choose(config: dict[str, Any], splits: DataSplits, auto_size: bool) -> dict[
     recipe = config["recipe"]
     why = "pretrained weights" if recipe == "finetune" else "no pretrained weights"
     schedule = config["lr_schedule"]
-    steps = (f"lr x{schedule['gamma']:g} after epochs {schedule['milestones']}" if schedule["milestones"]
+    steps = (f"{schedule['name']} schedule to lr {schedule['min_lr']:g}" if schedule["name"] != "step"
+             else f"lr x{schedule['gamma']:g} after epochs {schedule['milestones']}" if schedule["milestones"]
              else f"lr x{schedule['gamma']:g} every {schedule['step_every']} epochs" if schedule["step_every"]
              else "constant lr")
+    if schedule["warmup_epochs"]:
+        steps += f" after {schedule['warmup_epochs']} warm-up epochs from {schedule['warmup_lr']:g}"
     size = ""
     if auto_size:
         size = (" (data.image_size=auto: the training images' median short side, small-image pipeline under 64)"
@@ -173,6 +176,34 @@ def lr_milestones(config: dict[str, Any]) -> list[int]:
         return [int(m) for m in schedule["milestones"]]
     step = schedule["step_every"]
     return list(range(step, config["epochs"], step)) if step and step > 0 else []
+
+
+def make_scheduler(config: dict[str, Any], optimizer: torch.optim.Optimizer) -> Any:
+    """The learning-rate schedule, stepped once after each epoch. ``step`` without warm-up is
+    torch's MultiStepLR (the papers' schedules, as before); every other schedule, or a
+    warm-up, comes from timm's factory (``create_scheduler_v2``, stepped by epoch)."""
+    schedule = config["lr_schedule"]
+    if schedule["name"] == "step" and not schedule["warmup_epochs"]:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=lr_milestones(config),
+                                                    gamma=schedule["gamma"])
+    from timm.scheduler import create_scheduler_v2
+
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched="multistep" if schedule["name"] == "step" else schedule["name"],
+        # timm applies milestone m from 0-based epoch m - 1; +1 keeps "lr x gamma after epoch m" as MultiStepLR's
+        num_epochs=config["epochs"], decay_milestones=[m + 1 for m in lr_milestones(config)] or [config["epochs"] + 2],
+        decay_rate=schedule["gamma"], min_lr=schedule["min_lr"], warmup_lr=schedule["warmup_lr"],
+        warmup_epochs=schedule["warmup_epochs"], step_on_epochs=True)
+    return scheduler
+
+
+def step_scheduler(scheduler: Any, epochs_done: int) -> None:
+    """After epoch ``epochs_done`` (1-based): torch's schedulers count their own steps, timm's
+    are told the index of the next epoch."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+        scheduler.step()
+    else:
+        scheduler.step(epochs_done)
 
 
 def sample_outputs(run: Run) -> dict[str, np.ndarray]:
@@ -247,9 +278,7 @@ class Trainer:
         if self.device_settings["compile"]:
             model.compile()  # in place: its __call__ is compiled, the state dict's names stay
         optimizer = make_optimizer(config["optimizer"], model, self.accelerator.device.type == "cuda")
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=lr_milestones(config), gamma=config["lr_schedule"]["gamma"]
-        )
+        self.scheduler = make_scheduler(config, optimizer)
         acc = self.accelerator
         options = loader_options(config, self.splits.train, acc.device.type == "cuda", acc.num_processes)
         splits = self.splits
@@ -524,7 +553,8 @@ class Trainer:
         state = checkpoint.load(folder, self.accelerator, self.run.model)
         self.run.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scheduler.milestones = Counter(self.scheduler.milestones)  # JSON keeps a plain dict
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.MultiStepLR):
+            self.scheduler.milestones = Counter(self.scheduler.milestones)  # JSON keeps a plain dict
         self.progress.load_state_dict(state["progress"])
         if state["scaler"] is not None and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(state["scaler"])
@@ -561,7 +591,7 @@ class Trainer:
                     self.capture_initial(sample_outputs(run))
                 self.pm.hook.noisybench_epoch_end(run=run, epoch=epoch)
                 run.gather_harvest()  # rows a method harvested and has not used yet go into the checkpoint
-                self.scheduler.step()
+                step_scheduler(self.scheduler, epoch)
                 self.label_metrics(entry)
             else:
                 entry.update(self.finetune_epoch(epoch))
@@ -600,6 +630,12 @@ class Trainer:
             if progress.epochs_done > saved["epochs"] and self.config["epochs"] != saved["epochs"]:
                 raise ConfigError(f"cannot extend the run in {self.output} to epochs={self.config['epochs']}: "
                                   "its clean-set fine-tuning stage has begun")
+        if not isinstance(self.scheduler, torch.optim.lr_scheduler.MultiStepLR):
+            if progress.epochs_done and self.config["epochs"] != (saved or {}).get("epochs", self.config["epochs"]):
+                fresh = make_scheduler(self.config, self.run.optimizer)  # the schedule of the new length
+                step_scheduler(fresh, progress.epochs_done)
+                self.scheduler = fresh
+            return
         # The checkpointed scheduler keeps the milestones of the epochs it was started with, and
         # a decay at the old last epoch was skipped: apply the schedule for the new epochs.
         milestones = Counter(lr_milestones(self.config))

@@ -198,3 +198,26 @@ def test_a_missing_tracker_package_fails_before_training_with_the_pip_line(tmp_p
                                  "report.trackers=[wandb]")
     assert proc.returncode == 2 and "report.trackers: wandb not installed; pip install wandb" in proc.stderr
     assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_cosine_schedule_with_warm_up_from_timm_follows_its_formula(tmp_path):
+    import math
+
+    record = run("ce", "digits", tmp_path / "run", [*QUIET, "epochs=6", "optimizer.lr=0.05", "lr_schedule.name=cosine",
+                                                    "lr_schedule.warmup_epochs=2", "lr_schedule.warmup_lr=0.001"])
+    expected = [0.001, 0.001 + (0.05 - 0.001) / 2] + [0.5 * 0.05 * (1 + math.cos(math.pi * t / 6)) for t in (2, 3, 4, 5)]
+    assert [h["lr"] for h in record["history"]] == pytest.approx(expected, rel=1e-9)
+    step = run("ce", "digits", tmp_path / "step", [*QUIET, "epochs=4", "optimizer.lr=0.05", "lr_schedule.step_every=2",
+                                                   "lr_schedule.warmup_epochs=1", "lr_schedule.warmup_lr=0.01"])
+    assert [h["lr"] for h in step["history"]] == pytest.approx([0.01, 0.05, 0.005, 0.005], rel=1e-9)
+
+
+def test_a_timm_schedule_resumes_exactly_and_extends(tmp_path):
+    from conftest import resumed_like_straight
+
+    straight, _ = resumed_like_straight(tmp_path, "ce", "epochs=5", "lr_schedule.name=cosine",
+                                        "lr_schedule.warmup_epochs=1", crash_at=3)
+    longer = run("ce", "digits", tmp_path / "b", [*QUIET, "epochs=7"], resume=True)
+    fresh = run("ce", "digits", tmp_path / "c", [*QUIET, "epochs=7", "lr_schedule.name=cosine",
+                                                 "lr_schedule.warmup_epochs=1"])
+    assert [h["lr"] for h in longer["history"][5:]] == pytest.approx([h["lr"] for h in fresh["history"][5:]])
