@@ -17,7 +17,7 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 
 @pytest.fixture
 def gce_installed(tmp_path, monkeypatch):
-    code = re.search(r"<!-- plugin-example -->\n```python\n(.*?)```", README, re.S).group(1)
+    code = re.search(r"<!-- --8<-- \[start:plugin-example\] -->\n```python\n(.*?)```", README, re.S).group(1)
     assert 20 <= len(code.strip().splitlines()) <= 40
     site = tmp_path / "site"
     site.mkdir()
@@ -48,3 +48,11 @@ def test_example_plugin_runs_end_to_end(gce_installed, tmp_path):
     assert m["detection"]["auc"] > 0.8
     samples = pd.read_csv(tmp_path / "run" / "samples.csv")
     assert "noise_score" in samples.columns and (samples["noise_score"] > 0).all()
+
+
+def test_the_shipped_testing_fixture_runs_the_readme_example(gce_installed, noisybench_run):
+    """docs/writing-a-method.md's test, as a plugin author would write it."""
+    record = noisybench_run("gce", "noise=symmetric:0.4", "epochs=4", "gce.q=0.7")
+    assert record["method"] == "gce" and record["test"]["accuracy"] > 0.5
+    assert record["detection"]["auc"] > 0.8
+    assert (record.folder / "samples.csv").is_file() and record["history"][-1]["epoch"] == 4
