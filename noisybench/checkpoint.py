@@ -112,15 +112,23 @@ def save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(path))
 
 
-def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str, Any]) -> None:
+def network_file(name: str) -> str:
+    return f"network_{name}.safetensors"
+
+
+def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str, Any],
+         networks: dict[str, torch.nn.Module] | None = None) -> None:
     """Write a checkpoint into ``folder`` (every process calls it; the main one writes the
-    shared files, each process its RNG state)."""
+    shared files, each process its RNG state). ``networks``: a method's further networks,
+    one weights file each."""
     if accelerator.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     try:
         if accelerator.is_main_process:
             save_weights(folder / MODEL_FILE, accelerator.unwrap_model(model).state_dict())
+            for name, network in (networks or {}).items():
+                save_weights(folder / network_file(name), accelerator.unwrap_model(network).state_dict())
             write_tree(folder, STATE_FILE, state)
         write_tree(folder, f"rng_{accelerator.process_index}", rng_state())
     except (OSError, SafetensorError) as exc:  # disk full, read-only: the last complete checkpoint stays
@@ -128,18 +136,23 @@ def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str
                       str(folder)) from None
 
 
-def load_model(folder: Path, model: torch.nn.Module) -> None:
-    """The model weights of a checkpoint (safetensors: nothing is unpickled)."""
-    path = folder / MODEL_FILE
+def load_model(folder: Path, model: torch.nn.Module, file: str = MODEL_FILE) -> None:
+    """The model weights of a checkpoint (safetensors: nothing is unpickled); ``file``: a
+    further network's (``network_file(name)``)."""
+    path = folder / file
     if not path.is_file():
-        raise ConfigError(f"{folder}: no {MODEL_FILE}; not a checkpoint this noisybench wrote")
+        raise ConfigError(f"{folder}: no {file}; not a checkpoint this noisybench wrote (or not of this method)")
     device = next(model.parameters()).device
     model.load_state_dict(load_file(str(path), device=str(device)))
 
 
-def load(folder: Path, accelerator: Any, model: torch.nn.Module) -> dict[str, Any]:
-    """Load the weights into ``model``, restore this process's RNG, return the saved state."""
+def load(folder: Path, accelerator: Any, model: torch.nn.Module,
+         networks: dict[str, torch.nn.Module] | None = None) -> dict[str, Any]:
+    """Load the weights into ``model`` (and ``networks``), restore this process's RNG, return
+    the saved state."""
     load_model(folder, accelerator.unwrap_model(model))
+    for name, network in (networks or {}).items():
+        load_model(folder, accelerator.unwrap_model(network), network_file(name))
     state = read_tree(folder, STATE_FILE)
     rng = folder / f"rng_{accelerator.process_index}.json"
     if rng.is_file():  # a checkpoint of fewer processes has none for this one: refused later, by the experiment

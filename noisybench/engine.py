@@ -39,7 +39,7 @@ from noisybench.logs import logger, run_logging
 from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.plugins import make_plugin_manager
-from noisybench.run import Batch, Run, evaluating
+from noisybench.run import Batch, Network, Run, evaluating_all
 from noisybench.trackers import PROJECT as TRACKER_PROJECT
 from noisybench.trackers import check_installed, final_values, numeric
 from noisybench.trackers import hyperparameters as tracker_hyperparameters
@@ -304,6 +304,7 @@ class Trainer:
             clean=splits.clean if config["setting"] == "clean" else None,
             output=self.output,
         )
+        self.run.network_factory = self.build_network
         self.corrupt_reported: dict[str, int] = {}
         self.best_pending = False  # a new best val epoch whose weights best/ does not hold yet
         self.split_scores: dict[str, tuple] = {}  # val/test of the final model: (label, prediction, p(label))
@@ -312,6 +313,29 @@ class Trainer:
         self.progress = Progress(self.run)
         self.run.history = self.progress.history  # read-only for methods (SMP's readiness)
 
+    def build_network(self, name: str) -> Network:
+        """A further network for ``run.add_network``: the run's architecture, initialised from
+        a seed of (seed, name) without touching the run's random stream, and an optimiser
+        of the run's settings at the run's current learning rate; prepared by Accelerate."""
+        import zlib
+
+        config, splits = self.config, self.splits
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config["seed"] * 1_000_003 + zlib.crc32(name.encode()))
+            model = create_model(dict(config["model"], pretrained_file=config["model"]["pretrained_file"]),
+                                 splits.num_classes, splits.channels, splits.normalization,
+                                 self.device_settings["channels_last"])
+        optimizer = make_optimizer(config["optimizer"], model, self.accelerator.device.type == "cuda")
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        network = Network(model, optimizer)
+        self.follow_schedule(network)
+        return network
+
+    def follow_schedule(self, network: Network) -> None:
+        """A further network's learning rate is the run's (one schedule for all)."""
+        for group, main in zip(network.optimizer.param_groups, self.run.optimizer.param_groups):
+            group["lr"] = main["lr"]
+
     # -- evaluation ---------------------------------------------------------------
     @torch.no_grad()
     def predict(self, loader: DataLoader, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -319,11 +343,10 @@ class Trainer:
         With ``split``, each sample's softmax probability of its label is kept in
         ``split_scores[split]`` too (eval_samples.csv)."""
         acc = self.accelerator
-        model = acc.unwrap_model(self.run.model)
         trues, preds, chances = [], [], []
-        with evaluating(model, acc), acc.autocast():
+        with evaluating_all(self.run), acc.autocast():
             for images, labels, _ in loader:
-                logits, _ = model(images)
+                logits = self.run.eval_logits(images)
                 chance = torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
                 pred, true, chance = acc.gather_for_metrics((logits.argmax(dim=1), labels, chance))
                 preds.append(pred)
@@ -511,7 +534,7 @@ class Trainer:
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
         with self.run.phase("checkpoint"):
-            checkpoint.save(tmp, acc, self.run.model, self.training_state())
+            checkpoint.save(tmp, acc, self.run.model, self.training_state(), self.network_models())
             acc.wait_for_everyone()
             if acc.is_main_process:
                 records.replace_dir(tmp, self.output / records.CHECKPOINT_DIR)
@@ -519,6 +542,9 @@ class Trainer:
                     self.save_best()
             self.best_pending = False
             acc.wait_for_everyone()
+
+    def network_models(self) -> dict[str, torch.nn.Module]:
+        return {name: n.model for name, n in self.run.networks.items()}
 
     def save_best(self) -> None:
         """``best/``: the weights of the best val epoch so far (safetensors) and which epoch
@@ -530,6 +556,8 @@ class Trainer:
         tmp.mkdir()
         weights = self.accelerator.unwrap_model(self.run.model).state_dict()
         checkpoint.save_weights(tmp / checkpoint.MODEL_FILE, weights)
+        for name, model in self.network_models().items():
+            checkpoint.save_weights(tmp / checkpoint.network_file(name), self.accelerator.unwrap_model(model).state_dict())
         records.write_json(tmp / "best.json", {"epoch": best["epoch"], "val_accuracy": best["accuracy"]})
         records.replace_dir(tmp, self.output / records.BEST_DIR)
 
@@ -537,7 +565,8 @@ class Trainer:
         """What ``noisybench predict`` needs to rebuild the model and its input pipeline."""
         splits = self.splits
         files = image_files(splits.test)
-        return {"model": self.config["model"]["name"], "num_classes": splits.num_classes,
+        return {"method": self.config["method"], "networks": sorted(self.run.networks),
+                "model": self.config["model"]["name"], "num_classes": splits.num_classes,
                 "class_names": splits.class_names, "channels": splits.channels,
                 "normalization": None if splits.normalization is None else [list(v) for v in splits.normalization],
                 "input_size": self.choices["input_size"],
@@ -547,10 +576,13 @@ class Trainer:
         """Everything a resumed run needs besides the model weights and the RNG."""
         scaler = self.accelerator.scaler
         return {"optimizer": self.run.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "networks": {name: n.optimizer.state_dict() for name, n in self.run.networks.items()},
                 "progress": self.progress.state_dict(), "scaler": None if scaler is None else scaler.state_dict()}
 
     def restore(self, folder: Path) -> None:
-        state = checkpoint.load(folder, self.accelerator, self.run.model)
+        state = checkpoint.load(folder, self.accelerator, self.run.model, self.network_models())
+        for name, optimizer_state in state.get("networks", {}).items():
+            self.run.networks[name].optimizer.load_state_dict(optimizer_state)
         self.run.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if isinstance(self.scheduler, torch.optim.lr_scheduler.MultiStepLR):
@@ -585,6 +617,8 @@ class Trainer:
             run.epoch, run.epoch_log = epoch, {}
             entry: dict[str, Any] = {"epoch": epoch, "stage": "train", "lr": run.optimizer.param_groups[0]["lr"]}
             if epoch <= run.num_epochs:
+                for network in run.networks.values():
+                    self.follow_schedule(network)
                 self.pm.hook.noisybench_epoch_start(run=run, epoch=epoch)
                 entry.update(self.train_epoch(epoch))
                 if epoch == run.num_epochs:  # the last epoch_end may correct once more (a final model's labels)
@@ -708,7 +742,8 @@ class Trainer:
                 "train_images_per_second": trained / train_seconds if train_seconds else None,
                 "peak_memory_bytes": peak,
                 "peak_host_memory_bytes": host_peak,
-                "parameters": self.parameters,
+                "parameters": self.parameters + sum(parameter_count(self.accelerator.unwrap_model(n.model))
+                                                    for n in run.networks.values()),
                 "model_bytes": self.model_bytes,
                 "inference_ms_per_image": 1000.0 * self.test_seconds / max(1, len(self.test_true)),
                 "device_settings": self.device_settings,

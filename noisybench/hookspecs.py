@@ -109,3 +109,11 @@ def noisybench_sample_outputs(run: Run) -> dict[str, torch.Tensor] | None:
     the first corrected labels are kept if ``epoch_end`` corrects once more); values must
     agree across processes.
     """
+
+
+@hookspec(firstresult=True)
+def noisybench_eval_logits(run: Run, images: torch.Tensor) -> torch.Tensor | None:
+    """The logits that evaluate the run: val and test accuracy, ``run.predict``,
+    ``noisybench evaluate``. For a method with further networks (``run.add_network``), e.g.
+    the log of two networks' mean softmax. Called in eval passes, every model in eval mode
+    and under no_grad; return None (or leave it out) for the model's own logits."""

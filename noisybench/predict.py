@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,40 @@ from noisybench.checkpoint import MODEL_FILE
 from noisybench.errors import ConfigError, DataError
 
 WEIGHTS = {"best": records.BEST_DIR, "last": records.CHECKPOINT_DIR}
+
+
+class Host:
+    """The little of an Accelerator the evaluation hook may use outside a run."""
+
+    @staticmethod
+    def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+
+def evaluator(card: dict[str, Any], model: torch.nn.Module, folder: Path, config: dict[str, Any],
+              device: torch.device):
+    """``images -> logits`` as the run evaluated: for a method with further networks, its
+    ``noisybench_eval_logits`` over the model and those networks (weights from ``folder``)."""
+    from safetensors.torch import load_file
+
+    from noisybench.checkpoint import network_file
+    from noisybench.models import create_model
+    from noisybench.plugins import make_plugin_manager
+    from noisybench.run import Network
+
+    if not card.get("networks"):
+        return lambda images: model(images)[0]
+    networks = {}
+    for name in card["networks"]:
+        normalization = None if card["normalization"] is None else tuple(tuple(v) for v in card["normalization"])
+        network = create_model(dict(config["model"], pretrained=False, pretrained_file=None), card["num_classes"],
+                               card["channels"], normalization)
+        network.load_state_dict(load_file(str(folder / network_file(name))))
+        networks[name] = Network(network.eval().to(device), None)
+    run = SimpleNamespace(model=model, networks=networks, accelerator=Host(), config=config,
+                          method=card["method"], options=config.get(card["method"], {}))
+    hook = make_plugin_manager(card["method"]).hook
+    return lambda images: hook.noisybench_eval_logits(run=run, images=images)
 
 
 def load_trained(run_dir: Path, weights: str) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -49,6 +84,7 @@ def load_trained(run_dir: Path, weights: str) -> tuple[torch.nn.Module, dict[str
     normalization = None if card["normalization"] is None else tuple(tuple(v) for v in card["normalization"])
     model = create_model(model_config, card["num_classes"], card["channels"], normalization)
     model.load_state_dict(load_file(str(folder / MODEL_FILE)))
+    card["weights_folder"], card["config"] = folder, config
     return model.eval(), card
 
 
@@ -107,12 +143,13 @@ def predict(run_dir: str | Path, source: str | Path, weights: str = "best", batc
     model, card = load_trained(run_dir, weights)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
+    evaluate = evaluator(card, model, card["weights_folder"], card["config"], device)
     paths, labels = read_input(source, card["class_names"])
     files = eval_files(card, paths)
     loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers)
     probabilities = []
     for images, *_ in loader:
-        logits, _ = model(images.to(device))
+        logits = evaluate(images.to(device))
         probabilities.append(torch.softmax(logits.float(), dim=1).cpu())
     probs = torch.cat(probabilities).numpy()
     names = np.asarray(card["class_names"], dtype=object)

@@ -62,6 +62,27 @@ def evaluating(model: torch.nn.Module, accelerator: Any = None) -> Iterator[torc
         model.train(was_training)
 
 
+@dataclass
+class Network:
+    """A further network of a run (``run.add_network``): its model (prepared with
+    Accelerate) and optimiser."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+@contextmanager
+def evaluating_all(run: "Run") -> Iterator[None]:
+    """``evaluating`` for the run's model and every further network at once."""
+    from contextlib import ExitStack
+
+    acc = run.accelerator
+    with ExitStack() as stack:
+        for model in [run.model, *(n.model for n in run.networks.values())]:
+            stack.enter_context(evaluating(acc.unwrap_model(model), acc))
+        yield
+
+
 def unique_by_index(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted unique indices and, for each, the value of its first occurrence."""
     unique, inverse = torch.unique(indices, return_inverse=True)
@@ -105,6 +126,8 @@ class Run:
     epoch_log: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # the core's per-epoch entries so far
     warnings: list[str] = field(default_factory=list)
+    networks: dict[str, Network] = field(default_factory=dict)  # further networks a method added
+    network_factory: Any = field(default=None, repr=False)  # the core's builder behind add_network
     _timer: Any = field(default=None, repr=False)
     _loaders: dict = field(default_factory=dict, repr=False)
     _shares: dict = field(default_factory=dict, repr=False)
@@ -252,6 +275,26 @@ class Run:
         harvested = self.scratch.pop("harvested", None)
         return None if harvested is None else harvested.to(self.device)
 
+    def add_network(self, name: str) -> Network:
+        """A further network of the run's architecture (its own initial weights, seeded by
+        the run's seed and ``name``) with an optimiser of the run's settings whose learning
+        rate follows the run's schedule; prepared for the run's processes, checkpointed
+        and resumed with the run, counted in ``efficiency.parameters``. Call it in
+        ``noisybench_setup``; a second call with a name returns the same network."""
+        if name not in self.networks:
+            if self.network_factory is None:
+                raise ConfigError("add_network is for noisybench_setup, once the run is built")
+            self.networks[name] = self.network_factory(name)
+        return self.networks[name]
+
+    def eval_logits(self, images: Any) -> torch.Tensor:
+        """The logits the run is evaluated by: the method's ``noisybench_eval_logits`` (e.g.
+        two networks' mean), else the model's. For eval passes (models in eval mode)."""
+        logits = self.hook.noisybench_eval_logits(run=self, images=images)
+        if logits is None:
+            logits, _ = self.accelerator.unwrap_model(self.model)(images)
+        return logits
+
     def loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
         """A DataLoader over ``dataset`` kept for the whole run, so its workers (persistent
         with ``data.persistent_workers``) are started once, not at every pass. A shuffled
@@ -294,9 +337,12 @@ class Run:
                                 **self.loader_options)
         model = acc.unwrap_model(self.model)
         outputs = []
-        with evaluating(model, acc), acc.autocast():
+        with evaluating_all(self), acc.autocast():
             for images, *_ in loader:
-                logits, features = model(send_to_device(images, self.device, non_blocking=True))
+                images = send_to_device(images, self.device, non_blocking=True)
+                logits, features = model(images)
+                if self.networks:  # the method's own evaluation (e.g. an ensemble) gives the logits
+                    logits = self.eval_logits(images)
                 outputs.append(torch.cat([logits.to(dtype), features.to(dtype)], dim=1))
         width = self.num_classes + getattr(model, "num_features", 0)
         local = torch.cat(outputs) if outputs else torch.zeros(0, width, device=self.device, dtype=dtype)

@@ -92,7 +92,8 @@ def test_no_host_sync_per_step_in_the_core_or_the_shipped_methods(monkeypatch, t
     """8x the steps, the same number of host syncs: none happens per step."""
     for method, overrides in (("ce", ()), ("smp", ("noise=symmetric:0.4", "smp.start_epoch=1")),
                               ("lsw", ("noise=symmetric:0.4", "setting=clean")),
-                              ("sinet", ("noise=symmetric:0.4", "setting=verify"))):
+                              ("sinet", ("noise=symmetric:0.4", "setting=verify")),
+                              ("elr", ("noise=symmetric:0.4",)), ("coteaching", ("noise=symmetric:0.4",))):
         few = syncs_in_training_epochs(monkeypatch, tmp_path, method, 256, *overrides)
         many = syncs_in_training_epochs(monkeypatch, tmp_path, method, 32, *overrides)
         assert few == many, (method, few, many)

@@ -19,7 +19,7 @@ HOOKS = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunct
 
 
 def test_hook_list_is_what_the_guide_documents():
-    assert len(HOOKS) == 8
+    assert len(HOOKS) == 9
     for name in HOOKS:
         assert f"`{name}(" in GUIDE, f"{name} is not documented in docs/writing-a-method.md"
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
@@ -68,6 +68,11 @@ class Spy:
     def noisybench_sample_outputs(self, run):
         self.calls["noisybench_sample_outputs"] += 1
 
+    @hookimpl
+    def noisybench_eval_logits(self, run, images):
+        self.calls["noisybench_eval_logits"] += 1
+        assert not run.model.training  # an eval pass
+
 
 def test_every_hook_is_called_at_its_point(tmp_path):
     spy = Spy()
@@ -79,6 +84,7 @@ def test_every_hook_is_called_at_its_point(tmp_path):
     assert spy.epochs == [1, 2]
     assert spy.calls["noisybench_epoch_end"] == 2
     assert spy.calls["noisybench_sample_outputs"] == 3  # after each epoch, and before the last epoch_end
+    assert spy.calls["noisybench_eval_logits"] == 2 + 1  # a val batch (359 < 512) per epoch, a test batch
 
 
 class ManualStep:
