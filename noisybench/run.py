@@ -287,6 +287,24 @@ class Run:
             self.networks[name] = self.network_factory(name)
         return self.networks[name]
 
+    def views(self, indices: torch.Tensor, count: int = 2) -> list[Any]:
+        """``count`` further augmentations of training samples ``indices`` (each drawn afresh
+        with the training transforms, as the loader draws its own), batched and on the run's
+        device, for methods that compare views of one batch (MixMatch's two augmentations).
+        Drawn in this process: cheap for in-memory data, a decode per image for files."""
+        from torch.utils.data import default_collate
+
+        positions = [int(i) for i in torch.as_tensor(indices).cpu()]
+        out = []
+        for _ in range(count):
+            if hasattr(self.train_set, "__getitems__"):
+                items = self.train_set.__getitems__(positions)
+            else:
+                items = [self.train_set[i] for i in positions]
+            collate = self.loader_options.get("collate_fn", default_collate)
+            out.append(send_to_device(collate(items)[0], self.device))
+        return out
+
     def eval_logits(self, images: Any) -> torch.Tensor:
         """The logits the run is evaluated by: the method's ``noisybench_eval_logits`` (e.g.
         two networks' mean), else the model's. For eval passes (models in eval mode)."""

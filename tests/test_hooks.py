@@ -284,3 +284,30 @@ def test_phase_timer_waits_for_the_device_once_per_outermost_phase():
     with timer.phase("eval"):
         pass
     assert clock.waits == 2 and timer.seconds["eval"] == 1.0
+
+
+def test_a_method_draws_further_augmented_views_of_its_batch(tmp_path):
+    """run.views: fresh augmentations of the batch's samples (digits: a 1-pixel random crop),
+    each the batch's shape, on the run's device, equal to the stored image up to the crop."""
+
+    class Views:
+        seen = []
+
+        @hookimpl
+        def noisybench_train_step(self, run, batch):
+            if not self.seen:
+                first, second = run.views(batch.indices, count=2)
+                self.seen.append((batch.images.clone(), first, second, batch.indices.clone(), run.device,
+                                  run.train_eval_set.images))
+            return None
+
+    spy = Views()
+    run_digits(tmp_path, "epochs=1", plugins=[spy])
+    images, first, second, indices, device, stored = spy.seen[0]
+    assert first.shape == second.shape == images.shape and first.device == device
+    assert not torch.equal(first, second)  # drawn afresh
+    stored = stored[indices.cpu()]
+    padded = torch.nn.functional.pad(stored, [1] * 4)  # every view is a 1-pixel shift of the stored image
+    for view in (first, second):
+        for k in range(len(view)):
+            assert any(torch.equal(view[k], padded[k, :, t:t + 8, l:l + 8]) for t in range(3) for l in range(3))
