@@ -10,6 +10,12 @@ from noisybench import __version__
 from noisybench.errors import NoisybenchError
 
 
+def dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dataset and --config, as every `data` subcommand takes them."""
+    parser.add_argument("--dataset", required=True, help="dataset name")
+    parser.add_argument("--config", help="YAML file of config keys")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="noisybench", description="Train and compare methods for learning from noisy labels."
@@ -98,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read a dataset as a run would, check every image file and print counts per split and "
         "class, the noisy-label accuracy where known, and warnings. Exit status 1 if problems were found.",
     )
-    check.add_argument("--dataset", required=True, help="dataset name")
-    check.add_argument("--config", help="YAML file of config keys")
+    dataset_arguments(check)
     check.add_argument("--decode", action="store_true", help="also decode every image (slow)")
     prepare = data.add_parser(
         "prepare",
@@ -109,9 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         "item's labels and original path in manifest.json. Train on them with data.prepared=OUTPUT. Run the same "
         "command again to finish an interrupted preparation.",
     )
-    prepare.add_argument("--dataset", required=True, help="dataset name")
+    dataset_arguments(prepare)
     prepare.add_argument("--output", required=True, help="folder to write")
-    prepare.add_argument("--config", help="YAML file of config keys")
     prepare.add_argument("--workers", type=int, help="processes encoding images (default: every core)")
     bench = data.add_parser(
         "bench",
@@ -119,8 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the training loader as a run would and time it: one worker's read+decode, transform "
         "and collate per image, then the loader with its workers over --batches batches.",
     )
-    bench.add_argument("--dataset", required=True, help="dataset name")
-    bench.add_argument("--config", help="YAML file of config keys")
+    dataset_arguments(bench)
     bench.add_argument("--batches", type=int, default=50, help="batches to time (default 50)")
     return parser
 
