@@ -1,0 +1,99 @@
+"""DivideMix (Li, Socher & Hoi, 2020): each piece on a case computed by hand, and runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import noisybench_subprocess, resumed_like_straight, run_digits
+from noisybench_dividemix import noisybench_check_options
+from noisybench_dividemix.mixmatch import (clean_probability, co_guess, mix, mixmatch_losses, rampup, refined_labels,
+                                           sharpen, uniform_prior_penalty)
+
+from noisybench.errors import ConfigError
+
+
+def test_the_mixture_splits_a_loss_vector_whose_split_is_known():
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([rng.normal(0.2, 0.05, 120), rng.normal(2.0, 0.3, 40)])  # 120 clean, 40 noisy
+    w = clean_probability(losses, seed=0)
+    assert (w[:120] > 0.99).all() and (w[120:] < 0.01).all()
+    assert np.array_equal(w, clean_probability(losses, seed=0))  # seeded: a resumed run divides alike
+
+
+def test_sharpening_and_label_refinement_by_hand():
+    p = torch.tensor([[0.6, 0.3, 0.1]])
+    squared = [0.36, 0.09, 0.01]  # T = 0.5: p^2, renormalised
+    assert sharpen(p, 0.5)[0].tolist() == pytest.approx([v / sum(squared) for v in squared])
+    one_hot = torch.tensor([[0.0, 1.0, 0.0]])
+    views = [torch.tensor([[0.5, 0.4, 0.1]]), torch.tensor([[0.7, 0.2, 0.1]])]  # mean (0.6, 0.3, 0.1)
+    w = torch.tensor([0.8])
+    refined = [0.8 * y + 0.2 * q for y, q in zip([0, 1, 0], [0.6, 0.3, 0.1])]  # (0.12, 0.86, 0.02)
+    expected = [v ** 2 / sum(r ** 2 for r in refined) for v in refined]
+    assert refined_labels(one_hot, views, w, 0.5)[0].tolist() == pytest.approx(expected)
+
+
+def test_co_guessing_averages_both_networks_over_both_views():
+    views = [torch.tensor([[0.7, 0.3]]), torch.tensor([[0.5, 0.5]]), torch.tensor([[0.9, 0.1]]),
+             torch.tensor([[0.3, 0.7]])]  # mean (0.6, 0.4)
+    assert co_guess(views, 1.0)[0].tolist() == pytest.approx([0.6, 0.4])
+    assert co_guess(views, 0.5)[0].tolist() == pytest.approx([0.36 / 0.52, 0.16 / 0.52])
+
+
+def test_mixup_takes_the_larger_weight_for_the_first_input():
+    inputs = torch.tensor([[0.0], [10.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    order = torch.tensor([1, 0])
+    for lam in (0.3, 0.7):  # both mean lambda' = 0.7
+        mixed, soft = mix(inputs, targets, lam, order)
+        assert mixed.flatten().tolist() == pytest.approx([3.0, 7.0])
+        assert soft.tolist() == [pytest.approx([0.7, 0.3]), pytest.approx([0.3, 0.7])]
+
+
+def test_the_uniform_prior_penalty_and_the_losses_by_hand():
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])  # softmax (0.75, 0.25) and (0.5, 0.5): mean (0.625, 0.375)
+    expected = 0.5 * math.log(0.5 / 0.625) + 0.5 * math.log(0.5 / 0.375)
+    assert uniform_prior_penalty(logits).item() == pytest.approx(expected, rel=1e-6)
+    targets = torch.tensor([[0.9, 0.1], [0.4, 0.6]])
+    lx, lu = mixmatch_losses(logits, targets, logits, targets)
+    assert lx.item() == pytest.approx(-(0.9 * math.log(0.75) + 0.1 * math.log(0.25) + math.log(0.5)) / 2, rel=1e-6)
+    assert lu.item() == pytest.approx((0.15 ** 2 * 2 + 0.1 ** 2 * 2) / 4, rel=1e-6)
+    empty = torch.zeros(0, 2)
+    assert mixmatch_losses(empty, empty, logits, targets)[0].item() == 0.0
+    assert [rampup(e, 10) for e in (5, 10, 18, 26, 40)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+
+
+def test_options_and_the_confidence_penalty_under_asymmetric_noise():
+    options = {"warm_up": 10, "p_threshold": 0.5, "temperature": 0.5, "alpha": 4.0, "lambda_u": 25.0,
+               "confidence_penalty": "auto"}
+    noisybench_check_options(options=options, config={"noise": "asymmetric:0.4"})
+    assert options["confidence_penalty"] is True
+    with pytest.raises(ConfigError, match="dividemix.p_threshold"):
+        noisybench_check_options(options=dict(options, p_threshold=1.5), config={"noise": "none"})
+
+
+def test_dividemix_on_digits_divides_and_tests_by_both_networks(tmp_path):
+    record = run_digits(tmp_path, "epochs=6", "noise=symmetric:0.4", "dividemix.warm_up=2", method="dividemix")
+    phases = record["efficiency"]["phase_seconds"]
+    assert {"eval_pass", "gmm", "mixmatch"} <= set(phases)
+    assert record["detection"]["auc"] > 0.9 and record["test"]["accuracy"] > 0.85
+    samples = pd.read_csv(tmp_path / "samples.csv")
+    assert samples["weight"].between(0, 1).all()
+    assert (samples["flagged"] == (samples["weight"] <= 0.5)).all()
+
+
+def test_dividemix_resumes_both_networks_and_their_division_exactly(tmp_path):
+    resumed_like_straight(tmp_path, "dividemix", "epochs=4", "noise=symmetric:0.4", "dividemix.warm_up=1", crash_at=3)
+
+
+def test_dividemix_under_two_processes(tmp_path):
+    proc = noisybench_subprocess("run", "--method", "dividemix", "--dataset", "digits", "--output", str(tmp_path),
+                                 "epochs=3", "noise=symmetric:0.4", "dividemix.warm_up=1", "progress=false",
+                                 processes=2)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["experiment"]["num_processes"] == 2 and record["detection"]["auc"] > 0.5
