@@ -343,10 +343,11 @@ class Trainer:
         With ``split``, each sample's softmax probability of its label is kept in
         ``split_scores[split]`` too (eval_samples.csv)."""
         acc = self.accelerator
+        model = acc.unwrap_model(self.run.model)
         trues, preds, chances = [], [], []
         with evaluating_all(self.run), acc.autocast():
             for images, labels, _ in loader:
-                logits = self.run.eval_logits(images)
+                logits = self.run.eval_logits(images, model(images)[0])
                 chance = torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
                 pred, true, chance = acc.gather_for_metrics((logits.argmax(dim=1), labels, chance))
                 preds.append(pred)

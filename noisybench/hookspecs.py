@@ -112,8 +112,10 @@ def noisybench_sample_outputs(run: Run) -> dict[str, torch.Tensor] | None:
 
 
 @hookspec(firstresult=True)
-def noisybench_eval_logits(run: Run, images: torch.Tensor) -> torch.Tensor | None:
+def noisybench_eval_logits(run: Run, images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
     """The logits that evaluate the run: val and test accuracy, ``run.predict``,
-    ``noisybench evaluate``. For a method with further networks (``run.add_network``), e.g.
-    the log of two networks' mean softmax. Called in eval passes, every model in eval mode
-    and under no_grad; return None (or leave it out) for the model's own logits."""
+    ``noisybench evaluate``, ``noisybench predict``. ``logits`` are the model's own for
+    ``images``, computed once by the core; a method with further networks
+    (``run.add_network``) returns, e.g., the log of two networks' mean softmax. Called in
+    eval passes, every model in eval mode and under no_grad; return None (or leave it out)
+    to keep ``logits``."""

@@ -37,38 +37,23 @@ class Host:
         return model
 
 
-def evaluator(card: dict[str, Any], model: torch.nn.Module, folder: Path, config: dict[str, Any],
-              device: torch.device):
-    """``images -> logits`` as the run evaluated: for a method with further networks, its
-    ``noisybench_eval_logits`` over the model and those networks (weights from ``folder``)."""
+def rebuild(card: dict[str, Any], config: dict[str, Any], weights: Path, device: torch.device) -> torch.nn.Module:
+    """A network of the run's architecture and input normalisation with the weights in
+    ``weights``, in eval mode on ``device``."""
     from safetensors.torch import load_file
 
-    from noisybench.checkpoint import network_file
     from noisybench.models import create_model
-    from noisybench.plugins import make_plugin_manager
-    from noisybench.run import Network
 
-    if not card.get("networks"):
-        return lambda images: model(images)[0]
-    networks = {}
-    for name in card["networks"]:
-        normalization = None if card["normalization"] is None else tuple(tuple(v) for v in card["normalization"])
-        network = create_model(dict(config["model"], pretrained=False, pretrained_file=None), card["num_classes"],
-                               card["channels"], normalization)
-        network.load_state_dict(load_file(str(folder / network_file(name))))
-        networks[name] = Network(network.eval().to(device), None)
-    run = SimpleNamespace(model=model, networks=networks, accelerator=Host(), config=config,
-                          method=card["method"], options=config.get(card["method"], {}))
-    hook = make_plugin_manager(card["method"]).hook
-    return lambda images: hook.noisybench_eval_logits(run=run, images=images)
+    normalization = None if card["normalization"] is None else tuple(tuple(v) for v in card["normalization"])
+    model = create_model(dict(config["model"], pretrained=False, pretrained_file=None), card["num_classes"],
+                         card["channels"], normalization)
+    model.load_state_dict(load_file(str(weights)))
+    return model.eval().to(device)
 
 
-def load_trained(run_dir: Path, weights: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(the model in eval mode with the chosen weights, the run's model card)."""
-    from safetensors.torch import load_file
-
+def read_run(run_dir: Path, weights: str) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """(the run's model card, its config, the folder of the chosen weights)."""
     from noisybench.config import load_yaml
-    from noisybench.models import create_model
 
     card_path = run_dir / records.MODEL_CARD
     if not card_path.is_file():
@@ -79,13 +64,25 @@ def load_trained(run_dir: Path, weights: str) -> tuple[torch.nn.Module, dict[str
         why = "no epoch had a val accuracy (a dataset without val split?)" if weights == "best" else "no checkpoint"
         raise ConfigError(f"{run_dir}: no {WEIGHTS[weights]}/{MODEL_FILE} ({why}); try --weights "
                           f"{'last' if weights == 'best' else 'best'}")
-    config = load_yaml(run_dir / records.CONFIG_FILE)
-    model_config = dict(config["model"], pretrained=False, pretrained_file=None)
-    normalization = None if card["normalization"] is None else tuple(tuple(v) for v in card["normalization"])
-    model = create_model(model_config, card["num_classes"], card["channels"], normalization)
-    model.load_state_dict(load_file(str(folder / MODEL_FILE)))
-    card["weights_folder"], card["config"] = folder, config
-    return model.eval(), card
+    return card, load_yaml(run_dir / records.CONFIG_FILE), folder
+
+
+def evaluator(card: dict[str, Any], config: dict[str, Any], folder: Path, device: torch.device):
+    """``images -> logits`` as the run evaluated: the model's, or for a method with further
+    networks its ``noisybench_eval_logits`` over the model and those networks."""
+    from noisybench.checkpoint import network_file
+    from noisybench.plugins import make_plugin_manager
+    from noisybench.run import Network
+
+    model = rebuild(card, config, folder / MODEL_FILE, device)
+    if not card.get("networks"):
+        return lambda images: model(images)[0]
+    networks = {name: Network(rebuild(card, config, folder / network_file(name), device), None)
+                for name in card["networks"]}
+    run = SimpleNamespace(model=model, networks=networks, accelerator=Host(), config=config,
+                          method=card["method"], options=config.get(card["method"], {}))
+    hook = make_plugin_manager(card["method"]).hook
+    return lambda images: hook.noisybench_eval_logits(run=run, images=images, logits=model(images)[0])
 
 
 def read_input(source: Path, class_names: list[str]) -> tuple[list[str], np.ndarray | None]:
@@ -140,10 +137,9 @@ def eval_files(card: dict[str, Any], paths: list[str]):
 def predict(run_dir: str | Path, source: str | Path, weights: str = "best", batch_size: int = 256,
             workers: int = 0) -> pd.DataFrame:
     run_dir, source = Path(run_dir), Path(source)
-    model, card = load_trained(run_dir, weights)
+    card, config, folder = read_run(run_dir, weights)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    evaluate = evaluator(card, model, card["weights_folder"], card["config"], device)
+    evaluate = evaluator(card, config, folder, device)
     paths, labels = read_input(source, card["class_names"])
     files = eval_files(card, paths)
     loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers)

@@ -305,13 +305,12 @@ class Run:
             out.append(send_to_device(collate(items)[0], self.device))
         return out
 
-    def eval_logits(self, images: Any) -> torch.Tensor:
-        """The logits the run is evaluated by: the method's ``noisybench_eval_logits`` (e.g.
-        two networks' mean), else the model's. For eval passes (models in eval mode)."""
-        logits = self.hook.noisybench_eval_logits(run=self, images=images)
-        if logits is None:
-            logits, _ = self.accelerator.unwrap_model(self.model)(images)
-        return logits
+    def eval_logits(self, images: Any, logits: torch.Tensor) -> torch.Tensor:
+        """The logits the run is evaluated by, given the model's own ``logits`` for ``images``:
+        the method's ``noisybench_eval_logits`` (e.g. two networks' mean), else ``logits``.
+        For eval passes (models in eval mode)."""
+        chosen = self.hook.noisybench_eval_logits(run=self, images=images, logits=logits)
+        return logits if chosen is None else chosen
 
     def loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
         """A DataLoader over ``dataset`` kept for the whole run, so its workers (persistent
@@ -359,8 +358,7 @@ class Run:
             for images, *_ in loader:
                 images = send_to_device(images, self.device, non_blocking=True)
                 logits, features = model(images)
-                if self.networks:  # the method's own evaluation (e.g. an ensemble) gives the logits
-                    logits = self.eval_logits(images)
+                logits = self.eval_logits(images, logits)  # the method's evaluation (e.g. an ensemble)
                 outputs.append(torch.cat([logits.to(dtype), features.to(dtype)], dim=1))
         width = self.num_classes + getattr(model, "num_features", 0)
         local = torch.cat(outputs) if outputs else torch.zeros(0, width, device=self.device, dtype=dtype)

@@ -69,9 +69,9 @@ class Spy:
         self.calls["noisybench_sample_outputs"] += 1
 
     @hookimpl
-    def noisybench_eval_logits(self, run, images):
+    def noisybench_eval_logits(self, run, images, logits):
         self.calls["noisybench_eval_logits"] += 1
-        assert not run.model.training  # an eval pass
+        assert not run.model.training and logits.shape == (len(images), 10)  # an eval pass, the model's logits
 
 
 def test_every_hook_is_called_at_its_point(tmp_path):

@@ -110,11 +110,9 @@ def record(run, indices: torch.Tensor, loss: torch.Tensor, kept: torch.Tensor) -
 
 
 @hookimpl
-def noisybench_eval_logits(run, images) -> torch.Tensor:
-    """The log of the two networks' mean softmax."""
-    acc = run.accelerator
-    logits, _ = acc.unwrap_model(run.model)(images)
-    peer_logits, _ = acc.unwrap_model(run.networks[PEER].model)(images)
+def noisybench_eval_logits(run, images, logits) -> torch.Tensor:
+    """The log of the two networks' mean softmax (``logits``: the main network's)."""
+    peer_logits, _ = run.accelerator.unwrap_model(run.networks[PEER].model)(images)
     return torch.log((logits.float().softmax(dim=1) + peer_logits.float().softmax(dim=1)) / 2)
 
 

@@ -161,14 +161,16 @@ def noisybench_train_step(run, batch) -> StepOutput:
 
 
 @hookimpl
-def noisybench_eval_logits(run, images) -> torch.Tensor:
-    """The log of both networks' mean softmax; one network's logits during the co-divide pass."""
-    unwrap = run.accelerator.unwrap_model
+def noisybench_eval_logits(run, images, logits) -> torch.Tensor:
+    """The log of both networks' mean softmax (``logits``: the main network's); during the
+    co-divide pass, one network's logits."""
     chosen = run.scratch.get("eval_network")
-    if chosen is not None:
-        return unwrap(run.model if chosen == "main" else run.networks[PEER].model)(images)[0]
-    main, peer = (unwrap(m) for m in networks(run))
-    return torch.log((torch.softmax(main(images)[0].float(), dim=1) + torch.softmax(peer(images)[0].float(), dim=1)) / 2)
+    if chosen == "main":
+        return logits
+    peer_logits, _ = run.accelerator.unwrap_model(run.networks[PEER].model)(images)
+    if chosen == PEER:
+        return peer_logits
+    return torch.log((torch.softmax(logits.float(), dim=1) + torch.softmax(peer_logits.float(), dim=1)) / 2)
 
 
 @hookimpl
