@@ -116,6 +116,22 @@ def network_file(name: str) -> str:
     return f"network_{name}.safetensors"
 
 
+def save_models(folder: Path, accelerator: Any, model: torch.nn.Module,
+                networks: dict[str, torch.nn.Module] | None = None) -> None:
+    """``model.safetensors`` and one ``network_<name>.safetensors`` per further network."""
+    save_weights(folder / MODEL_FILE, accelerator.unwrap_model(model).state_dict())
+    for name, network in (networks or {}).items():
+        save_weights(folder / network_file(name), accelerator.unwrap_model(network).state_dict())
+
+
+def load_models(folder: Path, accelerator: Any, model: torch.nn.Module,
+                networks: dict[str, torch.nn.Module] | None = None) -> None:
+    """The weights ``save_models`` wrote, into ``model`` and ``networks``."""
+    load_model(folder, accelerator.unwrap_model(model))
+    for name, network in (networks or {}).items():
+        load_model(folder, accelerator.unwrap_model(network), network_file(name))
+
+
 def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str, Any],
          networks: dict[str, torch.nn.Module] | None = None) -> None:
     """Write a checkpoint into ``folder`` (every process calls it; the main one writes the
@@ -126,9 +142,7 @@ def save(folder: Path, accelerator: Any, model: torch.nn.Module, state: dict[str
     accelerator.wait_for_everyone()
     try:
         if accelerator.is_main_process:
-            save_weights(folder / MODEL_FILE, accelerator.unwrap_model(model).state_dict())
-            for name, network in (networks or {}).items():
-                save_weights(folder / network_file(name), accelerator.unwrap_model(network).state_dict())
+            save_models(folder, accelerator, model, networks)
             write_tree(folder, STATE_FILE, state)
         write_tree(folder, f"rng_{accelerator.process_index}", rng_state())
     except (OSError, SafetensorError) as exc:  # disk full, read-only: the last complete checkpoint stays
@@ -150,9 +164,7 @@ def load(folder: Path, accelerator: Any, model: torch.nn.Module,
          networks: dict[str, torch.nn.Module] | None = None) -> dict[str, Any]:
     """Load the weights into ``model`` (and ``networks``), restore this process's RNG, return
     the saved state."""
-    load_model(folder, accelerator.unwrap_model(model))
-    for name, network in (networks or {}).items():
-        load_model(folder, accelerator.unwrap_model(network), network_file(name))
+    load_models(folder, accelerator, model, networks)
     state = read_tree(folder, STATE_FILE)
     rng = folder / f"rng_{accelerator.process_index}.json"
     if rng.is_file():  # a checkpoint of fewer processes has none for this one: refused later, by the experiment

@@ -270,8 +270,7 @@ class Trainer:
         self.device_settings = device_settings(config, self.accelerator.device.type == "cuda")
         files = image_files(self.splits.train)
         self.device_settings["decoder"] = files.decoder if files is not None else "in memory"
-        model = create_model(config["model"], self.splits.num_classes, self.splits.channels,
-                             self.splits.normalization, self.device_settings["channels_last"])
+        model = self.new_model()
         self.parameters = parameter_count(model)
         self.pretrained_tensors = model.pretrained_tensors
         self.model_bytes = model_bytes(model)
@@ -313,19 +312,22 @@ class Trainer:
         self.progress = Progress(self.run)
         self.run.history = self.progress.history  # read-only for methods (SMP's readiness)
 
+    def new_model(self) -> torch.nn.Module:
+        """The run's architecture for its classes, channels, normalisation and memory layout."""
+        splits = self.splits
+        return create_model(self.config["model"], splits.num_classes, splits.channels, splits.normalization,
+                            self.device_settings["channels_last"])
+
     def build_network(self, name: str) -> Network:
         """A further network for ``run.add_network``: the run's architecture, initialised from
         a seed of (seed, name) without touching the run's random stream, and an optimiser
         of the run's settings at the run's current learning rate; prepared by Accelerate."""
         import zlib
 
-        config, splits = self.config, self.splits
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config["seed"] * 1_000_003 + zlib.crc32(name.encode()))
-            model = create_model(dict(config["model"], pretrained_file=config["model"]["pretrained_file"]),
-                                 splits.num_classes, splits.channels, splits.normalization,
-                                 self.device_settings["channels_last"])
-        optimizer = make_optimizer(config["optimizer"], model, self.accelerator.device.type == "cuda")
+            torch.manual_seed(self.config["seed"] * 1_000_003 + zlib.crc32(name.encode()))
+            model = self.new_model()
+        optimizer = make_optimizer(self.config["optimizer"], model, self.accelerator.device.type == "cuda")
         model, optimizer = self.accelerator.prepare(model, optimizer)
         network = Network(model, optimizer)
         self.follow_schedule(network)
@@ -555,10 +557,7 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        weights = self.accelerator.unwrap_model(self.run.model).state_dict()
-        checkpoint.save_weights(tmp / checkpoint.MODEL_FILE, weights)
-        for name, model in self.network_models().items():
-            checkpoint.save_weights(tmp / checkpoint.network_file(name), self.accelerator.unwrap_model(model).state_dict())
+        checkpoint.save_models(tmp, self.accelerator, self.run.model, self.network_models())
         records.write_json(tmp / "best.json", {"epoch": best["epoch"], "val_accuracy": best["accuracy"]})
         records.replace_dir(tmp, self.output / records.BEST_DIR)
 

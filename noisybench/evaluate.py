@@ -19,7 +19,7 @@ import numpy as np
 from accelerate.state import AcceleratorState, GradientState
 
 from noisybench import metrics, records
-from noisybench.checkpoint import load_model, network_file
+from noisybench.checkpoint import load_models
 from noisybench.errors import ConfigError
 
 SPLITS = ("test", "val", "train")
@@ -45,9 +45,7 @@ def trained_run(run_dir: str | Path) -> Iterator[Any]:
     try:
         trainer = Trainer(config, run_dir)
         trainer.pm.hook.noisybench_setup(run=trainer.run)  # a method's further networks exist after it
-        load_model(checkpoint, trainer.accelerator.unwrap_model(trainer.run.model))
-        for name, network in trainer.network_models().items():
-            load_model(checkpoint, trainer.accelerator.unwrap_model(network), network_file(name))
+        load_models(checkpoint, trainer.accelerator, trainer.run.model, trainer.network_models())
         yield trainer
         trainer.accelerator.wait_for_everyone()
         trainer.accelerator.end_training()
