@@ -350,11 +350,13 @@ class Trainer:
         with evaluating_all(self.run), acc.autocast():
             for images, labels, _ in loader:
                 logits = self.run.eval_logits(images, model(images)[0])
-                chance = torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
-                pred, true, chance = acc.gather_for_metrics((logits.argmax(dim=1), labels, chance))
+                wanted = [logits.argmax(dim=1), labels]
+                if split is not None:  # p(label), for eval_samples.csv: the last evaluation only
+                    wanted.append(torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1))
+                pred, true, *chance = acc.gather_for_metrics(tuple(wanted))
                 preds.append(pred)
                 trues.append(true)
-                chances.append(chance)
+                chances.extend(chance)
         true, pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()  # one copy to the host, at the end
         if split is not None:
             self.split_scores[split] = (true, pred, torch.cat(chances).cpu().numpy())

@@ -20,12 +20,12 @@ def loader_options(config: dict[str, Any], dataset: Dataset, cuda: bool, process
     processes. Pinned memory defaults to on with a GPU (copies to it are then asynchronous).
     """
     data = config["data"]
+    files = image_files(dataset)
     workers = data["num_workers"]
     if workers is None:
-        workers = 0 if image_files(dataset) is None else max(1, (os.cpu_count() or 1) // processes)
+        workers = 0 if files is None else max(1, (os.cpu_count() or 1) // processes)
     pin = cuda if data["pin_memory"] is None else bool(data["pin_memory"])
     options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
-    files = image_files(dataset)
     if files is not None and files.decoder == "device":  # JPEG bytes stay a list for the device decoder
         from noisybench.datasets.devicedecode import collate
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 
 from noisybench import records
 from noisybench.datasets import file_positions, get_dataset, labels_of
-from noisybench.datasets.images import decode, pipeline_short_edge
+from noisybench.datasets.images import decode, pipeline_short_edge, quiet_torchvision_io
 from noisybench.datasets.prepared import (FORMAT, MANIFEST, QUALITY, SHARD_SIZE, SPLITS, VERSION, read_manifest,
                                           shard_count, shard_paths)
 from noisybench.errors import ConfigError, DataError
@@ -53,8 +52,7 @@ def encode(data: bytes, short_edge: int, decoder: str, max_pixels: int, quality:
         return data, KEPT_FORMATS[form]
     tensor = image if torch.is_tensor(image) else functional.pil_to_tensor(image)
     resized = functional.resize(tensor.contiguous(), short_edge, antialias=True)
-    with warnings.catch_warnings():  # torchvision 0.29's notice about TorchCodec (see images.decode_torchvision)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
+    with quiet_torchvision_io():
         return encode_jpeg(resized, quality=quality).numpy().tobytes(), "jpg"
 
 

@@ -295,13 +295,13 @@ class Run:
         from torch.utils.data import default_collate
 
         positions = [int(i) for i in torch.as_tensor(indices).cpu()]
+        collate = self.loader_options.get("collate_fn", default_collate)
         out = []
         for _ in range(count):
             if hasattr(self.train_set, "__getitems__"):
                 items = self.train_set.__getitems__(positions)
             else:
                 items = [self.train_set[i] for i in positions]
-            collate = self.loader_options.get("collate_fn", default_collate)
             out.append(send_to_device(collate(items)[0], self.device))
         return out
 

@@ -209,10 +209,24 @@ def hold_out_clean(splits: DataSplits, fraction: float, seed: int) -> None:
     and out of training, as the meta-learning paper (§4.1) does for CIFAR."""
     kept, held = stratified_split(splits.true_labels, fraction, seed)
     splits.clean = IndexedSubset(RelabelledDataset(splits.train, splits.true_labels), held)
+    keep_training(splits, kept)
+
+
+def keep_training(splits: DataSplits, kept: np.ndarray) -> None:
+    """Train on positions ``kept`` of the training set only, renumbered 0..n-1: both
+    transforms' datasets, the labels, what is known of the truth, the trusted indices
+    (mapped to their new positions) and the instance features."""
+    total = len(splits.train_labels)
     splits.train = IndexedSubset(splits.train, kept)
     splits.train_eval = IndexedSubset(splits.train_eval, kept)
     splits.train_labels = splits.train_labels[kept]
-    splits.true_labels = splits.true_labels[kept]
+    for name in ("true_labels", "noise_flags"):
+        if getattr(splits, name) is not None:
+            setattr(splits, name, getattr(splits, name)[kept])
+    if splits.trusted is not None:
+        position = np.full(total, -1)
+        position[kept] = np.arange(len(kept))
+        splits.trusted = position[splits.trusted][position[splits.trusted] >= 0]
     if splits.instance_features is not None:
         features = splits.instance_features
         splits.instance_features = lambda: features()[kept]
@@ -235,19 +249,7 @@ def hold_out_fold(splits: DataSplits, fold: int, folds: int, seed: int) -> None:
     kept, held = fold_positions(splits.train_labels, fold, folds, seed)
     splits.heldout = IndexedSubset(splits.train_eval, held)
     splits.heldout_index = held
-    splits.train = IndexedSubset(splits.train, kept)
-    splits.train_eval = IndexedSubset(splits.train_eval, kept)
-    splits.train_labels = splits.train_labels[kept]
-    for name in ("true_labels", "noise_flags"):
-        if getattr(splits, name) is not None:
-            setattr(splits, name, getattr(splits, name)[kept])
-    if splits.trusted is not None:
-        position = np.full(len(kept) + len(held), -1)
-        position[kept] = np.arange(len(kept))
-        splits.trusted = position[splits.trusted][position[splits.trusted] >= 0]
-    if splits.instance_features is not None:
-        features = splits.instance_features
-        splits.instance_features = lambda: features()[kept]
+    keep_training(splits, kept)
 
 
 def simulate_verification(splits: DataSplits, fraction: float, seed: int) -> None:

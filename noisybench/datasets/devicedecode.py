@@ -19,7 +19,6 @@ but is not counted in the run's corrupt-image totals.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -76,9 +75,10 @@ def decode_jpegs(data: list[np.ndarray], device: torch.device) -> list[torch.Ten
     one that fails alone)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    from noisybench.datasets.images import quiet_torchvision_io
+
     tensors = [torch.from_numpy(d) for d in data]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
+    with quiet_torchvision_io():
         try:
             return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
         except RuntimeError:

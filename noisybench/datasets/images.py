@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -82,14 +84,19 @@ def image_header(data: bytes, max_pixels: int) -> tuple[str | None, str, int]:
         return image.format, image.mode, min(image.size)
 
 
-def decode_torchvision(data: bytes) -> torch.Tensor:
-    """torchvision's libjpeg-turbo/libpng decode into a uint8 C×H×W tensor.
-
-    torchvision 0.29 marks its decoders deprecated in favour of TorchCodec, which needs a
-    system FFmpeg; they remain the fastest measured here, so the notice is silenced.
-    """
+@contextmanager
+def quiet_torchvision_io() -> Iterator[None]:
+    """torchvision 0.29 marks its image decoders and encoders deprecated in favour of
+    TorchCodec, which needs a system FFmpeg; they remain the fastest measured here, so the
+    notice is silenced where they are called."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
+        yield
+
+
+def decode_torchvision(data: bytes) -> torch.Tensor:
+    """torchvision's libjpeg-turbo/libpng decode into a uint8 C×H×W tensor."""
+    with quiet_torchvision_io():
         return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
 
 
