@@ -548,6 +548,11 @@ class Trainer:
             self.best_pending = False
             acc.wait_for_everyone()
 
+    def all_parameters(self) -> int:
+        """Parameters of the model and of every further network a method added."""
+        return self.parameters + sum(parameter_count(self.accelerator.unwrap_model(n.model))
+                                     for n in self.run.networks.values())
+
     def network_models(self) -> dict[str, torch.nn.Module]:
         return {name: n.model for name, n in self.run.networks.items()}
 
@@ -744,8 +749,7 @@ class Trainer:
                 "train_images_per_second": trained / train_seconds if train_seconds else None,
                 "peak_memory_bytes": peak,
                 "peak_host_memory_bytes": host_peak,
-                "parameters": self.parameters + sum(parameter_count(self.accelerator.unwrap_model(n.model))
-                                                    for n in run.networks.values()),
+                "parameters": self.all_parameters(),
                 "model_bytes": self.model_bytes,
                 "inference_ms_per_image": 1000.0 * self.test_seconds / max(1, len(self.test_true)),
                 "device_settings": self.device_settings,

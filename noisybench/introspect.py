@@ -65,7 +65,9 @@ def dry_run_summary(trainer: Any) -> str:
     lines = [
         trainer.choices["line"],
         f"data: {trainer.config['dataset']}, {splits.num_classes} classes, {sizes}; noise {splits.noise.type}; {known}",
-        f"model: {trainer.config['model']['name']}, {trainer.parameters:,} parameters, "
+        f"model: {trainer.config['model']['name']}"
+        + (f" × {1 + len(run.networks)} networks" if run.networks else "")
+        + f", {trainer.all_parameters():,} parameters, "
         f"{trainer.choices['input_size']}-pixel inputs, {splits.channels} channel(s)",
         f"loaders: batch {trainer.config['batch_size']}, {options['num_workers']} workers, pinned "
         f"{options['pin_memory']}; device {trainer.accelerator.device}, mixed precision "
