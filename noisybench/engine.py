@@ -12,6 +12,7 @@ Runs unchanged on one CPU, one GPU or several processes under ``accelerate launc
 
 from __future__ import annotations
 
+import gc
 import resource
 import shutil
 import time
@@ -891,6 +892,10 @@ def train(
         # process (a sweep, a notebook, a test) may choose its own mixed precision.
         AcceleratorState._reset_state()
         GradientState._reset_state()
+        # The run's persistent loader workers are held in reference cycles: stop them here.
+        # Left to a later collection, a loader worker forked by the next run inherits them and
+        # tries to stop them itself ("can only test a child process").
+        gc.collect()
 
 
 def interrupted(output: Path) -> str:

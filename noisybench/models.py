@@ -1,7 +1,9 @@
 """Models: any timm model by name, pretrained weights from a local file only.
 
-``small_cnn`` (for 8×8 to 32×32 images) is registered in timm's model registry like any
-timm architecture, so ``model.name`` picks it the same way as ``resnet50``. Every model
+``small_cnn`` (for 8×8 to 32×32 images), and the architectures of the CIFAR papers
+(``resnet18_cifar``, ``resnet34_cifar``: a 3×3 stride-1 stem and no max-pool; ``cnn9``:
+Co-teaching's nine-layer CNN) are registered in timm's model registry like any timm
+architecture, so ``model.name`` picks them the same way as ``resnet50``. Every model
 is wrapped so one forward pass gives both logits and pooled pre-logit features.
 """
 
@@ -53,14 +55,74 @@ class SmallCNN(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-default_cfgs = generate_default_cfgs(
-    {"small_cnn": {"num_classes": 10, "input_size": (3, 32, 32), "classifier": "fc", "first_conv": "features.0"}}
-)
+class CNN9(SmallCNN):
+    """Co-teaching's CNN (Han et al. 2018, Table 3): three 3×3 convs of 128, max-pool, dropout,
+    three of 256, max-pool, dropout, then unpadded 3×3 convs of 512, 256 and 128, each conv
+    with batch norm and leaky ReLU (slope 0.01); global average pooling and one linear layer.
+    Inputs of 28 pixels and more."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0, dropout2d: float = 0.25,
+                 **_: Any):
+        nn.Module.__init__(self)
+
+        def conv(cin: int, cout: int, padding: int = 1) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=padding), nn.BatchNorm2d(cout), nn.LeakyReLU(0.01)]
+
+        def pool() -> list[nn.Module]:
+            return [nn.MaxPool2d(2, 2), nn.Dropout2d(dropout2d)]
+
+        self.features = nn.Sequential(
+            *conv(in_chans, 128), *conv(128, 128), *conv(128, 128), *pool(),
+            *conv(128, 256), *conv(256, 256), *conv(256, 256), *pool(),
+            *conv(256, 512, 0), *conv(512, 256, 0), *conv(256, 128, 0),
+        )
+        self.num_features = 128
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(128, num_classes)
+
+
+def cifar_resnet(variant: str, layers: list[int], pretrained: bool, **kwargs: Any) -> nn.Module:
+    """timm's ResNet with BasicBlocks and the CIFAR stem: a 3×3 stride-1 conv of 64 and no
+    max-pool, so 32-pixel inputs reach the last stage at 4×4 (He et al. 2016 §4.2 as the
+    noisy-label papers' code builds it)."""
+    from timm.models.resnet import BasicBlock, ResNet
+
+    def build(**args: Any) -> ResNet:
+        model = ResNet(block=BasicBlock, layers=layers, **args)
+        model.conv1 = nn.Conv2d(args.get("in_chans", 3), 64, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+        return model
+
+    return build_model_with_cfg(build, variant, pretrained, **kwargs)
+
+
+_SMALL = {"num_classes": 10, "input_size": (3, 32, 32), "classifier": "fc"}
+default_cfgs = generate_default_cfgs({
+    "small_cnn": {**_SMALL, "first_conv": "features.0"},
+    "cnn9": {**_SMALL, "first_conv": "features.0"},
+    "resnet18_cifar": {**_SMALL, "first_conv": "conv1"},
+    "resnet34_cifar": {**_SMALL, "first_conv": "conv1"},
+})
 
 
 @register_model
 def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
     return build_model_with_cfg(SmallCNN, "small_cnn", pretrained, **kwargs)
+
+
+@register_model
+def cnn9(pretrained: bool = False, **kwargs: Any) -> CNN9:
+    return build_model_with_cfg(CNN9, "cnn9", pretrained, **kwargs)
+
+
+@register_model
+def resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    return cifar_resnet("resnet18_cifar", [2, 2, 2, 2], pretrained, **kwargs)
+
+
+@register_model
+def resnet34_cifar(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    return cifar_resnet("resnet34_cifar", [3, 4, 6, 3], pretrained, **kwargs)
 
 
 class InputNormalize(nn.Module):

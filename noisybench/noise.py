@@ -2,6 +2,12 @@
 
 ``symmetric:r``  in each class, round(r·n_c) samples move to a uniformly drawn other class.
 ``asymmetric:r`` in each class, round(r·n_c) samples move to class (c+1) mod K (pair flip).
+``mapped:r``     the "asymmetric" noise of the CIFAR papers (Patrini et al. 2017, as DivideMix
+                 and ELR): in each mapped class, round(r·n_c) samples move to its similar
+                 class. cifar10: truck → automobile, bird → airplane, deer → horse, cat ↔ dog
+                 (the other five classes keep their labels, so r·½ of all labels flip);
+                 cifar100: each class to the next of its block of five consecutive class
+                 indices (c → 5⌊c/5⌋ + (c+1) mod 5, as ELR's code).
 ``human:NAME``   real human noise from CIFAR-N label files (cifar10/cifar100 only): NAME is
                  aggre, worse, random1, random2, random3 (CIFAR-10N) or noisy (CIFAR-100N).
 ``instance:r``   part-dependent noise after Xia et al. 2020: each sample gets a flip rate
@@ -19,7 +25,8 @@ import numpy as np
 
 from noisybench.errors import ConfigError
 
-NOISE_TYPES = ("none", "symmetric", "asymmetric", "instance", "human")
+NOISE_TYPES = ("none", "symmetric", "asymmetric", "mapped", "instance", "human")
+CIFAR10_SIMILAR = {"truck": "automobile", "bird": "airplane", "deer": "horse", "cat": "dog", "dog": "cat"}
 HUMAN_LABEL_SETS = ("aggre", "worse", "random1", "random2", "random3", "noisy")
 
 
@@ -31,7 +38,7 @@ class NoiseSpec:
 
     @property
     def synthetic(self) -> bool:
-        return self.type in ("symmetric", "asymmetric", "instance")
+        return self.type in ("symmetric", "asymmetric", "mapped", "instance")
 
 
 def parse_noise(spec: str | None) -> NoiseSpec:
@@ -42,7 +49,7 @@ def parse_noise(spec: str | None) -> NoiseSpec:
     kind, sep, rate_text = text.partition(":")
     if kind not in NOISE_TYPES[1:]:
         raise ConfigError(
-            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, asymmetric:R, instance:R or human:NAME"
+            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, asymmetric:R, mapped:R, instance:R or human:NAME"
         )
     if kind == "human":
         if rate_text not in HUMAN_LABEL_SETS:
@@ -67,14 +74,28 @@ def _per_class_flips(labels: np.ndarray, rate: float, rng: np.random.Generator) 
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 
+def similar_classes(dataset: str, class_names: list[str]) -> np.ndarray:
+    """For ``mapped`` noise: each class's target class, or -1 where the class keeps its labels."""
+    if dataset == "cifar10":
+        index = {name: i for i, name in enumerate(class_names)}
+        return np.array([index[CIFAR10_SIMILAR[name]] if name in CIFAR10_SIMILAR else -1 for name in class_names])
+    if dataset == "cifar100":
+        c = np.arange(len(class_names))
+        return 5 * (c // 5) + (c + 1) % 5
+    raise ConfigError(f"noise=mapped:R is defined for cifar10 and cifar100 only, not '{dataset}'; "
+                      "asymmetric:R is the pair flip for any dataset")
+
+
 def apply_noise(
     labels: np.ndarray,
     num_classes: int,
     spec: NoiseSpec,
     seed: int,
     features: np.ndarray | None = None,
+    targets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Noisy copy of ``labels`` under ``spec``; every flipped sample changes class."""
+    """Noisy copy of ``labels`` under ``spec``; every flipped sample changes class.
+    ``targets``: the class map of ``mapped`` noise (``similar_classes``)."""
     labels = np.asarray(labels, dtype=np.int64)
     noisy = labels.copy()
     if not spec.synthetic or spec.rate == 0.0:
@@ -89,6 +110,12 @@ def apply_noise(
     elif spec.type == "asymmetric":
         flip = _per_class_flips(labels, spec.rate, rng)
         noisy[flip] = (labels[flip] + 1) % num_classes
+    elif spec.type == "mapped":
+        if targets is None:
+            raise ConfigError("noise=mapped:R needs the dataset's class map")
+        flip = _per_class_flips(labels[targets[labels] >= 0], spec.rate, rng)
+        flip = np.flatnonzero(targets[labels] >= 0)[flip]
+        noisy[flip] = targets[labels[flip]]
     else:
         noisy = _instance_noise(labels, num_classes, spec.rate, rng, features)
     return noisy

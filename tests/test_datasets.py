@@ -219,6 +219,25 @@ def test_cifar_missing_files_and_human_noise_elsewhere(tmp_path):
         splits_of("digits", "noise=human:worse")
 
 
+def test_mapped_noise_moves_the_papers_cifar_classes_and_is_refused_elsewhere(tmp_path):
+    write_cifar(tmp_path / "10", "cifar10", per_batch=100)
+    splits = splits_of("cifar10", f"data.root={tmp_path / '10'}", "noise=mapped:0.4", "data.val_fraction=0")
+    names = splits.class_names
+    true, noisy = splits.true_labels, splits.train_labels
+    moves = {(names[a], names[b]) for a, b in zip(true, noisy) if a != b}
+    assert moves == {("truck", "automobile"), ("bird", "airplane"), ("deer", "horse"), ("cat", "dog"), ("dog", "cat")}
+    for c, name in enumerate(names):  # 50 images per class: 20 of each mapped class move, the rest none
+        assert int(np.sum(noisy[true == c] != c)) == (20 if name in ("truck", "bird", "deer", "cat", "dog") else 0)
+    write_cifar(tmp_path / "100", "cifar100", per_batch=500)
+    splits = splits_of("cifar100", f"data.root={tmp_path / '100'}", "noise=mapped:0.2", "data.val_fraction=0")
+    true, noisy = splits.true_labels, splits.train_labels
+    changed = noisy != true
+    assert np.array_equal(noisy[changed], 5 * (true[changed] // 5) + (true[changed] + 1) % 5)  # 4 → 0, 7 → 8, 99 → 95
+    assert {int(np.sum(changed & (true == c))) for c in range(100)} == {5}  # 25 per class, round(0.2·25)
+    with pytest.raises(ConfigError, match="mapped:R is defined for cifar10 and cifar100 only, not 'digits'"):
+        splits_of("digits", "noise=mapped:0.4")
+
+
 # -- the user's own data ------------------------------------------------------------------
 
 
@@ -349,6 +368,18 @@ def test_paper_configs_resolve():
     assert dividemix["batch_size"] == 32 and dividemix["epochs"] == 81 and dividemix["data"]["epoch_subset"] == 32000
     assert dividemix["dividemix"] == {"warm_up": 1, "p_threshold": 0.5, "temperature": 0.5, "alpha": 0.5,
                                       "lambda_u": 0.0, "confidence_penalty": True}
+    for name, noise, epochs, milestones, elr in (("cifar10_elr", "symmetric:0.4", 150, None, (0.7, 3.0)),
+                                                  ("cifar10_asym_elr", "mapped:0.4", 120, [40, 80], (0.9, 1.0)),
+                                                  ("cifar100_elr", "symmetric:0.4", 150, [80, 120], (0.9, 7.0))):
+        config = make_config("elr", config_file=folder / f"{name}.yaml")
+        assert (config["noise"], config["epochs"], config["lr_schedule"]["milestones"]) == (noise, epochs, milestones)
+        assert config["model"]["name"] == "resnet34_cifar" and config["batch_size"] == 128
+        assert config["optimizer"]["lr"] == 0.02 and config["optimizer"]["weight_decay"] == 1e-3
+        assert (config["elr"]["beta"], config["elr"]["lambda"]) == elr
+    coteaching = make_config("coteaching", config_file=folder / "cifar10_coteaching.yaml")
+    assert coteaching["model"]["name"] == "cnn9" and coteaching["optimizer"]["name"] == "adamw"
+    assert coteaching["noise"] == "asymmetric:0.45" and coteaching["epochs"] == 200
+    assert coteaching["coteaching"] == {"forget_rate": 0.45, "num_gradual": 10}  # auto: the noise rate
 
 
 def write_any(name, root):

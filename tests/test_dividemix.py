@@ -72,7 +72,8 @@ def test_options_and_the_confidence_penalty_under_asymmetric_noise():
                "confidence_penalty": "auto"}
     noisybench_check_options(options=options, config={"noise": "asymmetric:0.4"})
     assert options["confidence_penalty"] is True
-    for noise, dataset, expected in (("symmetric:0.4", "digits", False), ("none", "clothing1m", True)):
+    for noise, dataset, expected in (("symmetric:0.4", "digits", False), ("none", "clothing1m", True),
+                                     ("mapped:0.4", "cifar10", True)):
         chosen = dict(options, confidence_penalty="auto")
         noisybench_check_options(options=chosen, config={"noise": noise, "dataset": dataset})
         assert chosen["confidence_penalty"] is expected

@@ -46,10 +46,13 @@ def test_the_clamp_and_renormalisation_of_confident_predictions():
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
 
 
-def test_auto_takes_the_authors_values_per_dataset():
-    for dataset, expected in (("cifar100", (0.9, 7.0)), ("cifar10", (0.7, 3.0)), ("clothing1m", (0.7, 3.0))):
+def test_auto_takes_the_authors_values_per_dataset_and_noise():
+    for dataset, noise, expected in (("cifar100", "symmetric:0.4", (0.9, 7.0)), ("cifar100", "asymmetric:0.4", (0.9, 7.0)),
+                                     ("cifar10", "symmetric:0.4", (0.7, 3.0)), ("cifar10", "asymmetric:0.4", (0.9, 1.0)),
+                                     ("cifar10", "mapped:0.4", (0.9, 1.0)),
+                                     ("clothing1m", "none", (0.7, 3.0)), ("digits", None, (0.7, 3.0))):
         options = {"beta": "auto", "lambda": "auto"}
-        noisybench_check_options(options=options, config={"dataset": dataset})
+        noisybench_check_options(options=options, config={"dataset": dataset, "noise": noise})
         assert (options["beta"], options["lambda"]) == expected
     kept = {"beta": 0.5, "lambda": 1}
     noisybench_check_options(options=kept, config={"dataset": "cifar100"})

@@ -203,3 +203,13 @@ def test_startup_counts_from_the_end_of_the_previous_run_in_a_process(tmp_path):
     efficiency = second["efficiency"]
     assert 0 < efficiency["startup_seconds"] <= efficiency["first_batch_seconds"] <= end - origin
     assert first["efficiency"]["first_batch_seconds"] >= first["efficiency"]["startup_seconds"] > 0
+
+
+def test_a_finished_run_leaves_no_loader_workers_behind(tmp_path):
+    """Persistent workers stop with their run; left to a later garbage collection, a worker forked
+    by the next run of a sweep would inherit them and fail to stop them."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    run_digits(tmp_path, "epochs=2", "data.num_workers=1", "noise=symmetric:0.4", method="smp")
+    assert set(multiprocessing.active_children()) == before

@@ -25,6 +25,30 @@ def test_any_timm_model_by_name():
     assert logits.shape == (2, 3) and features.shape == (2, 512)
 
 
+def test_cifar_resnets_have_the_papers_stem_and_their_parameter_count():
+    for name, imagenet_name in (("resnet18_cifar", "resnet18"), ("resnet34_cifar", "resnet34")):
+        model = create_model(config(name=name), num_classes=10, in_chans=3)
+        assert model.backbone.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 512, 4, 4)  # 32 → 4, no stem stride
+        assert model(torch.randn(2, 3, 32, 32))[0].shape == (2, 10)
+        # timm's ImageNet ResNet of the same depth with its 7×7 stem (64·3·49) swapped for 3×3 (64·3·9)
+        imagenet = sum(p.numel() for p in timm.create_model(imagenet_name, num_classes=10).parameters())
+        assert sum(p.numel() for p in model.backbone.parameters()) == imagenet - 64 * 3 * 49 + 64 * 3 * 9
+    assert sum(p.numel() for p in timm.create_model("resnet34_cifar", num_classes=10).parameters()) == 21_282_122
+
+
+def test_cnn9_is_coteachings_table_3_network():
+    model = create_model(config(name="cnn9"), num_classes=10, in_chans=3)
+    convs = [m for m in model.backbone.features if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.padding[0]) for c in convs] == [
+        (3, 128, 1), (128, 128, 1), (128, 128, 1), (128, 256, 1), (256, 256, 1), (256, 256, 1),
+        (256, 512, 0), (512, 256, 0), (256, 128, 0)]
+    conv_weights = sum(c.in_channels * c.out_channels * 9 + c.out_channels for c in convs)
+    batch_norms = 2 * sum(c.out_channels for c in convs)
+    assert sum(p.numel() for p in model.backbone.parameters()) == conv_weights + batch_norms + 128 * 10 + 10
+    assert model.backbone.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 128, 2, 2)  # 8 → 6 → 4 → 2
+    assert model(torch.randn(2, 3, 28, 28))[0].shape == (2, 10)
+
+
 def test_pretrained_asked_for_without_a_file_fails_clearly():
     with pytest.raises(ConfigError, match="model.pretrained_file"):
         create_model(config(pretrained=True), 10, 1)

@@ -154,19 +154,27 @@ TABLE_ROWS = {  # numbers in each paper's result tables
 
 def test_reference_is_complete_and_every_row_parses():
     ref = leaderboard.load_reference(REFERENCE)
-    tables = ref["source"].str.extract(r"^(.*?Table \d+|thesis 2024)")[0]
-    assert tables.value_counts().to_dict() == TABLE_ROWS
+    tables = ref["source"].str.extract(r"^(.*?Table \d+|thesis 2024|.*? README|.*? comparison table)")[0]
+    assert tables.value_counts().to_dict() == TABLE_ROWS | {
+        "ELR authors' code README": 20, "Co-teaching authors' code README": 9,  # every number of their tables
+        "DivideMix (Li, Socher & Hoi), ICLR 2020, Clothing1M comparison table": 1,
+        "ELR (Liu et al.), NeurIPS 2020, Clothing1M comparison table": 1}
     assert ref["value"].notna().all() and (ref["value"] >= 0).all()
     for column in ("method", "dataset", "setting", "noise", "backbone", "metric", "source"):
         assert (ref[column] != "").all(), column
     assert set(ref["setting"]) <= {"noisy", "verify", "clean"}
-    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|instance):0\.\d|real|unspecified")
+    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|mapped|instance):0\.\d\d?|real|unspecified")
     assert spelled.all(), ref.loc[~spelled, "noise"].unique()
     # spot checks against the papers
     smp = ref[(ref.method == "smp") & (ref.dataset == "clothing1m") & (ref.variant == "") & (ref.metric == "test_accuracy")]
     assert set(smp.value) == {74.45, 76.44, 81.16}
     lsw = ref[(ref.method == "lsw") & (ref.dataset == "clothing1m")]
     assert sorted(lsw.value) == [74.95, 75.91]
+    elr = ref[(ref.method == "elr") & (ref.variant == "") & (ref.dataset == "cifar10")].set_index("noise")["value"]
+    assert elr.to_dict() == {"symmetric:0.2": 91.16, "symmetric:0.4": 89.15, "symmetric:0.6": 86.12,
+                             "symmetric:0.8": 73.86, "mapped:0.4": 90.12}
+    coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10")].set_index("noise")["value"]
+    assert coteaching.to_dict() == {"asymmetric:0.45": 72.85, "symmetric:0.5": 74.49, "symmetric:0.2": 82.18}
 
 
 # -- sweeps -----------------------------------------------------------------------------------

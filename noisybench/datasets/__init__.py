@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from noisybench.errors import ConfigError, DataError
-from noisybench.noise import NoiseSpec, apply_noise, parse_noise
+from noisybench.noise import NoiseSpec, apply_noise, parse_noise, similar_classes
 
 UNKNOWN = -1
 
@@ -310,7 +310,9 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
         hold_out_clean(splits, data["clean_fraction"], data["split_seed"])
     if spec.synthetic:
         features = splits.instance_features() if spec.type == "instance" and splits.instance_features else None
-        noisy = apply_noise(splits.true_labels, splits.num_classes, spec, seed=config["seed"], features=features)
+        targets = similar_classes(name, splits.class_names) if spec.type == "mapped" else None
+        noisy = apply_noise(splits.true_labels, splits.num_classes, spec, seed=config["seed"], features=features,
+                            targets=targets)
         splits.train = RelabelledDataset(splits.train, noisy)
         splits.train_eval = RelabelledDataset(splits.train_eval, noisy)
         splits.train_labels = noisy

@@ -36,7 +36,7 @@ OPTION_HELP = {
     "temperature": "T, the sharpening temperature (paper 0.5)",
     "alpha": "MixUp's Beta(alpha, alpha) (paper 4; 0.5 for Clothing1M)",
     "lambda_u": "the unlabelled loss's weight (paper: 0 to 150 by noise; 0 for Clothing1M)",
-    "confidence_penalty": "warm-up's negative-entropy penalty (auto: asymmetric noise or clothing1m, as the authors)",
+    "confidence_penalty": "warm-up's negative-entropy penalty (auto: asymmetric or mapped noise, or clothing1m, as the authors)",
 }
 
 
@@ -51,7 +51,7 @@ def noisybench_check_options(options: dict, config: dict) -> None:
     from noisybench.noise import parse_noise
 
     if options["confidence_penalty"] == "auto":  # as the authors: asymmetric noise, and their Clothing1M script
-        options["confidence_penalty"] = (parse_noise(config["noise"]).type == "asymmetric"
+        options["confidence_penalty"] = (parse_noise(config["noise"]).type in ("asymmetric", "mapped")
                                          or config.get("dataset") == "clothing1m")
     checks = {"warm_up": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
               "p_threshold": lambda v: isinstance(v, (int, float)) and 0 < v < 1,
