@@ -6,7 +6,10 @@ same data and config in one process, all of them once per round, ``rounds`` roun
 epochs from the method's start epoch on (smp corrects labels, sinet rebuilds its weights);
 ce over the same epochs. Printed: min and median over the rounds and their ratios to ce
 (targets: train_pass ≤ 1.05, eval_pass ≤ 1.25).
-Run: python benchmarks/method_overhead.py [rounds=N] [key=value ...]   (default: digits, 8 epochs, 5 rounds)
+Run: python benchmarks/method_overhead.py [rounds=N] [dataset=NAME] [methods=ce,smp] [key=value ...]
+(default: digits, 8 epochs, 5 rounds, every contender; ``methods`` keeps the contenders of
+those methods, ce always; e.g. the Fashion-MNIST subset of ``fashion_mnist.py``:
+``dataset=csv data.root=fm/manifest.csv methods=smp``)
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ CONTENDERS = {
 }
 
 
-def working_epoch_seconds(method: str, overrides: list[str]) -> tuple[float, dict]:
+def working_epoch_seconds(method: str, dataset: str, overrides: list[str]) -> tuple[float, dict]:
     start = [f"{method}.start_epoch={START}"] if method != "ce" else []
-    config = make_config(method, "digits", overrides=["progress=false", "epochs=8", "noise=symmetric:0.4",
+    config = make_config(method, dataset, overrides=["progress=false", "epochs=8", "noise=symmetric:0.4",
                                                       *start, *overrides])
     if method == "smp":
         config["smp"]["max_changed"] = None  # time every correction, kept or refused alike
@@ -42,19 +45,22 @@ def working_epoch_seconds(method: str, overrides: list[str]) -> tuple[float, dic
 
 
 def main(args: list[str]) -> None:
-    rounds = int(next((a.split("=", 1)[1] for a in args if a.startswith("rounds=")), 5))
-    overrides = [a for a in args if not a.startswith("rounds=")]
-    times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    own = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in ("rounds", "dataset", "methods"))
+    rounds, dataset = int(own.get("rounds", 5)), own.get("dataset", "digits")
+    methods = {"ce", *own.get("methods", ",".join(m for m, _ in CONTENDERS.values())).split(",")}
+    contenders = {name: entry for name, entry in CONTENDERS.items() if entry[0] in methods}
+    overrides = [a for a in args if a.split("=", 1)[0] not in own]
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     phases: dict[str, dict] = {}
     for _ in range(rounds):
-        for name, (method, extra) in CONTENDERS.items():
-            seconds, record = working_epoch_seconds(method, [*extra, *overrides])
+        for name, (method, extra) in contenders.items():
+            seconds, record = working_epoch_seconds(method, dataset, [*extra, *overrides])
             times[name].append(seconds)
             phases[name] = {k: round(v, 2) for k, v in record["efficiency"]["phase_seconds"].items()}
     print(f"# {hardware()}")
-    print(f"# digits 40% symmetric, {record['num_train']} train images, model {record['model']}, 8 epochs, "
+    print(f"# {dataset} 40% symmetric, {record['num_train']} train images, model {record['model']}, 8 epochs, "
           f"start epoch {START}; {rounds} interleaved rounds; mean epoch seconds from epoch {START} on")
-    for name in CONTENDERS:
+    for name in contenders:
         print(ratio_line(name, times[name], times["ce"]) + f"  phases (last round) {phases[name]}")
 
 

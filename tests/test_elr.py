@@ -48,7 +48,7 @@ def test_the_clamp_and_renormalisation_of_confident_predictions():
 
 def test_auto_takes_the_authors_values_per_dataset_and_noise():
     for dataset, noise, expected in (("cifar100", "symmetric:0.4", (0.9, 7.0)), ("cifar100", "asymmetric:0.4", (0.9, 7.0)),
-                                     ("cifar10", "symmetric:0.4", (0.7, 3.0)), ("cifar10", "asymmetric:0.4", (0.9, 1.0)),
+                                     ("cifar10", "symmetric:0.4", (0.7, 3.0)), ("cifar10", "asymmetric:0.4", (0.7, 3.0)),
                                      ("cifar10", "mapped:0.4", (0.9, 1.0)),
                                      ("clothing1m", "none", (0.7, 3.0)), ("digits", None, (0.7, 3.0))):
         options = {"beta": "auto", "lambda": "auto"}
