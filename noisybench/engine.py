@@ -13,6 +13,7 @@ Runs unchanged on one CPU, one GPU or several processes under ``accelerate launc
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import resource
 import shutil
 import time
@@ -895,7 +896,8 @@ def train(
         # The run's persistent loader workers are held in reference cycles: stop them here.
         # Left to a later collection, a loader worker forked by the next run inherits them and
         # tries to stop them itself ("can only test a child process").
-        gc.collect()
+        if multiprocessing.active_children():
+            gc.collect()
 
 
 def interrupted(output: Path) -> str:

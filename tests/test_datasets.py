@@ -482,6 +482,26 @@ def test_memory_images_normalise_like_torchvision():
     assert torch.equal(normalize(data[1][0][None])[0], reference(images[1]))
 
 
+def test_noisy_in_memory_training_data_is_augmented_a_batch_at_a_time():
+    """Synthetic noise relabels the training set; the relabelled set still hands whole
+    batches to the in-memory images, so each batch is cropped and flipped in one call."""
+    from torch.utils.data import DataLoader
+
+    splits = splits_of("digits", "noise=symmetric:0.4")
+    base = splits.train.base
+    calls = []
+    augment = base.augment
+    base.augment = lambda images: calls.append(len(images)) or augment(images)
+    seen = []
+    for images, labels, indices in DataLoader(splits.train, batch_size=100, shuffle=False):
+        assert images.shape[1:] == (1, 8, 8)
+        assert torch.equal(labels, torch.as_tensor(splits.train_labels)[indices])  # the noisy labels
+        seen.extend(indices.tolist())
+    assert calls == [100] * 10 + [len(splits.train_labels) - 1000]
+    assert seen == list(range(len(splits.train_labels)))
+    assert (splits.train_labels != splits.true_labels).any()
+
+
 def test_uint8_pipeline_and_device_normalisation_equal_the_float_pipeline(tmp_path):
     """The photo pipeline now ends in uint8 and the model normalises: the same crops and flips
     under the same seed, and the same float tensors as the former host-side pipeline."""

@@ -131,6 +131,12 @@ class RelabelledDataset(Dataset):
         image, _, _ = self.base[i]
         return image, self.labels[i], i
 
+    def __getitems__(self, indices):
+        """A whole batch from the base at once where it can (in-memory images transform batches)."""
+        if not hasattr(self.base, "__getitems__"):
+            return [self[i] for i in indices]
+        return [(image, self.labels[i], i) for (image, _, _), i in zip(self.base.__getitems__(indices), indices)]
+
 
 class IndexedSubset(Dataset):
     """Items ``indices`` of ``base``, renumbered 0..n-1 so per-sample state stays dense."""
