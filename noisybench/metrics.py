@@ -91,11 +91,18 @@ def detection(
 
 def noise_auc(flags: np.ndarray | None, score: np.ndarray | None) -> float | None:
     """``detection``'s AUC alone, over the samples whose label is known right or wrong: the
-    per-epoch figure, without the flagged-sample metrics only the record needs."""
+    per-epoch figure. Taken as the Mann–Whitney U of the wrong labels' scores over the right
+    ones' divided by their count product (ties count ½), which is the ROC AUC; SciPy's U
+    skips the input checks that make ``roc_auc_score`` cost milliseconds every epoch."""
     if flags is None or score is None or not (flags >= 0).any():
         return None
-    known = flags >= 0
-    return detection(flags[known] == 1, None, np.asarray(score, dtype=float)[known])["auc"]
+    from scipy.stats import mannwhitneyu
+
+    score = np.asarray(score, dtype=np.float64)
+    wrong, right = score[flags == 1], score[flags == 0]
+    if len(wrong) == 0 or len(right) == 0:
+        return None
+    return float(mannwhitneyu(wrong, right, method="asymptotic").statistic / (len(wrong) * len(right)))
 
 
 def sample_metrics(

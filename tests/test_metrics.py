@@ -113,5 +113,10 @@ def test_the_per_epoch_auc_is_the_records_auc():
     score = rng.normal(size=200) + (flags == 1)
     noisy = rng.integers(0, 5, size=200)
     full = sample_metrics(noisy, None, flags, {"noise_score": score, "flagged": score > 1})
-    assert noise_auc(flags, score) == full["detection"]["auc"] is not None
+    assert noise_auc(flags, score) == pytest.approx(full["detection"]["auc"], abs=1e-12)
+    tied = np.round(score)  # ties between a right and a wrong label count one half
+    with_ties = sample_metrics(noisy, None, flags, {"noise_score": tied, "flagged": tied > 1})
+    assert noise_auc(flags, tied) == pytest.approx(with_ties["detection"]["auc"], abs=1e-12)
+    assert noise_auc(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.1, 0.0])) == 0.875  # pairs (0.9, 0.1) (0.9, 0) (0.1, 0.1) (0.1, 0): (1 + 1 + ½ + 1) / 4
     assert noise_auc(flags, None) is None and noise_auc(np.full(200, -1), score) is None
+    assert noise_auc(np.zeros(5, dtype=int), np.arange(5.0)) is None  # no wrong label: no AUC
