@@ -555,6 +555,15 @@ class Trainer:
         return self.parameters + sum(parameter_count(self.accelerator.unwrap_model(n.model))
                                      for n in self.run.networks.values())
 
+    def release_loaders(self) -> None:
+        """Stop the worker processes of every loader of this run now, in this process: left to
+        interpreter exit, persistent workers are torn down after torch's own state and a
+        process of a multi-process run can abort there."""
+        self.run._loaders.clear()
+        self.train_loader = self.val_loader = self.test_loader = self.clean_loader = None
+        if multiprocessing.active_children():
+            gc.collect()
+
     def network_models(self) -> dict[str, torch.nn.Module]:
         return {name: n.model for name, n in self.run.networks.items()}
 
@@ -658,6 +667,7 @@ class Trainer:
         result = self.record()
         if self.config["report"]["trackers"]:
             acc.log(final_values(result), step=progress.epochs_done)
+        self.release_loaders()
         acc.wait_for_everyone()
         acc.end_training()
         return result
@@ -893,9 +903,10 @@ def train(
         # process (a sweep, a notebook, a test) may choose its own mixed precision.
         AcceleratorState._reset_state()
         GradientState._reset_state()
-        # The run's persistent loader workers are held in reference cycles: stop them here.
-        # Left to a later collection, a loader worker forked by the next run inherits them and
-        # tries to stop them itself ("can only test a child process").
+        # A failed run's persistent loader workers are held in reference cycles: stop them
+        # here (a finished run has released them). Left to a later collection, a loader worker
+        # forked by the next run inherits them and tries to stop them ("can only test a child
+        # process").
         if multiprocessing.active_children():
             gc.collect()
 

@@ -47,6 +47,7 @@ def trained_run(run_dir: str | Path) -> Iterator[Any]:
         trainer.pm.hook.noisybench_setup(run=trainer.run)  # a method's further networks exist after it
         load_models(checkpoint, trainer.accelerator, trainer.run.model, trainer.network_models())
         yield trainer
+        trainer.release_loaders()
         trainer.accelerator.wait_for_everyone()
         trainer.accelerator.end_training()
     finally:
