@@ -1,10 +1,13 @@
 """Models: any timm model by name, pretrained weights from a local file only.
 
-``small_cnn`` (for 8×8 to 32×32 images), and the architectures of the CIFAR papers
-(``resnet18_cifar``, ``resnet34_cifar``: a 3×3 stride-1 stem and no max-pool; ``cnn9``:
-Co-teaching's nine-layer CNN) are registered in timm's model registry like any timm
-architecture, so ``model.name`` picks them the same way as ``resnet50``. Every model
-is wrapped so one forward pass gives both logits and pooled pre-logit features.
+noisybench's own architectures, ``small_cnn`` (for 8×8 to 32×32 images) and those of the
+CIFAR papers (``resnet18_cifar``, ``resnet34_cifar``: a 3×3 stride-1 stem and no max-pool;
+``cnn9``: Co-teaching's nine-layer CNN), are registered in timm's model registry
+(``register_in_timm``, done before noisybench builds any model through timm), so
+``model.name`` picks them the same way as ``resnet50``. ``small_cnn`` and ``cnn9`` are
+plain torch and built without importing timm: timm pulls in torchvision and
+``torch._dynamo``, about a second of a quick run's start. Every model is wrapped so one
+forward pass gives both logits and pooled pre-logit features.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from noisybench.errors import ConfigError
@@ -85,6 +86,7 @@ def cifar_resnet(variant: str, layers: list[int], pretrained: bool, **kwargs: An
     """timm's ResNet with BasicBlocks and the CIFAR stem: a 3×3 stride-1 conv of 64 and no
     max-pool, so 32-pixel inputs reach the last stage at 4×4 (He et al. 2016 §4.2 as the
     noisy-label papers' code builds it)."""
+    from timm.models import build_model_with_cfg
     from timm.models.resnet import BasicBlock, ResNet
 
     def build(**args: Any) -> ResNet:
@@ -97,32 +99,52 @@ def cifar_resnet(variant: str, layers: list[int], pretrained: bool, **kwargs: An
 
 
 _SMALL = {"num_classes": 10, "input_size": (3, 32, 32), "classifier": "fc"}
-default_cfgs = generate_default_cfgs({
+default_cfgs = {  # timm reads a registering module's default_cfgs (plain dicts: its old style)
     "small_cnn": {**_SMALL, "first_conv": "features.0"},
     "cnn9": {**_SMALL, "first_conv": "features.0"},
     "resnet18_cifar": {**_SMALL, "first_conv": "conv1"},
     "resnet34_cifar": {**_SMALL, "first_conv": "conv1"},
-})
+}
+PLAIN = {"small_cnn": SmallCNN, "cnn9": CNN9}  # built without timm
 
 
-@register_model
 def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
+    from timm.models import build_model_with_cfg
+
     return build_model_with_cfg(SmallCNN, "small_cnn", pretrained, **kwargs)
 
 
-@register_model
 def cnn9(pretrained: bool = False, **kwargs: Any) -> CNN9:
+    from timm.models import build_model_with_cfg
+
     return build_model_with_cfg(CNN9, "cnn9", pretrained, **kwargs)
 
 
-@register_model
 def resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     return cifar_resnet("resnet18_cifar", [2, 2, 2, 2], pretrained, **kwargs)
 
 
-@register_model
 def resnet34_cifar(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     return cifar_resnet("resnet34_cifar", [3, 4, 6, 3], pretrained, **kwargs)
+
+
+def register_in_timm() -> None:
+    """Put noisybench's architectures in timm's model registry (once), so
+    ``timm.create_model("small_cnn")`` works like any timm name."""
+    import timm
+    from timm.models import register_model
+
+    if not timm.is_model("small_cnn"):
+        for entry in (small_cnn, cnn9, resnet18_cifar, resnet34_cifar):
+            register_model(entry)
+
+
+def build_plain(name: str, num_classes: int, in_chans: int, drop_rate: float) -> nn.Module:
+    """``small_cnn`` or ``cnn9`` as timm would build it (the same module, the same initial
+    weights under the same seed), with its ``pretrained_cfg``, without importing timm."""
+    model = PLAIN[name](num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+    model.pretrained_cfg = {**default_cfgs[name], "architecture": name}
+    return model
 
 
 class InputNormalize(nn.Module):
@@ -185,17 +207,25 @@ def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int,
                  normalization: tuple | None = None, channels_last: bool = False) -> Classifier:
     """Build ``model.name`` for ``num_classes``; weights come from ``model.pretrained_file`` if set."""
     name = model_config["name"]
-    if not timm.is_model(name):
-        hint = difflib.get_close_matches(name, timm.list_models(), n=3)
-        suggestion = f"; close names: {', '.join(hint)}" if hint else ""
-        raise ConfigError(f"model.name='{name}' is not a timm model{suggestion}")
+    if name not in PLAIN:
+        import timm
+
+        register_in_timm()
+        if not timm.is_model(name):
+            hint = difflib.get_close_matches(name, timm.list_models(), n=3)
+            suggestion = f"; close names: {', '.join(hint)}" if hint else ""
+            raise ConfigError(f"model.name='{name}' is not a timm model{suggestion}")
     weights = model_config["pretrained_file"]
     pretrained = bool(model_config["pretrained"] or weights)
     if pretrained and not weights:
         raise ConfigError(
             "model.pretrained=true needs model.pretrained_file=PATH: weights are read from a local file, never downloaded"
         )
-    backbone = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, drop_rate=model_config["drop_rate"])
+    if name in PLAIN:
+        backbone = build_plain(name, num_classes, in_chans, model_config["drop_rate"])
+    else:
+        backbone = timm.create_model(name, num_classes=num_classes, in_chans=in_chans,
+                                     drop_rate=model_config["drop_rate"])
     model = Classifier(backbone, normalization, channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

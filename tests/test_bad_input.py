@@ -18,6 +18,7 @@ from conftest import Payload, run_digits
 from fixtures import write_cifar, write_clothing1m, write_jpeg, write_lines
 from noisybench.cli import main
 from noisybench.lock import LOCK_FILE
+from noisybench.models import SmallCNN
 
 RUN = ["run", "--method", "ce", "--dataset", "digits", "progress=false", "epochs=1"]
 
@@ -148,7 +149,7 @@ CASES = {
     "weights of another model": (lambda t: weights_file(t, {"conv.weight": torch.zeros(3, 3)}),
                                  r"w.pth does not fit SmallCNN: .*missing"),
     "weights of another width": (lambda t: weights_file(
-        t, __import__("timm").create_model("small_cnn", width=8, in_chans=1).state_dict()), r"of another shape"),
+        t, SmallCNN(width=8, in_chans=1).state_dict()), r"of another shape"),
     "weights holding code": (lambda t: weights_file(t, {"w": Payload(t / "pwned")}), r"cannot read .*w.pth"),
     # -- run folders -----------------------------------------------------------------------------
     "resume nothing": (lambda t: ["run", "--output", str(t / "nowhere"), "--resume"], r"nowhere holds no run"),

@@ -12,11 +12,32 @@ def config(**changes):
 
 
 def test_small_cnn_is_a_timm_model_returning_logits_and_pooled_features():
-    assert timm.is_model("small_cnn")
+    from noisybench.models import register_in_timm
+
+    register_in_timm()
+    assert all(timm.is_model(name) for name in ("small_cnn", "cnn9", "resnet18_cifar", "resnet34_cifar"))
     model = create_model(config(), num_classes=7, in_chans=1)
     logits, features = model(torch.randn(4, 1, 8, 8))
     assert logits.shape == (4, 7) and features.shape == (4, model.num_features)
     assert torch.allclose(model.backbone.get_classifier()(features), logits)
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "cnn9"])
+def test_plain_builds_equal_timms(name):
+    """small_cnn and cnn9 are built without timm: the same modules and, under one seed, the same
+    initial weights and pretrained_cfg as timm.create_model gives."""
+    from noisybench.models import build_plain, register_in_timm
+
+    register_in_timm()
+    torch.manual_seed(3)
+    by_timm = timm.create_model(name, num_classes=7, in_chans=1, drop_rate=0.1)
+    torch.manual_seed(3)
+    plain = build_plain(name, 7, 1, 0.1)
+    assert type(plain) is type(by_timm) and repr(plain) == repr(by_timm)
+    a, b = by_timm.state_dict(), plain.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("first_conv", "classifier", "num_classes"):
+        assert plain.pretrained_cfg[key] == by_timm.pretrained_cfg[key]
 
 
 def test_any_timm_model_by_name():

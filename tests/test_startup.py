@@ -44,3 +44,16 @@ def test_a_class_entry_point_gives_the_class_docstring(tmp_path, monkeypatch):
     assert source_docstring(EntryPoint("m", "someplugin:Method", "noisybench")) == "The method itself."
     assert source_docstring(EntryPoint("m", "someplugin", "noisybench")) == "The module."
     assert "someplugin" not in sys.modules
+
+
+def test_the_quick_start_run_imports_neither_timm_nor_torchvision(tmp_path):
+    """small_cnn on in-memory digits is plain torch: timm (and torchvision with it) is about a
+    second of imports the README's first run does not need."""
+    args = ["run", "--method", "ce", "--dataset", "digits", "noise=symmetric:0.4", "epochs=1", "progress=false",
+            "--output", str(tmp_path / "run")]
+    code = (f"import sys\nfrom noisybench.cli import main\nassert main({args!r}) in (0, None)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'timm', 'torchvision'}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "run" / "metrics.json").is_file()

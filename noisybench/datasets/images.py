@@ -29,8 +29,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,12 +39,16 @@ def paper_transforms(train: bool, size: int = 224, resize: int = 256):
     """The SMP paper's pipeline: short edge to 256, random 224 crop and flip (train) or centre
     crop (eval). Ends in uint8: the model normalises on its device (models.InputNormalize),
     so workers send a quarter of the bytes."""
+    from torchvision.transforms import v2
+
     crop = [v2.RandomCrop(size), v2.RandomHorizontalFlip()] if train else [v2.CenterCrop(size)]
     return v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True), *crop])
 
 
 def small_transforms(train: bool, size: int, flip: bool = True):
     """For 32-pixel images: pad-4 random crop and flip (train); plain uint8 tensors (eval)."""
+    from torchvision.transforms import v2
+
     augment = [v2.RandomCrop(size, padding=size // 8)] + ([v2.RandomHorizontalFlip()] if flip else [])
     return v2.Compose([v2.ToImage(), *(augment if train else [])])
 
@@ -97,6 +99,8 @@ def quiet_torchvision_io() -> Iterator[None]:
 def decode_torchvision(data: bytes) -> torch.Tensor:
     """torchvision's libjpeg-turbo/libpng decode into a uint8 C×H×W tensor."""
     with quiet_torchvision_io():
+        from torchvision.io import ImageReadMode, decode_image
+
         return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
 
 
@@ -215,10 +219,13 @@ def find_missing(paths: Sequence[str], limit: int = 5, sample: int = 512) -> tup
 
 def normalization(config: dict, default: tuple = (IMAGENET_MEAN, IMAGENET_STD)) -> tuple:
     """(mean, std): what the model's weights expect when weights are loaded, else ``default``."""
-    import timm
-
     model = config["model"]
     if model["pretrained"] or model["pretrained_file"]:
+        import timm
+
+        from noisybench.models import register_in_timm
+
+        register_in_timm()
         cfg = timm.models.get_pretrained_cfg(model["name"])
         if cfg is not None:
             return tuple(cfg.mean), tuple(cfg.std)
@@ -257,6 +264,8 @@ def photo_transform(size: int, train: bool):
     resize = pipeline_short_edge(size)
     if size >= 96:
         return paper_transforms(train, size=size, resize=resize)
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.Resize((size, size), antialias=True), small_transforms(train, size)])
 
 

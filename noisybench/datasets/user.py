@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension, make_dataset
 
 from noisybench.datasets import UNKNOWN, DataSplits, register_dataset, stratified_split
 from noisybench.datasets.files import check_images
@@ -147,6 +146,8 @@ def class_folders(folder: Path) -> list[str]:
 
 def visible_image(folder: Path, path: str) -> bool:
     """An image file with no hidden folder or file name on its path below ``folder``."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+
     hidden = any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
     return has_file_allowed_extension(path, IMG_EXTENSIONS) and not hidden
 
@@ -163,6 +164,8 @@ def build_imagefolder(config: dict[str, Any]) -> DataSplits:
     names = sorted(set().union(*(class_folders(f) for f in folders.values())))
     if not names:
         raise DataError(f"imagefolder: no class folders in {root}")
+    from torchvision.datasets.folder import make_dataset
+
     lookup = {name: i for i, name in enumerate(names)}
     paths, labels, split = [], [], []
     for s, folder in folders.items():
