@@ -163,10 +163,14 @@ def test_device_decoding_equals_the_host_pipeline(tmp_path, monkeypatch):
     (train_batch, *_), = torch.utils.data.DataLoader(device_train, batch_size=5, **options)
     first = normalize(train_batch)
     assert first.shape == (5, 3, 224, 224) and torch.equal(normalize(train_batch), first)
-    from torchvision.io import decode_image
     from torchvision.transforms.v2 import functional
 
-    resized = functional.resize(decode_image(paths[0]), 256, antialias=True)  # 256 x 295, as the pipeline resizes
+    from noisybench.datasets.images import quiet_torchvision_io
+
+    with quiet_torchvision_io():
+        from torchvision.io import decode_image
+
+        resized = functional.resize(decode_image(paths[0]), 256, antialias=True)  # 256 x 295, as the pipeline resizes
     windows = resized.unfold(1, 224, 1).unfold(2, 224, 1)  # every 224 crop of it
     assert train_batch[0].crop is not None and device_eval[0][0].crop is None
     decoded = normalize.decode(train_batch)[0]

@@ -73,12 +73,12 @@ def collate(items: list) -> Any:
 def decode_jpegs(data: list[np.ndarray], device: torch.device) -> list[torch.Tensor | None]:
     """Batched decode into RGB on ``device``; if the batch fails, image by image (None for
     one that fails alone)."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     from noisybench.datasets.images import quiet_torchvision_io
 
     tensors = [torch.from_numpy(d) for d in data]
     with quiet_torchvision_io():
+        from torchvision.io import ImageReadMode, decode_jpeg
+
         try:
             return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
         except RuntimeError:
