@@ -208,6 +208,20 @@ def step_scheduler(scheduler: Any, epochs_done: int) -> None:
         scheduler.step(epochs_done)
 
 
+def label_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each sample's softmax probability of its label (noise_score = 1 − it)."""
+    return torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+
+
+def stop_unreferenced_workers() -> None:
+    """Stop the worker processes of loaders nothing refers to any more. Persistent loader
+    iterators sit in reference cycles, so only a collection stops them; left to a later one,
+    a loader worker forked meanwhile inherits them and tries to stop them itself ("can only
+    test a child process"), or interpreter exit tears them down after torch's own state."""
+    if multiprocessing.active_children():
+        gc.collect()
+
+
 def sample_outputs(run: Run) -> dict[str, np.ndarray]:
     """The method's per-sample columns as numpy arrays of length ``run.num_train``."""
     columns: dict[str, np.ndarray] = {}
@@ -354,7 +368,7 @@ class Trainer:
                 logits = self.run.eval_logits(images, model(images)[0])
                 wanted = [logits.argmax(dim=1), labels]
                 if split is not None:  # p(label), for eval_samples.csv: the last evaluation only
-                    wanted.append(torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1))
+                    wanted.append(label_probability(logits, labels))
                 pred, true, *chance = acc.gather_for_metrics(tuple(wanted))
                 preds.append(pred)
                 trues.append(true)
@@ -561,8 +575,7 @@ class Trainer:
         process of a multi-process run can abort there."""
         self.run._loaders.clear()
         self.train_loader = self.val_loader = self.test_loader = self.clean_loader = None
-        if multiprocessing.active_children():
-            gc.collect()
+        stop_unreferenced_workers()
 
     def network_models(self) -> dict[str, torch.nn.Module]:
         return {name: n.model for name, n in self.run.networks.items()}
@@ -794,7 +807,7 @@ class Trainer:
             return None
         logits, _ = self.run.predict(dataset=splits.heldout)
         labels = torch.as_tensor(labels_of(splits.heldout), device=logits.device)
-        chance = torch.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1).cpu().numpy()
+        chance = label_probability(logits, labels).cpu().numpy()
         return pd.DataFrame({"index": splits.heldout_index, "noisy_label": labels.cpu().numpy(), "p_label": chance,
                              "noise_score": 1.0 - chance})
 
@@ -903,12 +916,7 @@ def train(
         # process (a sweep, a notebook, a test) may choose its own mixed precision.
         AcceleratorState._reset_state()
         GradientState._reset_state()
-        # A failed run's persistent loader workers are held in reference cycles: stop them
-        # here (a finished run has released them). Left to a later collection, a loader worker
-        # forked by the next run inherits them and tries to stop them ("can only test a child
-        # process").
-        if multiprocessing.active_children():
-            gc.collect()
+        stop_unreferenced_workers()  # a failed run's (a finished run has released its loaders)
 
 
 def interrupted(output: Path) -> str:

@@ -113,8 +113,8 @@ def apply_noise(
     elif spec.type == "mapped":
         if targets is None:
             raise ConfigError("noise=mapped:R needs the dataset's class map")
-        flip = _per_class_flips(labels[targets[labels] >= 0], spec.rate, rng)
-        flip = np.flatnonzero(targets[labels] >= 0)[flip]
+        movable = np.flatnonzero(targets[labels] >= 0)  # samples of the mapped classes
+        flip = movable[_per_class_flips(labels[movable], spec.rate, rng)]
         noisy[flip] = targets[labels[flip]]
     else:
         noisy = _instance_noise(labels, num_classes, spec.rate, rng, features)

@@ -294,15 +294,13 @@ class Run:
         Drawn in this process: cheap for in-memory data, a decode per image for files."""
         from torch.utils.data import default_collate
 
+        from noisybench.datasets import fetch_items
+
         positions = [int(i) for i in torch.as_tensor(indices).cpu()]
         collate = self.loader_options.get("collate_fn", default_collate)
         out = []
         for _ in range(count):
-            if hasattr(self.train_set, "__getitems__"):
-                items = self.train_set.__getitems__(positions)
-            else:
-                items = [self.train_set[i] for i in positions]
-            out.append(send_to_device(collate(items)[0], self.device))
+            out.append(send_to_device(collate(fetch_items(self.train_set, positions))[0], self.device))
         return out
 
     def eval_logits(self, images: Any, logits: torch.Tensor) -> torch.Tensor:

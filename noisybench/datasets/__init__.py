@@ -117,6 +117,14 @@ def labels_of(dataset: Dataset) -> np.ndarray:
     return np.asarray(dataset.labels)
 
 
+def fetch_items(dataset: Dataset, positions: list[int]) -> list:
+    """Items ``positions`` of ``dataset``: a whole batch at once where it can (in-memory images
+    transform batches, ``__getitems__``), else item by item."""
+    if hasattr(dataset, "__getitems__"):
+        return dataset.__getitems__(positions)
+    return [dataset[i] for i in positions]
+
+
 class RelabelledDataset(Dataset):
     """A dataset whose items carry the given labels instead of their own."""
 
@@ -132,10 +140,7 @@ class RelabelledDataset(Dataset):
         return image, self.labels[i], i
 
     def __getitems__(self, indices):
-        """A whole batch from the base at once where it can (in-memory images transform batches)."""
-        if not hasattr(self.base, "__getitems__"):
-            return [self[i] for i in indices]
-        return [(image, self.labels[i], i) for (image, _, _), i in zip(self.base.__getitems__(indices), indices)]
+        return [(image, self.labels[i], i) for (image, _, _), i in zip(fetch_items(self.base, indices), indices)]
 
 
 class IndexedSubset(Dataset):
@@ -154,10 +159,7 @@ class IndexedSubset(Dataset):
         return image, label, i
 
     def __getitems__(self, indices):
-        """A whole batch from the base at once where it can (in-memory images transform batches)."""
-        if not hasattr(self.base, "__getitems__"):
-            return [self[i] for i in indices]
-        items = self.base.__getitems__([int(self.indices[i]) for i in indices])
+        items = fetch_items(self.base, [int(self.indices[i]) for i in indices])
         return [(image, label, i) for (image, label, _), i in zip(items, indices)]
 
 
