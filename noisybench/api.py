@@ -9,7 +9,7 @@ from noisybench import config as cfg
 from noisybench import records
 from noisybench.datasets import get_dataset
 from noisybench.engine import train
-from noisybench.errors import ConfigError
+from noisybench.errors import ConfigError, RunInterrupted
 from noisybench.plugins import config_defaults, installed_methods, make_plugin_manager
 
 
@@ -78,9 +78,31 @@ def run(
     resume: bool = False,
     plugins: Iterable[Any] = (),
 ) -> dict[str, Any]:
-    """Train one method on one dataset; returns the record written to ``output/metrics.json``."""
+    """Train one method on one dataset; returns the record written to ``output/metrics.json``.
+    A stop (Ctrl-C, SIGTERM) that comes once the record is written no longer interrupts: the
+    run is done, and its record is returned."""
+    import time
+
     config = make_config(method, dataset, config_file, overrides, output if resume else None, plugins)
-    return train(config, output or default_output(config), resume=resume, plugins=plugins)
+    output = Path(output or default_output(config))
+    started = time.time_ns()
+    try:
+        return train(config, output, resume=resume, plugins=plugins)
+    except RunInterrupted:
+        record = written_since(output / records.METRICS_FILE, started)
+        if record is None:
+            raise
+        return record
+
+
+def written_since(path: Path, since_ns: int) -> dict[str, Any] | None:
+    """The record at ``path`` if it was written at or after ``since_ns`` (time.time_ns)."""
+    try:
+        if path.stat().st_mtime_ns < since_ns:
+            return None
+    except OSError:
+        return None
+    return records.read_record(path)
 
 
 def describe_config(method: str | None, dataset: str | None, config_file: str | Path | None = None,

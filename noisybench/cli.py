@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--output", help="write to this file instead of printing")
     board.add_argument("--reference", help="paper numbers to join (default benchmarks/reference.csv)")
     board.add_argument("--plots", help="also draw accuracy_vs_time.png and label_curves.png into this folder")
+    board.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", default="test", choices=["test", "val", "train"])
     evaluate.add_argument("--features", help="also write the split's pooled features to this .npy file")
+    evaluate.add_argument("--force", action="store_true", help="allow --features to replace a run's own record")
 
     export = commands.add_parser("export", help="a run's samples sorted by suspicion, to clean data with")
     export.add_argument("run_dir")
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--folds", type=int, default=0,
                         help="also score every training sample out of sample: K runs of the run's config, each "
                         "trained without one fold (RUN_DIR/folds/); key=value arguments change their config")
+    export.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
 
     predict = commands.add_parser(
         "predict", help="a trained run's predictions (and label noise scores) for new images",
@@ -95,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="best val epoch (default) or the last epoch")
     predict.add_argument("--output", required=True, help="CSV file to write")
     predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
     commands.add_parser("methods", help="list installed methods and the package each comes from")
     commands.add_parser("datasets", help="list registered datasets")
     data = commands.add_parser("data", help="work with datasets").add_subparsers(dest="data_command", required=True)
@@ -131,12 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
     from pathlib import Path
 
-    from noisybench import records
     from noisybench.api import run
+    from noisybench.outputs import is_run_folder
 
     if args.resume and not args.output:
         raise NoisybenchError("--resume needs --output DIR, the folder of the run to continue")
-    if args.resume and not records.holds_run(Path(args.output)):
+    if args.resume and not (Path(args.output).is_dir() and is_run_folder(Path(args.output))):
         raise NoisybenchError(f"--resume: {args.output} holds no run to continue (no config.yaml, checkpoint or "
                               "metrics.json); leave out --resume to start one there")
     if args.dry_run:
@@ -145,6 +149,7 @@ def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
         print(dry_run(args.method, args.dataset, args.config, overrides))
         return
     result = run(args.method, args.dataset, args.output, overrides, args.config, args.resume)
+    ignore_sigterm()  # the record is written: a stop now changes nothing
     if int(os.environ.get("RANK", "0")) != 0:
         return
     test, best = result["test"], result["best_val"]
@@ -158,6 +163,10 @@ def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
 def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
     from noisybench.api import make_config
 
+    if args.data_command == "bench" and args.batches < 1:
+        raise NoisybenchError(f"--batches {args.batches}: time at least one batch")
+    if args.data_command == "prepare" and args.workers is not None and args.workers < 1:
+        raise NoisybenchError(f"--workers {args.workers}: at least one process encodes the images")
     config = make_config("ce", args.dataset, args.config, overrides)
     if args.data_command == "prepare":
         from pathlib import Path
@@ -184,11 +193,8 @@ def cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     from noisybench import leaderboard, records
     from noisybench.compare import summary, sweep
 
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise NoisybenchError(f"--seeds {args.seeds}: expected comma-separated integers") from None
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seeds = listed("--seeds", args.seeds, int, "integers")
+    methods = listed("--methods", args.methods, str.strip, "method names")
     outcomes = sweep(methods, args.dataset, seeds, args.output, overrides, args.config)
     print(summary(outcomes))
     folder = Path(args.output)
@@ -203,14 +209,34 @@ def cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
+def listed(option: str, text: str, convert, what: str) -> list:
+    """A comma-separated list of at least one item, none twice."""
+    try:
+        items = [convert(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise NoisybenchError(f"{option} {text}: expected comma-separated {what}") from None
+    if not items:
+        raise NoisybenchError(f"{option} '{text}': no {what} given")
+    twice = sorted({str(item) for item in items if items.count(item) > 1})
+    if twice:
+        raise NoisybenchError(f"{option} {text}: {', '.join(twice)} given twice")
+    return items
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from noisybench import leaderboard, records
+    from noisybench.outputs import check_output_file
 
+    output = check_output_file(args.output, args.force) if args.output is not None else None
+    if args.plots is not None:
+        plots = Path(args.plots)
+        if not args.plots.strip() or (plots.exists() or plots.is_symlink()) and not plots.is_dir():
+            raise NoisybenchError(f"--plots {args.plots}: not a folder")
     text = leaderboard.report(args.folder, args.format, args.reference)
-    if args.output:
-        records.write_text(Path(args.output), text)
+    if output:
+        records.write_text(output, text)
     else:
         print(text, end="")
     if args.plots:
@@ -220,8 +246,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from noisybench.evaluate import evaluate, summary
+    from noisybench.outputs import check_output_file
 
-    result = evaluate(args.run_dir, args.split, args.features)
+    features = check_output_file(args.features, args.force, "--features") if args.features is not None else None
+    result = evaluate(args.run_dir, args.split, features)
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(result))
     return 0 if result.get("matches_record", True) else 1
@@ -231,17 +259,25 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from noisybench import records
+    from noisybench.outputs import check_output_file
     from noisybench.predict import predict, summary
 
+    if args.batch_size < 1:
+        raise NoisybenchError(f"--batch-size {args.batch_size}: at least one image a batch")
+    output = check_output_file(args.output, args.force)
     table = predict(args.run_dir, args.input, args.weights, args.batch_size)
-    records.write_csv(Path(args.output), table)
+    records.write_csv(output, table)
     print(summary(table, Path(args.output), args.weights))
 
 
 def cmd_export(args: argparse.Namespace, overrides: list[str]) -> None:
     from noisybench.export import export
+    from noisybench.outputs import check_output_file
 
-    print(f"wrote {export(args.run_dir, args.format, args.output, args.folds, overrides)}")
+    if args.folds < 0 or args.folds == 1:
+        raise NoisybenchError(f"--folds {args.folds}: 0 (none) or at least 2 folds")
+    output = check_output_file(args.output, args.force) if args.output is not None else None
+    print(f"wrote {export(args.run_dir, args.format, output, args.folds, overrides)}")
 
 
 def cmd_methods() -> None:
@@ -268,6 +304,24 @@ def unrecognized(arguments: list[str]) -> str:
     return message
 
 
+def ignore_sigterm() -> None:
+    """Once a run's record is written, SIGTERM changes nothing: the command ends with status 0."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
+def refuse_empty_paths(args: argparse.Namespace) -> None:
+    """An empty path argument would mean the current folder: refuse it, naming the option."""
+    for name in ("output", "input", "folder", "run_dir", "config", "reference", "plots", "features"):
+        value = getattr(args, name, None)
+        if value is not None and not value.strip():
+            raise NoisybenchError(f"{'--' + name if name not in ('folder', 'run_dir') else name.upper()}: an empty path")
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM (a scheduler's stop) ends a run as Ctrl-C does: saved epochs kept, one line."""
     import signal
@@ -291,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "compare"):
         stop_on_sigterm()
     try:
+        refuse_empty_paths(args)
         if args.command == "run":
             cmd_run(args, overrides)
         elif args.command == "data":

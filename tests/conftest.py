@@ -40,6 +40,20 @@ def noisybench_subprocess(*args: str, processes: int = 1, timeout: int = 600):
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
+HOLDER = ("import sys, time\nfrom noisybench.lock import RunLock\nRunLock(sys.argv[1]).acquire()\n"
+          "print('held', flush=True)\ntime.sleep(120)\n")
+
+
+def hold_lock(folder: Path):
+    """A process holding ``folder``'s run lock (as a live run does) until it is killed."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 class CrashAt:
     """Stands in for a kill in the middle of a run."""
 
