@@ -37,6 +37,7 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 LEGACY = {"train": "training.pt", "test": "test.pt"}
 IDX_UINT8 = 0x08
+GZIP_MAGIC = b"\x1f\x8b"
 DEFAULTS = {
     "model": {"name": "small_cnn"},
     "epochs": 20,
@@ -47,9 +48,14 @@ DEFAULTS = {
 
 
 def read_idx(path: Path, dims: int) -> np.ndarray:
-    """An IDX file of unsigned bytes (``.gz`` or not): a zero word, type 0x08, the number of
+    """An IDX file of unsigned bytes (gzipped or not): a zero word, type 0x08, the number of
     dimensions, each dimension as a big-endian 32-bit count, then the values."""
-    data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    data = path.read_bytes()
+    if data[:2] == GZIP_MAGIC:  # by content, not by name: a file may be gzipped or not whatever it is called
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: a damaged gzip file ({exc})") from None
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != IDX_UINT8 or data[3] != dims:
         raise DataError(f"{path}: not an IDX file of unsigned bytes with {dims} dimension(s) (header {data[:4].hex()})")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
