@@ -212,3 +212,34 @@ def test_idx_files_are_read_by_content_whatever_their_names_say(tmp_path):
         path.unlink()
     splits = splits_of("mnist", f"data.root={tmp_path}", "data.val_fraction=0")
     assert np.array_equal(splits.train_labels, found["train"][1])
+
+
+def test_reference_rows_of_the_new_datasets_match_runs_by_their_recorded_noise():
+    from types import SimpleNamespace
+
+    from noisybench.leaderboard import REFERENCE, load_reference, paper_number
+
+    reference = load_reference(REFERENCE)
+    row = SimpleNamespace(method="dividemix", dataset="webvision", setting="noisy", noise="real",
+                          model="inception_resnet_v2")
+    assert paper_number(reference, row) == 77.32
+    assert paper_number(reference, row, "ilsvrc12_val_accuracy") == 75.20
+    cifar_n = SimpleNamespace(method="coteaching", dataset="cifar10", setting="noisy", noise="human:worse",
+                              model="resnet34_cifar")
+    assert paper_number(reference, cifar_n) == 83.83
+
+
+def test_paper_configs_of_the_new_datasets_resolve():
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / "benchmarks" / "configs"
+    webvision = make_config("dividemix", config_file=folder / "webvision_dividemix.yaml")
+    assert webvision["dataset"] == "webvision" and webvision["data"]["webvision_classes"] == 50
+    assert webvision["lr_schedule"]["milestones"] == [40] and webvision["epochs"] == 80
+    red = make_config("ce", config_file=folder / "redimagenet_red40.yaml")
+    assert red["noise"] == "real:0.4" and red["data"]["image_size"] == 32
+    animal = make_config("ce", config_file=folder / "animal10n_selfie.yaml")
+    assert animal["lr_schedule"]["milestones"] == [50, 75] and animal["lr_schedule"]["gamma"] == 0.2
+    make_config("elr", config_file=folder / "webvision_elr.yaml")
+    cifar_n = make_config("coteaching", config_file=folder / "cifar10n_coteaching.yaml")
+    assert cifar_n["noise"] == "human:worse" and cifar_n["coteaching"]["forget_rate"] == 0.4
