@@ -243,3 +243,38 @@ def test_paper_configs_of_the_new_datasets_resolve():
     make_config("elr", config_file=folder / "webvision_elr.yaml")
     cifar_n = make_config("coteaching", config_file=folder / "cifar10n_coteaching.yaml")
     assert cifar_n["noise"] == "human:worse" and cifar_n["coteaching"]["forget_rate"] == 0.4
+
+
+@pytest.mark.parametrize("dataset", ["animal10n", "redimagenet"])
+def test_data_check_and_prepare_on_the_photo_datasets(tmp_path, capsys, dataset):
+    from noisybench.prepare import prepare
+
+    if dataset == "animal10n":
+        write_animal10n(tmp_path / "data")
+        options = [f"data.root={tmp_path / 'data'}"]
+    else:
+        write_redimagenet(tmp_path / "data")
+        options = [f"data.root={tmp_path / 'data'}", "noise=real:0.4"]
+    main(["data", "check", "--dataset", dataset, *options, "data.image_size=16"])
+    out = capsys.readouterr().out
+    assert "train: all images present" in out and "test: all images present" in out
+    expected = "over 12 training images of known truth" if dataset == "redimagenet" else "unknown (no true labels)"
+    assert expected in out
+    prepare(make_config("ce", dataset, overrides=[*options, "data.image_size=16", "progress=false"]),
+            tmp_path / "prepared", workers=1)
+    raw = splits_of(dataset, *options)
+    prepared = splits_of(dataset, f"data.prepared={tmp_path / 'prepared'}", *options[1:])
+    assert np.array_equal(prepared.train_labels, raw.train_labels) and prepared.identity != raw.identity
+    assert list(image_paths(prepared.test)) == list(image_paths(raw.test))
+
+
+def test_settings_with_known_truth_on_the_new_datasets(tmp_path):
+    write_mnist_folder(tmp_path / "t", "MNIST")
+    m = run("ce", "mnist", tmp_path / "verify", [*SMALL, f"data.root={tmp_path / 't'}", "noise=symmetric:0.5",
+                                                  "setting=verify", "data.val_fraction=0", "model.name=small_cnn"])
+    assert m["labels"]["noisy_accuracy"] == pytest.approx(0.5) and m["setting"] == "verify"
+    write_redimagenet(tmp_path / "red")
+    clean = splits_of("redimagenet", f"data.root={tmp_path / 'red'}", "setting=clean", "data.clean_fraction=0.25")
+    assert len(clean.clean) == 3 and len(clean.train) == 9  # level 0.0: every label known, a quarter held out
+    with pytest.raises(ConfigError, match="setting=clean: dataset 'redimagenet' has no clean set"):
+        splits_of("redimagenet", f"data.root={tmp_path / 'red'}", "noise=real:0.4", "setting=clean")
