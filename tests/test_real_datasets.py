@@ -32,7 +32,8 @@ def test_animal10n_reads_labels_from_names_in_name_order_and_skips_hidden_files(
     names, labels = expected["training"]
     assert len(splits.train) == 20 and len(splits.test) == 10 and splits.val is None
     assert [p.rsplit("/", 1)[1] for p in image_paths(splits.train)] == names  # sorted, no ._ or .DS_Store
-    assert np.array_equal(splits.train_labels, labels) and np.array_equal(labels_of(splits.test), expected["testing"][1])
+    assert np.array_equal(splits.train_labels, labels)
+    assert np.array_equal(labels_of(splits.test), expected["testing"][1])
     assert splits.true_labels is None and splits.is_noisy() is None  # no truth published: metrics null
     assert splits.noise.type == "real"
     assert any("training/ has 20 images, the dataset 50,000" in w for w in splits.warnings)

@@ -61,7 +61,8 @@ def read_idx(path: Path, dims: int) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
     offset = 4 + 4 * dims
     if len(data) - offset != int(np.prod(shape)):
-        raise DataError(f"{path}: the header says {'x'.join(map(str, shape))} values, the file holds {len(data) - offset}")
+        raise DataError(f"{path}: the header says {'x'.join(map(str, shape))} values, "
+                        f"the file holds {len(data) - offset}")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape).copy()  # writable, for torch
 
 
@@ -147,7 +148,8 @@ def build_mnist(config: dict[str, Any]) -> DataSplits:
     return build_idx("mnist", config)
 
 
-@register_dataset("fashionmnist", description="Fashion-MNIST (torchvision's FashionMNIST/raw), 60,000/10,000; data.root",
+@register_dataset("fashionmnist",
+                  description="Fashion-MNIST (torchvision's FashionMNIST/raw), 60,000/10,000; data.root",
                   defaults=DEFAULTS)
 def build_fashionmnist(config: dict[str, Any]) -> DataSplits:
     return build_idx("fashionmnist", config)
