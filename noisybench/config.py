@@ -55,6 +55,8 @@ class DataConfig(Section):
     root: str | None = None
     food101_root: str | None = None
     cifar_n_file: str | None = None
+    imagenet_root: str | None = None  # webvision: the ImageNet folder whose val/ holds ILSVRC12 val by class
+    webvision_classes: int = Field(50, ge=1, le=1000)  # webvision: the first K classes (50: mini-WebVision)
     download: bool = False
     decoder: Literal["scaled", "torchvision", "pil", "gpu"] = "scaled"
     max_pixels: int = Field(64_000_000, ge=1)  # larger images count as unreadable, never decoded

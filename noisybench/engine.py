@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import noisybench
-from noisybench import checkpoint, identity, metrics, plots, records
+from noisybench import checkpoint, extra_tests, identity, metrics, plots, records
 from noisybench.config import dump, load_yaml
 from noisybench.datasets import DataSplits, build_dataset, file_positions, image_files, image_paths, labels_of
 from noisybench.errors import ConfigError, RunInterrupted
@@ -746,6 +746,7 @@ class Trainer:
         labels["corrected_accuracy_initial"] = progress.corrected_accuracy_initial
         corrupt = self.corrupt_images()  # a collective: every process takes part
         heldout = self.score_heldout()  # a collective too
+        further = extra_tests.record(self.run, splits)  # a collective too: webvision's ILSVRC12 val
         result = {
             "schema_version": records.SCHEMA_VERSION,
             "fingerprint": identity.fingerprint(self.experiment),
@@ -789,6 +790,7 @@ class Trainer:
             "environment": records.environment(acc),
             "config": self.config,
             "experiment": self.experiment,
+            **further,
         }
         if acc.is_main_process:
             self.write_tables(corrupt.get("train"))

@@ -160,5 +160,6 @@ def load_splits(config: dict[str, Any]) -> tuple[DataSplits, dict[str, Any]]:
         noise=NoiseSpec(noise["type"], float("nan") if noise["rate"] is None else noise["rate"],
                         label_set=noise.get("label_set")),
         warnings=list(manifest["warnings"]),
+        extra_tests={name: split(name, False) for name in manifest.get("extra_tests", [])},
     )
     return splits, manifest
