@@ -29,11 +29,12 @@ NOT_EXPERIMENT = (
     "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
     "model.channels_last", "model.compile",
     "data.root", "data.food101_root", "data.cifar_n_file", "data.download", "data.imagenet_root",
+    "data.webvision_classes",  # the classes it keeps are in data.identity already
 )
 # Keys added after runs were recorded without them: the value those runs had in effect.
 IMPLIED_WHEN_ABSENT = {"eval.every": 1, "lsw.meta_gradient": "higher", "lr_schedule.name": "step",
                        "lr_schedule.warmup_epochs": 0, "lr_schedule.warmup_lr": 1e-5, "lr_schedule.min_lr": 0.0,
-                       "data.cv_folds": 0, "data.cv_fold": 0, "data.webvision_classes": 50}
+                       "data.cv_folds": 0, "data.cv_fold": 0}
 # Keys that may change on --resume besides those: epochs may grow (the run continues).
 RESUMABLE = ("epochs",)
 
