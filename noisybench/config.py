@@ -121,7 +121,8 @@ class CoreConfig(Section):
     eval_batch_size: int = Field(512, ge=1)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     progress: bool = True
-    threads: int | None = Field(None, ge=1)  # torch's CPU threads per process; null: torch's default
+    # torch's CPU threads per process: auto (1 under 64-pixel inputs, else torch's), a number, null: torch's
+    threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] | None = "auto"
     optimizer: OptimizerConfig = OptimizerConfig()
     lr_schedule: ScheduleConfig = ScheduleConfig()
     model: ModelConfig = ModelConfig()
