@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import noisybench
-from noisybench import checkpoint, identity, metrics, plots, records
+from noisybench import checkpoint, extra_tests, identity, metrics, plots, records, threads
 from noisybench.config import dump, load_yaml
 from noisybench.datasets import DataSplits, build_dataset, file_positions, image_files, image_paths, labels_of
 from noisybench.errors import ConfigError, RunInterrupted
@@ -262,8 +262,6 @@ class Trainer:
     def __init__(self, config: dict[str, Any], output: Path, plugins: Iterable[Any] = ()):
         self.config = config
         self.output = Path(output)
-        if config["threads"] is not None:
-            torch.set_num_threads(config["threads"])
         self.pm = make_plugin_manager(config["method"], plugins)
         cuda = torch.cuda.is_available()
         pinned = cuda if config["data"]["pin_memory"] is None else bool(config["data"]["pin_memory"])
@@ -281,6 +279,8 @@ class Trainer:
         auto_size = config["data"]["image_size"] == "auto"
         self.splits: DataSplits = build_dataset(config)
         self.choices = choose(config, self.splits, auto_size)
+        self.choices.update(threads.apply(config["threads"], self.choices["input_size"]))
+        self.choices["line"] += f"; {self.choices['threads']} CPU thread(s) ({self.choices['threads_why']})"
         self.experiment = identity.experiment(config, self.splits.identity, self.accelerator.num_processes,
                                               self.accelerator.mixed_precision)
         self.device_settings = device_settings(config, self.accelerator.device.type == "cuda")
@@ -746,6 +746,7 @@ class Trainer:
         labels["corrected_accuracy_initial"] = progress.corrected_accuracy_initial
         corrupt = self.corrupt_images()  # a collective: every process takes part
         heldout = self.score_heldout()  # a collective too
+        further = extra_tests.record(self.run, splits)  # a collective too: webvision's ILSVRC12 val
         result = {
             "schema_version": records.SCHEMA_VERSION,
             "fingerprint": identity.fingerprint(self.experiment),
@@ -789,6 +790,7 @@ class Trainer:
             "environment": records.environment(acc),
             "config": self.config,
             "experiment": self.experiment,
+            **further,
         }
         if acc.is_main_process:
             self.write_tables(corrupt.get("train"))

@@ -28,7 +28,8 @@ NOT_EXPERIMENT = (
     "progress", "threads", "report.", "eval_batch_size", "eval.test",
     "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
     "model.channels_last", "model.compile",
-    "data.root", "data.food101_root", "data.cifar_n_file", "data.download",
+    "data.root", "data.food101_root", "data.cifar_n_file", "data.download", "data.imagenet_root",
+    "data.webvision_classes",  # the classes it keeps are in data.identity already
 )
 # Keys added after runs were recorded without them: the value those runs had in effect.
 IMPLIED_WHEN_ABSENT = {"eval.every": 1, "lsw.meta_gradient": "higher", "lr_schedule.name": "step",
@@ -113,7 +114,9 @@ def data_identity(name: str, splits: Any) -> str:
     digest = hashlib.sha256(canonical([name, list(splits.class_names)]).encode())
     for array in (splits.train_labels, splits.true_labels, splits.noise_flags, splits.trusted):
         digest.update(b"-" if array is None else np.ascontiguousarray(array, dtype=np.int64).tobytes())
-    for dataset in (splits.train, splits.val, splits.test, splits.clean):
+    if splits.extra_tests:  # further test splits (webvision's ILSVRC12 val): their names, then as the others
+        digest.update(canonical(list(splits.extra_tests)).encode())
+    for dataset in (splits.train, splits.val, splits.test, splits.clean, *splits.extra_tests.values()):
         if dataset is None:
             digest.update(b"-")
             continue

@@ -57,10 +57,16 @@ class DataSplits:
     heldout_index: np.ndarray | None = None  # its samples' positions in the whole training set
     identity: str = ""  # a hash of the data as read (identity.data_identity), part of the fingerprint
     normalization: tuple | None = None  # (mean, std) the model applies; None: items are model-ready floats
+    extra_tests: dict[str, Dataset] = field(default_factory=dict)  # further test sets by name (extra_tests.py)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def named_splits(self) -> dict[str, Dataset]:
+        """Every split that holds data, by name: train, val, test, clean, then the further test sets."""
+        found = {name: getattr(self, name) for name in ("train", "val", "test", "clean")}
+        return {name: dataset for name, dataset in {**found, **self.extra_tests}.items() if dataset is not None}
 
     def is_noisy(self) -> np.ndarray | None:
         """Per training sample: 1 label wrong, 0 right, -1 unknown (None if nothing is known)."""
@@ -110,6 +116,7 @@ def list_datasets() -> list[DatasetInfo]:
 
 def _load_builtin() -> None:
     from noisybench.datasets import cifar, clothing1m, digits, food101n, user  # noqa: F401  (they register)
+    from noisybench.datasets import animal10n, idx, redimagenet, webvision  # noqa: F401  (they register)
 
 
 def labels_of(dataset: Dataset) -> np.ndarray:
@@ -307,6 +314,9 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
     setting = config["setting"]
     if spec.type == "human" and splits.noise.type != "human":
         raise ConfigError(f"noise='{config['noise']}': human labels exist for cifar10 and cifar100 only, not '{name}'")
+    if spec.type == "real" and (splits.noise.type != "real" or splits.noise.rate != spec.rate):
+        raise ConfigError(f"noise='{config['noise']}': real:P chooses a noise level of a dataset that publishes several "
+                          f"(redimagenet), not of '{name}'")
     if spec.synthetic:
         if splits.true_labels is None and splits.noise.type == "none":
             splits.true_labels = splits.train_labels.copy()  # the user's labels are taken as clean

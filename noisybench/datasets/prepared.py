@@ -185,7 +185,8 @@ class Manifest(BaseModel):
     shard_size: int = Field(ge=1)
     class_names: list[str] = Field(min_length=2)
     channels: Literal[1, 3]
-    splits: dict[Literal["train", "val", "test", "clean"], PreparedSplit]
+    splits: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")], PreparedSplit]
+    extra_tests: list[str] = []
     true_labels: list[int] | None = None
     complete: bool
 
@@ -193,6 +194,9 @@ class Manifest(BaseModel):
     def consistent(self) -> "Manifest":
         if "train" not in self.splits or "test" not in self.splits:
             raise ValueError("no train or test split")
+        unknown = set(self.splits) - set(SPLITS) - set(self.extra_tests)
+        if unknown:
+            raise ValueError(f"splits {', '.join(sorted(unknown))} of no kind this noisybench writes")
         classes = len(self.class_names)
         for name, entry in self.splits.items():
             if any(not 0 <= label < classes for label in entry.labels or []):
@@ -292,5 +296,6 @@ def load_splits(config: dict[str, Any]) -> tuple[DataSplits, dict[str, Any]]:
         noise=NoiseSpec(noise["type"], float("nan") if noise["rate"] is None else noise["rate"],
                         label_set=noise.get("label_set")),
         warnings=list(manifest["warnings"]),
+        extra_tests={name: split(name, False) for name in manifest.get("extra_tests", [])},
     )
     return splits, manifest
