@@ -27,8 +27,8 @@ CONFIG_LIMIT = MIB  # a config file is a few KiB
 
 
 def process_limit() -> int:
-    """The most loader workers or threads one process may ask for: 4 per core of this machine,
-    at least 32 (thousands would exhaust the machine's processes and memory)."""
+    """The most loader workers one process may ask for: 4 per core of this machine, at least
+    32 (thousands would exhaust the machine's processes and memory)."""
     return max(32, 4 * (os.cpu_count() or 1))
 
 class Section(BaseModel):
@@ -150,13 +150,6 @@ class CoreConfig(Section):
     finetune: FinetuneConfig = FinetuneConfig()
     eval: EvalConfig = EvalConfig()
     report: ReportConfig = ReportConfig()
-
-    @field_validator("threads")
-    @classmethod
-    def threads_this_machine_can_run(cls, value: int | None) -> int | None:
-        if value is not None and value > process_limit():
-            raise ValueError(f"Input should be at most {process_limit()} (4 per core of this machine)")
-        return value
 
     @model_validator(mode="after")
     def warmup_within_the_run(self) -> "CoreConfig":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import resource
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -37,6 +36,7 @@ from noisybench.config import dump, load_yaml
 from noisybench.datasets import DataSplits, build_dataset, file_positions, image_files, image_paths, labels_of
 from noisybench.errors import ConfigError, RunInterrupted
 from noisybench.lock import RunLock
+from noisybench.outputs import claim_run_folder
 from noisybench.logs import logger, run_logging
 from noisybench.loaders import eval_loader, loader_options, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
@@ -552,7 +552,7 @@ class Trainer:
         acc = self.accelerator
         tmp = self.output / (records.CHECKPOINT_DIR + ".tmp")
         if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
+            records.remove_own_dir(tmp)
         acc.wait_for_everyone()
         with self.run.phase("checkpoint"):
             checkpoint.save(tmp, acc, self.run.model, self.training_state(), self.network_models())
@@ -586,7 +586,7 @@ class Trainer:
         best = self.progress.best_val
         tmp = self.output / (records.BEST_DIR + ".tmp")
         if tmp.exists():
-            shutil.rmtree(tmp)
+            records.remove_own_dir(tmp)
         tmp.mkdir()
         checkpoint.save_models(tmp, self.accelerator, self.run.model, self.network_models())
         records.write_json(tmp / "best.json", {"epoch": best["epoch"], "val_accuracy": best["accuracy"]})
@@ -890,6 +890,7 @@ def train(
     """
     output = Path(output)
     try:
+        claim_run_folder(output)  # outputs.py: a folder of other files is refused, untouched
         with RunLock(output):
             finished = output / records.METRICS_FILE
             record = records.read_record(finished)  # None if absent or unreadable: then recorded anew

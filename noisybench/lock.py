@@ -42,16 +42,19 @@ class RunLock:
         self.path = Path(folder) / LOCK_FILE
         self.main = int(os.environ.get("RANK", "0")) == 0 if main is None else main
         self.mine = f"{os.getpid()} {socket.gethostname()}\n"
-        self.lock = FileLock(self.path, timeout=0, is_singleton=False, thread_local=False,
-                             on_acquired=self._sign)
+        self.lock = FileLock(str(self.path), timeout=0)
         self.inode: tuple[int, int] | None = None
 
-    def _sign(self, fd: int) -> None:
-        """Write this process's pid and host into the lock file (the descriptor filelock holds)."""
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, self.mine.encode(), 0)
-        info = os.fstat(fd)
-        self.inode = (info.st_dev, info.st_ino)
+    def _sign(self) -> None:
+        """Write this process's pid and host into the lock file it holds (for a refused run's message)."""
+        fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, self.mine.encode())
+            info = os.fstat(fd)
+            self.inode = (info.st_dev, info.st_ino)
+        finally:
+            os.close(fd)
 
     def acquire(self) -> None:
         if not self.main:
@@ -70,6 +73,11 @@ class RunLock:
             holder = f"process {pid} on {host}" if pid is not None else "another process"
             raise RunLocked(f"{self.path.parent} is in use by {holder} (lock file {self.path}); wait for that run "
                             "to end") from None
+        try:
+            self._sign()
+        except OSError:
+            self.lock.release(force=True)
+            raise
 
     def release(self) -> None:
         """Remove the lock file while still holding it (only if it is still the file this process

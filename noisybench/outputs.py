@@ -90,7 +90,10 @@ def is_run_folder(folder: Path) -> bool:
 def claim_run_folder(folder: Path) -> None:
     """Make ``folder`` a run folder, or refuse it: a new or empty folder (or one holding only a
     lock or a log) gets the marker first; a run folder is kept as it is; anything else is
-    refused naming it and a few of its entries, nothing in it touched."""
+    refused naming it and a few of its entries, nothing in it touched. Under several
+    processes the main one (``RANK`` 0) decides, as it takes the lock."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     try:
         mode = os.lstat(folder).st_mode
     except FileNotFoundError:
@@ -108,5 +111,4 @@ def claim_run_folder(folder: Path) -> None:
         raise NotOurs(f"--output {folder} holds files that are not a noisybench run ({shown}); nothing in it was "
                       "touched: choose a new or empty folder")
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / MARKER, "x") as marker:
-        marker.write("a noisybench run folder\n")
+    (folder / MARKER).write_text("a noisybench run folder\n")
