@@ -52,6 +52,7 @@ def make_config(
     others = set(installed_methods()) - {names["method"]}
     layers = [(source, {k: v for k, v in layer.items() if k not in others}) for source, layer in layers]
     pm = make_plugin_manager(names["method"], plugins)
+    sources = {} if sources is None else sources
     config = cfg.resolve(
         method_defaults=config_defaults(pm),
         dataset_defaults=get_dataset(names["dataset"]).defaults,
@@ -61,8 +62,23 @@ def make_config(
         sources=sources,
     )
     config["dataset"] = names["dataset"]
-    pm.hook.noisybench_check_options(options=config[names["method"]], config=config)
+    check_options(pm, config, names["method"], config_defaults(pm), sources)
     return config
+
+
+def check_options(pm: Any, config: dict[str, Any], method: str, defaults: dict[str, Any],
+                  sources: dict[str, str] | None) -> None:
+    """The method's own check of its options; a check that trips over a value of another type
+    (an option set to null, ``smp.alpha=``) becomes one line naming the option."""
+    try:
+        pm.hook.noisybench_check_options(options=config[method], config=config)
+    except (TypeError, AttributeError) as exc:
+        empty = [key for key, value in config[method].items() if value is None and defaults.get(key) is not None]
+        where = f"{method}.{empty[0]}" if empty else method
+        source = (sources or {}).get(where, "default")
+        if empty:
+            raise ConfigError(f"config key '{where}' ({source}): expects a value, got null") from None
+        raise ConfigError(f"method '{method}': its options could not be checked ({exc})") from None
 
 
 def default_output(config: dict[str, Any]) -> Path:

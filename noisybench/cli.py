@@ -304,6 +304,16 @@ def unrecognized(arguments: list[str]) -> str:
     return message
 
 
+def own_message(exc: NoisybenchError) -> str:
+    """The error's message; one raised in a loader worker arrives wrapped in torch's report
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its own line."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith("noisybench.") and ": " in last else last
+    return text
+
+
 def ignore_sigterm() -> None:
     """Once a run's record is written, SIGTERM changes nothing: the command ends with status 0."""
     import signal
@@ -369,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cmd_datasets()
     except NoisybenchError as exc:
-        print(f"noisybench: error: {exc}", file=sys.stderr)
+        print(f"noisybench: error: {own_message(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, a read-only or missing folder: name the path, no traceback
         where = f"{exc.filename}: " if exc.filename else ""

@@ -70,6 +70,9 @@ def record_row(path: Path, data: dict) -> dict:
             raise ValueError(f"{key} is not a name")
     if not isinstance(data.get("seed"), int) or not isinstance(found, dict):
         raise ValueError("seed or experiment missing")
+    for section in ("noise", "test", "best_val", "labels", "detection", "efficiency"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise ValueError(f"{section} is not a mapping")
     numbers = {name: get(*keys) for name, keys in NUMBERS.items()}
     bad = [name for name, value in numbers.items() if value is not None and not is_number(value)]
     if bad:

@@ -33,7 +33,7 @@ RUN_RECORDS = {records.METRICS_FILE, records.CONFIG_FILE, records.SAMPLES_FILE, 
                records.MODEL_CARD, "run.log", "failed.json", "cv_scores.csv", MARKER}
 OWN_DIRS = {records.CHECKPOINT_DIR, records.BEST_DIR, "folds"}
 # what a run folder may hold besides its records before the marker existed or while a run starts
-HARMLESS = {"run.lock", "run.log"}
+HARMLESS = {"run.lock"}
 
 
 class NotOurs(NoisybenchError):
@@ -89,7 +89,7 @@ def is_run_folder(folder: Path) -> bool:
 
 def claim_run_folder(folder: Path) -> None:
     """Make ``folder`` a run folder, or refuse it: a new or empty folder (or one holding only a
-    lock or a log) gets the marker first; a run folder is kept as it is; anything else is
+    lock) gets the marker first; a run folder is kept as it is; anything else is
     refused naming it and a few of its entries, nothing in it touched. Under several
     processes the main one (``RANK`` 0) decides, as it takes the lock."""
     if int(os.environ.get("RANK", "0")) != 0:

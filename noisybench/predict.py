@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any, Literal
@@ -151,7 +152,7 @@ def read_input(source: Path, class_names: list[str]) -> tuple[list[str], np.ndar
         raise DataError(f"--input {source}: not a CSV table of images ({why.removeprefix(f'{source}: ')})") from None
     if "path" not in table:
         raise DataError(f"--input {source}: expected a CSV with a 'path' column (and optionally 'label')")
-    paths = [str((source.parent / p).resolve()) if not Path(p).is_absolute() else p for p in table["path"]]
+    paths = [os.path.abspath(source.parent / p) for p in table["path"]]  # not resolved: a link loop is unreadable
     if "label" not in table:
         return paths, None
     ids = {name: i for i, name in enumerate(class_names)}

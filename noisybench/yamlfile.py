@@ -60,7 +60,7 @@ class YamlLoader(yaml.SafeLoader):
             self.depth -= 1
 
     def construct_document(self, node: Any) -> Any:
-        expanded_size(node, {}, set())
+        expanded_size(node, {}, set(), "")
         return super().construct_document(node)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -100,25 +100,30 @@ for _tag, _pattern, _first in RESOLVERS:
     YamlLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
-def expanded_size(node: Any, sizes: dict[int, int], open_nodes: set[int]) -> int:
-    """How many values ``node`` stands for once its aliases are expanded; refuses a node that
-    contains itself or expands past MAX_NODES. Each distinct node is counted once (memo)."""
+def expanded_size(node: Any, sizes: dict[int, int], open_nodes: set[int], where: str) -> int:
+    """How many values ``node`` (at dotted key ``where``) stands for once its aliases are
+    expanded; refuses a node that contains itself or expands past MAX_NODES, naming the key.
+    Each distinct node is counted once (memo)."""
     key = id(node)
     if key in sizes:
         return sizes[key]
+    named = f"{where}: " if where else ""
     if key in open_nodes:
-        raise ConstructorError(None, None, "a value that contains itself (a recursive alias)", node.start_mark)
+        raise ConstructorError(None, None, f"{named}a value that contains itself (a recursive alias)", node.start_mark)
     open_nodes.add(key)
     if isinstance(node, SequenceNode):
-        size = 1 + sum(expanded_size(child, sizes, open_nodes) for child in node.value)
+        size = 1 + sum(expanded_size(child, sizes, open_nodes, where) for child in node.value)
     elif isinstance(node, MappingNode):
-        size = 1 + sum(expanded_size(k, sizes, open_nodes) + expanded_size(v, sizes, open_nodes) for k, v in node.value)
+        size = 1
+        for k, v in node.value:
+            inner = f"{where}.{k.value}".lstrip(".") if isinstance(k, ScalarNode) else where
+            size += expanded_size(k, sizes, open_nodes, where) + expanded_size(v, sizes, open_nodes, inner)
     else:
         size = 1
     open_nodes.discard(key)
     if size > MAX_NODES:
-        raise ConstructorError(None, None, f"expands to more than {MAX_NODES:,} values (aliases repeated within "
-                               "aliases?)", node.start_mark)
+        raise ConstructorError(None, None, f"{named}expands to more than {MAX_NODES:,} values (aliases repeated "
+                               "within aliases?)", node.start_mark)
     sizes[key] = size
     return size
 

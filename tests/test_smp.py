@@ -316,15 +316,11 @@ def scripted_readiness(monkeypatch, curve):
 
 def test_smp_does_not_correct_a_model_that_is_not_ready(tmp_path, monkeypatch):
     """A val curve that keeps climbing (scripted): no correction before the latest start
-    (half-way), where the fixed start_epoch=2 would have corrected at once; a curve that
-    flattens after epoch 2 starts the corrections at epoch 3."""
-    scripted_readiness(monkeypatch, [0.2, 0.4, 0.6, 0.8, 0.9, 0.95])
-    m = run_digits(tmp_path / "a", "epochs=6", "noise=symmetric:0.4", "smp.max_changed=null", method="smp")
-    assert [h.get("smp_start_epoch") for h in m["history"]] == [None] * 3 + [4] + [None] * 2  # latest_start(6)
-    assert [h["label_accuracy"] is None for h in m["history"]] == [True] * 3 + [False] * 3
-    scripted_readiness(monkeypatch, [0.5, 0.52, 0.53])
-    m = run_digits(tmp_path / "b", "epochs=6", "noise=symmetric:0.4", "smp.max_changed=null", method="smp")
-    assert [h.get("smp_start_epoch") for h in m["history"]] == [None] * 2 + [3] + [None] * 3
+    (half-way, epoch 3 of 4), where a model ready at once would have been corrected at epoch 2."""
+    scripted_readiness(monkeypatch, [0.2, 0.4, 0.6, 0.8])
+    m = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", "smp.max_changed=null", method="smp")
+    assert [h.get("smp_start_epoch") for h in m["history"]] == [None, None, 3, None]  # latest_start(4)
+    assert [h["label_accuracy"] is None for h in m["history"]] == [True, True, False, False]
 
 
 def scripted_corrections(monkeypatch, changed: float):

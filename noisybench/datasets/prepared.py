@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -75,13 +76,15 @@ def shard_sums(folder: Path, split: str, shard: int) -> dict[str, Any]:
 def read_index(folder: Path, split: str, shard: int, sums: dict[str, Any] | None, items: int) -> np.ndarray:
     """A shard's index, checked: its checksum, its shape, and offsets within its tar."""
     tar, index = shard_paths(folder, split, shard)
-    if not tar.is_file() or not index.is_file():
+    if not tar.is_file() or not os.path.lexists(index):
         raise DataError(f"data.prepared={folder}: {tar.relative_to(folder)} or its index is missing; "
                         "run `noisybench data prepare` again to finish it")
     try:
         data = read_bytes(index, 64 * MIB, "index file")
         table = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, NotRegular, EOFError) as exc:
+    except NotRegular as exc:
+        raise DataError(str(exc)) from None
+    except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{index}: not an index this noisybench wrote ({str(exc).splitlines()[0]})") from None
     size = tar.stat().st_size
     if sums is not None and (hashlib.sha256(data).hexdigest() != sums["index"] or size != sums["bytes"]):

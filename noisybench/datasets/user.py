@@ -38,6 +38,7 @@ CSV_LAYOUT = ("expected a CSV file with a header and columns path,label[,true_la
               "(path relative to the CSV; split one of train, val, test)")
 USER_DEFAULTS = {"model": {"name": "auto"}, "data": {"image_size": "auto"}}  # the data and recipe decide
 MANIFEST_LIMIT = 128 * MIB  # about two million rows of paths and labels
+PATH_MAX = 4096  # Linux's
 
 
 def class_ids(values: list[pd.Series], file: Path) -> tuple[list[str], list[np.ndarray]]:
@@ -178,11 +179,11 @@ def build_csv(config: dict[str, Any]) -> DataSplits:
     columns = [table["label"]] + ([table["true_label"]] if "true_label" in table else [])
     names, ids = class_ids(columns, file)
     labels = ids[0]
-    try:
-        paths = np.array([str((file.parent / p.strip()).resolve()) for p in table["path"]], dtype=object)
-    except OSError as exc:  # a path too long, a symlink loop on the way
-        line = next(i for i, p in enumerate(table["path"]) if p.strip() in str(exc.filename) or len(p) > 4096) + 2
-        raise DataError(f"{file}:{line}: {exc.strerror or exc}") from None
+    long = [i for i, p in enumerate(table["path"]) if len(p.strip()) > PATH_MAX]
+    if long:
+        raise DataError(f"{file}:{long[0] + 2}: a path of {len(table['path'][long[0]].strip()):,} characters; a path "
+                        f"has at most {PATH_MAX}")
+    paths = np.array([os.path.realpath(file.parent / p.strip()) for p in table["path"]], dtype=object)
     shown = [p.strip() for p in table["path"]]
     refuse_repeats(paths, labels, split, lambda i: f"{file}:{i + 2}: {shown[i]}", lambda j: f"also on line {j + 2}")
     return assemble(config, "csv", paths, labels, ids[1] if len(ids) > 1 else None, split, names)
