@@ -70,7 +70,7 @@ def read_text(path: str | Path, limit: int, what: str = "file") -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise NotRegular(f"{path}:{line}: not UTF-8 text (a {what} is UTF-8)") from None
+        raise NotRegular(f"{path}: not UTF-8 text (line {line}; a {what} is UTF-8)") from None
 
 
 def is_regular(path: str | Path) -> bool:
