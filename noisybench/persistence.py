@@ -1,7 +1,8 @@
 """What a run saves to go on later, and what it checks before it goes on: the checkpoint
-after every epoch (``checkpoint/``, in checkpoint.py's pickle-free format), ``best/`` when
-the best val epoch changes, the run's progress, and the refusals of a resume that would
-continue another experiment.
+after every epoch (``checkpoint/``, in checkpoint.py's format: safetensors and JSON, not
+Accelerate's ``save_state``, whose pickles would run code from a folder that may come from
+anyone), ``best/`` when the best val epoch changes, the run's progress, and the refusals
+of a resume that would continue another experiment.
 
 Called by the loop (engine.py): ``prior_record`` before a run starts, ``Checkpoints`` to
 save after each epoch and to restore on ``--resume``, ``interrupted`` when a run is stopped.
