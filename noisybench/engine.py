@@ -165,6 +165,7 @@ class Trainer:
 
     # -- the run ------------------------------------------------------------------
     def fit(self, resume: bool) -> dict[str, Any]:
+        """Start (or resume), run the epochs left, finish; returns the record."""
         self.start(resume)
         progress = self.progress
         for epoch in range(progress.epochs_done + 1, self.run.num_epochs + self.finetune_epochs + 1):
