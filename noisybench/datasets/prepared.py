@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from noisybench.datasets import DataSplits, IndexedSubset
+from noisybench.datasets.splits import DataSplits, IndexedSubset
 from noisybench.datasets.images import ImageFiles, photo_files, pipeline_short_edge
 from noisybench.errors import DataError
 from noisybench.noise import NoiseSpec
