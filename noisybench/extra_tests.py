@@ -10,11 +10,10 @@ row of metric ``<name>_accuracy``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from noisybench import metrics
+if TYPE_CHECKING:
+    import torch
 
 PREFIX = "extra_"  # leaderboard columns: extra_<name>_accuracy
 SUFFIX = "_accuracy"
@@ -31,6 +30,9 @@ def top_k_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 5) -> fl
 def record(run: Any, splits: Any) -> dict[str, Any]:
     """``{"extra_tests": {name: scores}}`` for the run's further test sets, or ``{}`` when it
     has none (so other records keep their shape). A collective: every process calls it."""
+    import torch
+
+    from noisybench import metrics
     from noisybench.datasets import labels_of
 
     found = {}

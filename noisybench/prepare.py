@@ -28,12 +28,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from noisybench import records
-from noisybench.datasets import file_positions, get_dataset, labels_of
+from noisybench.datasets import data_identity, file_positions, get_dataset, labels_of
 from noisybench.datasets.images import decode, pipeline_short_edge, quiet_torchvision_io
 from noisybench.datasets.prepared import (FORMAT, MANIFEST, QUALITY, SHARD_SIZE, VERSION, read_manifest,
                                           shard_count, shard_paths, shard_sums)
 from noisybench.errors import ConfigError, DataError
-from noisybench.identity import data_identity
 
 KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "PPM": "ppm"}
 

@@ -58,9 +58,9 @@ def torch_default() -> int:
 
 
 def apply(setting: Any, input_size: int) -> dict[str, Any]:
-    """Set torch's intra-op threads for a run; what was chosen, for the record."""
+    """Set torch's intra-op threads for a run; what was chosen, for the record (the wait policy is in its environment)."""
     import torch
 
     threads, why = resolve(setting, input_size)
     torch.set_num_threads(threads)
-    return {"threads": threads, "threads_why": why, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    return {"threads": threads, "threads_why": why}

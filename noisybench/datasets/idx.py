@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from noisybench.datasets import DataSplits, register_dataset, stratified_split
+from noisybench.datasets.splits import DataSplits, register_dataset, stratified_split
 from noisybench.datasets.memory import MemoryImages
 from noisybench.errors import DataError
 from noisybench.untrusted import load_torch_arrays

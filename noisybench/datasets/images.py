@@ -29,9 +29,6 @@ the loader workers; the run reports them once and lists them in ``samples.csv``.
 from __future__ import annotations
 
 import io
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Callable, Sequence
 
 import numpy as np
@@ -40,6 +37,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from noisybench.datasets.pngcheck import png_intact
+from noisybench.datasets.torchvision_io import quiet_torchvision_io
 from noisybench.inputs import NotRegular, is_regular, open_regular, read_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")  # lower case
@@ -107,16 +105,6 @@ def image_header(data: bytes, max_pixels: int, short_edge: int | None = None) ->
         if short_edge and short_edge * short_edge * max(width, height) / min(width, height) > max_pixels:
             raise TooLarge(f"{width}x{height} pixels: resized to a short edge of {short_edge}, over the pixel limit")
         return image.format, image.mode, min(width, height)
-
-
-@contextmanager
-def quiet_torchvision_io() -> Iterator[None]:
-    """torchvision 0.29 marks its image decoders and encoders deprecated in favour of
-    TorchCodec, which needs a system FFmpeg; they remain the fastest measured here, so the
-    notice is silenced where they are called."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
-        yield
 
 
 def decode_torchvision(data: bytes) -> torch.Tensor:

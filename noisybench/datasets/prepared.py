@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from noisybench.datasets import DataSplits, IndexedSubset
+from noisybench.datasets.splits import DataSplits, IndexedSubset
 from noisybench.datasets.images import ImageFiles, photo_files, pipeline_short_edge
 from noisybench.errors import DataError
 from noisybench.inputs import MIB, NotRegular, read_bytes

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from noisybench.datasets import UNKNOWN, DataSplits, register_dataset, stratified_split
+from noisybench.datasets.splits import UNKNOWN, DataSplits, register_dataset, stratified_split
 from noisybench.datasets.files import check_images
 from noisybench.datasets.images import IMAGE_EXTENSIONS, photo_files
 from noisybench.errors import DataError
