@@ -363,39 +363,48 @@ def stop_on_sigterm() -> None:
         pass
 
 
+def dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Run the parsed command; its exit status."""
+    refuse_empty_paths(args)
+    if args.command == "run":
+        cmd_run(args, overrides)
+    elif args.command == "data":
+        return cmd_data(args, overrides)
+    elif args.command == "compare":
+        return cmd_compare(args, overrides)
+    elif args.command == "leaderboard":
+        cmd_leaderboard(args)
+    elif args.command == "evaluate":
+        return cmd_evaluate(args)
+    elif args.command == "export":
+        cmd_export(args, overrides)
+    elif args.command == "predict":
+        cmd_predict(args)
+    elif args.command == "config":
+        from noisybench.api import describe_config
+
+        print(describe_config(args.method, args.dataset, args.config, overrides))
+    elif args.command == "methods":
+        cmd_methods()
+    else:
+        cmd_datasets()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     unknown = [a for a in extra if a not in overrides]
     if unknown or (overrides and args.command not in ("run", "data", "compare", "config", "export")):
         parser.error(unrecognized(unknown or overrides))
+    previous = signal.getsignal(signal.SIGTERM)
     if args.command in ("run", "compare"):
         stop_on_sigterm()
     try:
-        refuse_empty_paths(args)
-        if args.command == "run":
-            cmd_run(args, overrides)
-        elif args.command == "data":
-            return cmd_data(args, overrides)
-        elif args.command == "compare":
-            return cmd_compare(args, overrides)
-        elif args.command == "leaderboard":
-            cmd_leaderboard(args)
-        elif args.command == "evaluate":
-            return cmd_evaluate(args)
-        elif args.command == "export":
-            cmd_export(args, overrides)
-        elif args.command == "predict":
-            cmd_predict(args)
-        elif args.command == "config":
-            from noisybench.api import describe_config
-
-            print(describe_config(args.method, args.dataset, args.config, overrides))
-        elif args.command == "methods":
-            cmd_methods()
-        else:
-            cmd_datasets()
+        return dispatch(args, overrides)
     except NoisybenchError as exc:
         print(f"noisybench: error: {own_message(exc)}", file=sys.stderr)
         return 2
@@ -407,4 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"noisybench: {exc or 'interrupted'}", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        try:  # a program that calls main() gets its own SIGTERM handling back
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, TypeError):  # not the main thread, or a handler set outside Python
+            pass
