@@ -40,7 +40,7 @@ def noisybench_subprocess(*args: str, processes: int = 1, timeout: int = 600):
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-HOLDER = ("import sys, time\nfrom noisybench.lock import RunLock\nRunLock(sys.argv[1]).acquire()\n"
+HOLDER = ("import sys, time\nfrom noisybench.lock import RunLock\nlock = RunLock(sys.argv[1])\nlock.acquire()\n"
           "print('held', flush=True)\ntime.sleep(120)\n")
 
 
