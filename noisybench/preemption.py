@@ -39,6 +39,7 @@ class EpochBoundaryStop:
         self.grace_s = grace_s
         self.signum = signum
         self.original: Any = None
+        self.alarm: Any = None  # SIGALRM's handler before the deadline was armed
         self.requested: tuple[int, Any] | None = None
 
     def install(self) -> None:
@@ -50,6 +51,9 @@ class EpochBoundaryStop:
 
     def uninstall(self) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        if self.alarm is not None:
+            signal.signal(signal.SIGALRM, self.alarm)
+            self.alarm = None
         if self.original is not None:
             signal.signal(self.signum, self.original)
             self.original = None
@@ -60,7 +64,7 @@ class EpochBoundaryStop:
         self.requested = (signum, frame)
         logger.warning(f"signal {signal.Signals(signum).name}: the run stops after this epoch's checkpoint "
                        f"(or in {self.grace_s:.0f} s) and its job is requeued")
-        signal.signal(signal.SIGALRM, self.on_deadline)
+        self.alarm = signal.signal(signal.SIGALRM, self.on_deadline) or signal.SIG_DFL
         signal.setitimer(signal.ITIMER_REAL, max(self.grace_s, 0.001))
 
     def on_deadline(self, signum: int, frame: Any) -> None:
