@@ -36,8 +36,8 @@ SIGNAL_DELAY_S = 120  # Slurm warns a job this long before its time limit (submi
 STOP_MARGIN_S = 30  # of that warning, kept for submitit to checkpoint and requeue
 LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # local jobs have no time limit
 POLL_S = 0.5
-SLURM_ONLY = {"partition": "--partition", "account": "--account", "time_min": "--time", "cpus_per_run": "--cpus-per-run",
-              "slurm": "--slurm"}
+SLURM_ONLY = {"partition": "--partition", "account": "--account", "time_min": "--time",
+              "cpus_per_run": "--cpus-per-run", "slurm": "--slurm"}
 
 
 @dataclass
@@ -98,7 +98,8 @@ def slurm_extras(pairs: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise NoisybenchError(f"--slurm {pair}: expected key=value, e.g. --slurm mem=64G")
         if key not in known:
-            raise NoisybenchError(f"--slurm {key}: not a Slurm parameter of submitit; known: {', '.join(sorted(known))}")
+            raise NoisybenchError(f"--slurm {key}: not a Slurm parameter of submitit; known: "
+                                  f"{', '.join(sorted(known))}")
         try:
             extras[key] = read_yaml(value) if value.strip() else None
         except Exception:  # noqa: BLE001 - a YAML error of any kind: one line
@@ -188,7 +189,7 @@ def job_outcome(job: Any, run: Any) -> Outcome:
     """A finished job's outcome; a job that ended without one (killed, not requeued) is a
     failure, written to the run's failed.json unless the run wrote its own."""
     try:
-        return job.result()
+        return job.results()[0]  # the main task's (a run of several GPUs is a job of several tasks)
     except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError, FailedJobError
         line = f"job {job.job_id} ended without a result: {one_line(exc)} (log {job.paths.stderr})"
         folder = run.folder
@@ -220,17 +221,21 @@ def launch(methods: list[str], dataset: str, seeds: list[int], output: str | Pat
     """Run or submit every method × seed; the outcomes, or None where jobs were submitted and not waited for."""
     output, overrides, plugins = Path(output), list(overrides), tuple(plugins)
     configs = check_runs(methods, dataset, seeds, overrides, config_file, plugins)
+    slurm = None
+    if resources.launcher == "slurm":  # before anything is written: no srun, a bad --slurm value fail here
+        slurm = slurm_executor(output / LOG_DIR, resources, f"noisybench-{dataset}")
     update_manifest(output, {f"{dataset}/{m}/seed{s}": {"method": m, "seed": s, "dataset": dataset,
                                                          "epochs": c["epochs"], "launcher": resources.launcher}
                              for (m, s), c in configs.items()})
     if resources.launcher == "local" and (resources.jobs or 1) == 1:
         return sweep(methods, dataset, seeds, output, overrides, config_file, plugins, announce)
-    return launch_jobs(configs, dataset, output, resources, overrides, config_file, plugins, announce)
+    return launch_jobs(configs, dataset, output, resources, overrides, config_file, plugins, announce, slurm)
 
 
 def launch_jobs(configs: dict[tuple[str, int], dict], dataset: str, output: Path, resources: Resources,
-                overrides: list[str], config_file: Any, plugins: tuple, announce: Callable[[str], None]
-                ) -> list[Outcome] | None:
+                overrides: list[str], config_file: Any, plugins: tuple, announce: Callable[[str], None],
+                slurm: Any = None) -> list[Outcome] | None:
+    """Run (locally) or submit (``slurm``: its executor) each run not recorded and not held as a job."""
     from noisybench.jobs import RunJob
 
     done: dict[tuple[str, int], Outcome] = {}
@@ -248,8 +253,8 @@ def launch_jobs(configs: dict[tuple[str, int], dict], dataset: str, output: Path
         todo.append(RunJob(method, dataset, seed, output, [*overrides, *extra], config_file, resources.launcher,
                            grace_seconds(resources), limit, plugins))
     folder = output / LOG_DIR
-    if resources.launcher == "slurm":
-        submitted = submit_slurm(todo, folder, resources, f"noisybench-{dataset}", output, announce)
+    if slurm is not None:
+        submitted = submit_slurm(slurm, todo, output, announce)
         if not resources.wait:
             announce(f"submitted {len(todo)} job{'s' if len(todo) != 1 else ''} (logs in {folder}); follow them with "
                      f"`noisybench status {output}`, and when every run is recorded: `noisybench leaderboard {output}`")
@@ -266,9 +271,9 @@ def record_job(output: Path, run: Any, job: Any, total: int, index: int, announc
     announce(f"run {index} of {total}: {run.method}, seed {run.seed}, in {run.folder}, job {job.job_id}")
 
 
-def submit_slurm(todo: list, folder: Path, resources: Resources, job_name: str, output: Path,
-                 announce: Callable[[str], None]) -> list[tuple[Any, Any]]:
-    executor = slurm_executor(folder, resources, job_name)
+def submit_slurm(executor: Any, todo: list, output: Path, announce: Callable[[str], None]) -> list[tuple[Any, Any]]:
+    if not todo:
+        return []
     with executor.batch():
         jobs = [executor.submit(run) for run in todo]
     for index, (run, job) in enumerate(zip(todo, jobs), 1):
@@ -291,6 +296,8 @@ def run_local(todo: list, folder: Path, slots: int, gpus: list[list[int]], outpu
     """``slots`` submitit local jobs at a time; a freed slot (and its GPUs) takes the next run."""
     import submitit
 
+    if not todo:
+        return {}
     executor = submitit.LocalExecutor(folder, max_num_timeout=20)
     executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, signal_delay_s=SIGNAL_DELAY_S)
     waiting, running, outcomes = list(todo), {}, {}

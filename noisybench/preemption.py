@@ -29,7 +29,7 @@ def job_signal() -> signal.Signals:
     """The signal submitit's jobs are warned with (USR2 unless SUBMITIT_PREEMPT_SIGNAL says)."""
     from submitit import JobEnvironment
 
-    return JobEnvironment._usr_sig()
+    return getattr(signal, "SIG" + JobEnvironment.USR_SIG)
 
 
 class EpochBoundaryStop:

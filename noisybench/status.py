@@ -95,7 +95,8 @@ def run_state(sweep_dir: Path, key: str, entry: dict[str, Any]) -> RunState:
     if held_by is not None:
         if holder(folder) == (job.get("pid"), job.get("host")):
             done, under_way = progress(folder, entry)
-            return RunState(key, "running", job.get("job_id"), f"{under_way} ({done} saved) on {printable(job['host'], 64)}")
+            where = printable(job["host"], 64)
+            return RunState(key, "running", job.get("job_id"), f"{under_way} ({done} saved) on {where}")
         return RunState(key, "held", job_id, f"by {held_by}, not by a job of this sweep")
     record = records.read_record(folder / records.METRICS_FILE)
     if record is not None:
@@ -133,7 +134,9 @@ def status(sweep_dir: str | Path) -> list[RunState]:
 def report(states: list[RunState]) -> str:
     width = max(len("run"), *(len(s.run) for s in states))
     lines = [f"{'run':<{width}}  {'state':<8}  {'job':<12}  detail"]
-    lines += [f"{printable(s.run):<{width}}  {s.state:<8}  {printable(s.job_id or '-', 12):<12}  {s.detail}" for s in states]
-    counts = [f"{sum(s.state == name for s in states)} {name}" for name in STATES if any(s.state == name for s in states)]
+    lines += [f"{printable(s.run):<{width}}  {s.state:<8}  {printable(s.job_id or '-', 12):<12}  {s.detail}"
+              for s in states]
+    found = [(name, sum(s.state == name for s in states)) for name in STATES]
+    counts = [f"{count} {name}" for name, count in found if count]
     lines.append(f"{len(states)} run{'s' if len(states) != 1 else ''}: {', '.join(counts)}")
     return "\n".join(lines)

@@ -92,7 +92,8 @@ def test_two_jobs_at_once_with_a_preempted_one_record_what_a_sequential_sweep_re
 def test_status_reads_recorded_running_held_failed_and_pending_runs_from_the_folders(tmp_path, clean_ce_run):
     runs = tmp_path / "digits"
     shutil.copytree(clean_ce_run, runs / "ce" / "seed0", ignore=shutil.ignore_patterns("run.lock"))
-    update_manifest(tmp_path, {"digits/ce/seed0": {"job_id": "77_0"}, "digits/smp/seed1": {"job_id": "77_3", "epochs": 5}})
+    update_manifest(tmp_path, {"digits/ce/seed0": {"job_id": "77_0"},
+                               "digits/smp/seed1": {"job_id": "77_3", "epochs": 5}})
     running, held, failed = runs / "elr" / "seed0", runs / "elr" / "seed1", runs / "smp" / "seed0"
     for folder in (running, held, failed):
         folder.mkdir(parents=True)
@@ -213,4 +214,5 @@ def test_a_job_whose_time_limit_passes_without_an_epoch_saved_is_not_requeued(tm
     assert job.checkpoint().function is job  # preempted early: requeued
     job.started = (time.time() - 590, 0)
     assert job.checkpoint() is None
-    assert "give each run more --time" in json.loads((tmp_path / "digits" / "ce" / "seed0" / "failed.json").read_text())["error"]
+    failed = json.loads((tmp_path / "digits" / "ce" / "seed0" / "failed.json").read_text())
+    assert "give each run more --time" in failed["error"]
