@@ -5,7 +5,8 @@
 - ``--launcher local --jobs N``: N runs at once, each a submitit local job (a process of its
   own, logs under ``DIR/logs/``). Each run gets ``--gpus-per-run`` GPUs (default one where
   the machine has any), the GPUs dealt out to the N slots in turn (with more slots than GPUs,
-  runs share them), and ``threads`` = cores // N unless the config sets ``threads``.
+  runs share them), and torch's CPU threads are shared out: the jobs get
+  ``OMP_NUM_THREADS`` = cores // N unless it is set (a config's ``threads`` wins over both).
 - ``--launcher slurm``: one Slurm job per run, submitted as one job array through submitit
   (``--jobs`` caps how many run at once), with ``--gpus-per-run`` tasks on one node (one
   process per GPU; Accelerate joins them) and the resources asked for. ``compare`` returns
@@ -160,8 +161,17 @@ def slurm_executor(folder: Path, resources: Resources, job_name: str) -> Any:
     return executor
 
 
-def local_devices(resources: Resources) -> tuple[list[list[int]], int]:
-    """Each slot's GPUs (none without GPUs) and each run's CPU threads."""
+@dataclass
+class Slots:
+    """Runs at once on this machine: each slot's GPUs (none without GPUs) and the jobs' environment."""
+
+    count: int
+    gpus: list[list[int]]
+    environment: dict[str, str]
+
+
+def local_devices(resources: Resources) -> Slots:
+    """Each slot's GPUs and, unless OMP_NUM_THREADS is set, its share of the cores as torch's threads."""
     import torch
 
     count = torch.cuda.device_count()
@@ -171,7 +181,8 @@ def local_devices(resources: Resources) -> tuple[list[list[int]], int]:
     slots = resources.jobs or 1
     gpus = [[(slot * per_run + i) % count for i in range(per_run)] for slot in range(slots)] if per_run else []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return gpus, max(1, cores // slots)
+    share = {} if "OMP_NUM_THREADS" in os.environ else {"OMP_NUM_THREADS": str(max(1, cores // slots))}
+    return Slots(slots, gpus, share)
 
 
 def grace_seconds(resources: Resources) -> float:
@@ -240,7 +251,7 @@ def launch_jobs(configs: dict[tuple[str, int], dict], dataset: str, output: Path
 
     done: dict[tuple[str, int], Outcome] = {}
     todo = []
-    gpus, threads = local_devices(resources) if resources.launcher == "local" else ([], 0)
+    slots = local_devices(resources) if resources.launcher == "local" else None
     for (method, seed), config in configs.items():
         folder = run_folder(output, dataset, method, seed)
         skipped = recorded_outcome(folder, method, seed, config) or held_outcome(folder, method, seed)
@@ -248,9 +259,8 @@ def launch_jobs(configs: dict[tuple[str, int], dict], dataset: str, output: Path
             done[method, seed] = skipped
             announce(f"{method}, seed {seed}: {'recorded' if skipped.status != 'busy' else skipped.error}; not started")
             continue
-        extra = [f"threads={threads}"] if threads and config["threads"] is None else []
         limit = resources.time_min * 60 if resources.time_min else None
-        todo.append(RunJob(method, dataset, seed, output, [*overrides, *extra], config_file, resources.launcher,
+        todo.append(RunJob(method, dataset, seed, output, overrides, config_file, resources.launcher,
                            grace_seconds(resources), limit, plugins))
     folder = output / LOG_DIR
     if slurm is not None:
@@ -261,7 +271,7 @@ def launch_jobs(configs: dict[tuple[str, int], dict], dataset: str, output: Path
             return None
         done.update(wait_for(submitted))
     else:
-        done.update(run_local(todo, folder, resources.jobs or 1, gpus, output, announce))
+        done.update(run_local(todo, folder, slots, output, announce))
     return [done[key] for key in configs if key in done]
 
 
@@ -291,10 +301,11 @@ def wait_for(submitted: list[tuple[Any, Any]]) -> dict[tuple[str, int], Outcome]
     return outcomes
 
 
-def run_local(todo: list, folder: Path, slots: int, gpus: list[list[int]], output: Path,
+def run_local(todo: list, folder: Path, slots: Slots, output: Path,
               announce: Callable[[str], None]) -> dict[tuple[str, int], Outcome]:
-    """``slots`` submitit local jobs at a time; a freed slot (and its GPUs) takes the next run."""
+    """``slots.count`` submitit local jobs at a time; a freed slot (and its GPUs) takes the next run."""
     import submitit
+    from submitit.helpers import environment_variables
 
     if not todo:
         return {}
@@ -303,13 +314,14 @@ def run_local(todo: list, folder: Path, slots: int, gpus: list[list[int]], outpu
     waiting, running, outcomes = list(todo), {}, {}
     try:
         while waiting or running:
-            for slot in range(slots):
+            for slot in range(slots.count):
                 if slot not in running and waiting:
                     run = waiting.pop(0)
-                    if gpus:
-                        executor.update_parameters(visible_gpus=gpus[slot], gpus_per_node=len(gpus[slot]),
-                                                   tasks_per_node=len(gpus[slot]))
-                    running[slot] = (executor.submit(run), run)
+                    if slots.gpus:
+                        gpus = slots.gpus[slot]
+                        executor.update_parameters(visible_gpus=gpus, gpus_per_node=len(gpus), tasks_per_node=len(gpus))
+                    with environment_variables(**slots.environment):  # the job's process inherits them
+                        running[slot] = (executor.submit(run), run)
                     record_job(output, run, running[slot][0], len(todo), len(todo) - len(waiting), announce)
             for slot, (job, run) in list(running.items()):
                 if job.done():

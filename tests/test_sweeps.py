@@ -145,6 +145,26 @@ def test_bad_resources_are_one_line_errors_that_write_nothing(tmp_path, flags, n
     assert not (tmp_path / "out").exists()
 
 
+def test_local_slots_deal_out_the_gpus_and_share_the_cores(monkeypatch):
+    import torch
+
+    from noisybench.errors import NoisybenchError
+    from noisybench.launchers import local_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert local_devices(Resources("local", jobs=8)).gpus == [[0], [1], [2], [3]] * 2  # two runs a GPU
+    assert local_devices(Resources("local", jobs=2, gpus_per_run=2)).gpus == [[0, 1], [2, 3]]
+    with pytest.raises(NoisybenchError, match="--gpus-per-run 5: this machine has 4 GPUs"):
+        local_devices(Resources("local", jobs=2, gpus_per_run=5))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    slots = local_devices(Resources("local", jobs=3))
+    assert (slots.count, slots.gpus, slots.environment) == (3, [], {"OMP_NUM_THREADS": "2"})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's setting stays
+    assert local_devices(Resources("local", jobs=3)).environment == {}
+
+
 def fake_slurm(tmp_path: Path, monkeypatch) -> Path:
     """srun and sbatch stand-ins on PATH: sbatch keeps the script it is given and answers with a job id."""
     bin_dir = tmp_path / "bin"
