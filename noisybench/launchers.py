@@ -36,7 +36,8 @@ LOG_DIR = "logs"
 SIGNAL_DELAY_S = 120  # Slurm warns a job this long before its time limit (submitit's USR2)
 STOP_MARGIN_S = 30  # of that warning, kept for submitit to checkpoint and requeue
 LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # local jobs have no time limit
-POLL_S = 0.5
+POLL_S = 0.5  # local jobs: a process poll
+SLURM_POLL_S = 30  # Slurm jobs: submitit asks sacct, which a cluster would not have asked every second
 SLURM_ONLY = {"partition": "--partition", "account": "--account", "time_min": "--time",
               "cpus_per_run": "--cpus-per-run", "slurm": "--slurm"}
 
@@ -297,7 +298,7 @@ def wait_for(submitted: list[tuple[Any, Any]]) -> dict[tuple[str, int], Outcome]
         for job, run in submitted:
             if (run.method, run.seed) not in outcomes and job.done():
                 outcomes[run.method, run.seed] = job_outcome(job, run)
-        time.sleep(POLL_S if len(outcomes) < len(submitted) else 0)
+        time.sleep(SLURM_POLL_S if len(outcomes) < len(submitted) else 0)
     return outcomes
 
 
