@@ -16,6 +16,22 @@ def dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of config keys")
 
 
+def sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """compare's launcher and resources (checked by launchers.parse_resources)."""
+    parser.add_argument("--launcher", default="local", choices=["local", "slurm"],
+                        help="local: on this machine (default); slurm: one Slurm job per run, through submitit")
+    parser.add_argument("--jobs", help="runs at once (local default 1, in this process; slurm default: all)")
+    parser.add_argument("--gpus-per-run", help="GPUs of each run, one process each (local default 1 where there "
+                        "are GPUs; slurm default 1)")
+    parser.add_argument("--cpus-per-run", help="slurm: CPUs of each run")
+    parser.add_argument("--partition", help="slurm: partition")
+    parser.add_argument("--account", help="slurm: account to charge")
+    parser.add_argument("--time", help="slurm: each job's time limit (minutes or [D-]HH:MM:SS); a longer run requeues")
+    parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                        help="slurm: any other submitit Slurm parameter, e.g. --slurm mem=64G --slurm qos=high")
+    parser.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then print the leaderboard")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="noisybench", description="Train and compare methods for learning from noisy labels."
@@ -59,8 +75,9 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare",
         help="run a method x seed sweep (resumable) and print a leaderboard",
-        description="Run every method with every seed on one dataset, one run after another, under "
-        "OUTPUT/<dataset>/<method>/seed<k>/. Finished runs are skipped, interrupted ones resume, failed ones "
+        description="Run every method with every seed on one dataset under OUTPUT/<dataset>/<method>/seed<k>/: "
+        "one after another in this process (default), --jobs N at once on this machine, or as Slurm jobs "
+        "(--launcher slurm). Finished runs are skipped, interrupted ones resume, failed ones "
         "are recorded and the sweep goes on. key=value arguments apply to every run (a method's section only "
         "to that method).",
     )
@@ -69,6 +86,13 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     compare.add_argument("--config", help="YAML file of config keys for every run")
     compare.add_argument("--output", required=True, help="sweep folder")
+    sweep_arguments(compare)
+    follow = commands.add_parser(
+        "status", help="where each run of a sweep stands: recorded, running (epoch), failed (error), pending, held",
+        description="Read a sweep folder (its sweep.json and run folders) and print each run's state and job id: "
+        "recorded, running with its epoch, failed with its error, pending (with the epochs saved), or held by a "
+        "process of no job of the sweep. Imports no torch: fast enough to run in a loop.")
+    follow.add_argument("folder", help="the sweep folder (compare --output)")
 
     board = commands.add_parser("leaderboard", help="tables of mean ± std over seeds from run records")
     board.add_argument("folder", help="a folder of runs (searched recursively for metrics.json)")
@@ -209,11 +233,16 @@ def cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     from pathlib import Path
 
     from noisybench import leaderboard, records
-    from noisybench.compare import summary, sweep
+    from noisybench.compare import summary
+    from noisybench.launchers import launch, parse_resources
 
     seeds = listed("--seeds", args.seeds, int, "integers")
     methods = listed("--methods", args.methods, str.strip, "method names")
-    outcomes = sweep(methods, args.dataset, seeds, args.output, overrides, args.config)
+    resources = parse_resources(args.launcher, args.jobs, args.gpus_per_run, args.cpus_per_run, args.partition,
+                                args.account, args.time, args.slurm, args.wait)
+    outcomes = launch(methods, args.dataset, seeds, args.output, resources, overrides, args.config)
+    if outcomes is None:  # submitted to Slurm, not waited for
+        return 0
     print(summary(outcomes))
     folder = Path(args.output)
     if any(o.status != "failed" for o in outcomes):
@@ -372,6 +401,10 @@ def dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         return cmd_data(args, overrides)
     elif args.command == "compare":
         return cmd_compare(args, overrides)
+    elif args.command == "status":
+        from noisybench.status import report, status
+
+        print(report(status(args.folder)))
     elif args.command == "leaderboard":
         cmd_leaderboard(args)
     elif args.command == "evaluate":
