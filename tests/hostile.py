@@ -1104,6 +1104,25 @@ case("data.prepared a file", "run", lambda t: ((t / "p").write_text("x"), [
     "run", "--method", "ce", "--dataset", "csv", "--output", str(t / "run"), f"data.prepared={t / 'p'}", *SMALL])[-1],
      culprit="p")
 
+# -- sweep status ---------------------------------------------------------------------------------------------
+def sweep_with(t: Path, name: str, make: Callable[[Path], None]) -> list[str]:
+    """A sweep folder of one finished run whose file ``name`` is replaced by ``make``."""
+    run = t / "sweep" / "digits" / "ce" / "seed0"
+    shutil.copytree(TEMPLATES["run"], run)
+    target = t / "sweep" / name if name == "sweep.json" else run / name
+    if target.exists():
+        target.unlink()
+    make(target)
+    return ["status", str(t / "sweep")]
+
+
+for name, make, label in (("run.lock", fifo, "a fifo"), ("job.json", fifo, "a fifo"),
+                          ("config.yaml", zero_link, "/dev/zero"),
+                          ("sweep.json", lambda p: p.write_text("[" * 100000 + "]" * 100000), "deeply nested")):
+    case(f"status: {name} {label}", "status", lambda t, n=name, m=make: sweep_with(t, n, m), expect="ok",
+         check=lambda t, out, err: None if "seed0" in out else "the run is not listed", in_test=name == "run.lock")
+
+
 # -- plugins, misc ----------------------------------------------------------------------------------------------
 case("a plugin that fails to import (run)", "run", lambda t: digits(t, method="broken"), culprit="broken",
      setup=broken_plugin, in_test=True)
