@@ -32,6 +32,18 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then print the leaderboard")
 
 
+OVERRIDES_HELP = ("key=value ...: config keys that override the defaults and --config, e.g. epochs=5 "
+                  "optimizer.lr=0.01 noise=symmetric:0.4 smp.alpha=0.4; every key: `noisybench config` or docs/config.md")
+
+
+def takes_overrides(parser: argparse.ArgumentParser) -> None:
+    """Show ``[key=value ...]`` in the usage line and say what it means below the options
+    (the overrides are the arguments argparse leaves over: main() collects them)."""
+    usage = parser.format_usage().removeprefix("usage: ").rstrip()
+    parser.usage = f"{usage} [key=value ...]"
+    parser.epilog = OVERRIDES_HELP
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="noisybench", description="Train and compare methods for learning from noisy labels."
@@ -68,6 +80,8 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--method", help="method name")
     show.add_argument("--dataset", help="dataset name")
     show.add_argument("--config", help="YAML file of config keys")
+    takes_overrides(run)
+    takes_overrides(show)
 
 
 def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
@@ -82,11 +96,12 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         "to that method).",
     )
     compare.add_argument("--methods", required=True, help="comma-separated method names")
-    compare.add_argument("--dataset", required=True)
+    compare.add_argument("--dataset", required=True, help="dataset name (see `noisybench datasets`)")
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     compare.add_argument("--config", help="YAML file of config keys for every run")
     compare.add_argument("--output", required=True, help="sweep folder")
     sweep_arguments(compare)
+    takes_overrides(compare)
     follow = commands.add_parser(
         "status", help="where each run of a sweep stands: recorded, running (epoch), failed (error), pending, held",
         description="Read a sweep folder (its sweep.json and run folders) and print each run's state and job id: "
@@ -94,9 +109,14 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         "process of no job of the sweep. Imports no torch: fast enough to run in a loop.")
     follow.add_argument("folder", help="the sweep folder (compare --output)")
 
-    board = commands.add_parser("leaderboard", help="tables of mean ± std over seeds from run records")
+    board = commands.add_parser(
+        "leaderboard", help="tables of mean ± std over seeds from run records",
+        description="Read every run record under FOLDER and print one row per method and experiment: mean ± std "
+        "over seeds of the test accuracy and the other scores, with paper numbers joined where the setting matches. "
+        "The table goes to stdout (or --output); every message goes to stderr.")
     board.add_argument("folder", help="a folder of runs (searched recursively for metrics.json)")
-    board.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex", "html"])
+    board.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex", "html"],
+                       help="table format (default markdown)")
     board.add_argument("--output", help="write to this file instead of printing")
     board.add_argument("--reference", help="paper numbers to join (default benchmarks/reference.csv)")
     board.add_argument("--plots", help="also draw accuracy_vs_time.png and label_curves.png into this folder")
@@ -112,31 +132,38 @@ def add_run_folder_commands(commands: argparse._SubParsersAction) -> None:
         "split as the run did. For test (and val) it says whether the scores equal metrics.json; exit status 1 if "
         "not. Runs under torchrun / accelerate launch too, with the same result.",
     )
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--split", default="test", choices=["test", "val", "train"])
+    evaluate.add_argument("run_dir", help="a finished run's folder")
+    evaluate.add_argument("--split", default="test", choices=["test", "val", "train"],
+                          help="the split to score (default test)")
     evaluate.add_argument("--features", help="also write the split's pooled features to this .npy file")
     evaluate.add_argument("--force", action="store_true", help="allow --features to replace a run's own record")
 
-    export = commands.add_parser("export", help="a run's samples sorted by suspicion, to clean data with")
-    export.add_argument("run_dir")
-    export.add_argument("--format", default="csv", choices=["csv", "parquet"])
+    export = commands.add_parser(
+        "export", help="a run's samples sorted by suspicion, to clean data with",
+        description="Write every sample of a finished run, training rows first, most suspect first: by the "
+        "method's noise_score (else its flagged samples, else the training loss), or with --folds by the "
+        "out-of-sample cv_noise_score; then val and test rows scored by the final model. noisy_label, "
+        "corrected_label and predicted_label are class ids (integers); noisy_class and corrected_class their names.")
+    export.add_argument("run_dir", help="a finished run's folder")
+    export.add_argument("--format", default="csv", choices=["csv", "parquet"], help="file format (default csv)")
     export.add_argument("--output", help="file to write (default RUN_DIR/suspects.<format>)")
     export.add_argument("--folds", type=int, default=0,
                         help="also score every training sample out of sample: K runs of the run's config, each "
                         "trained without one fold (RUN_DIR/folds/); key=value arguments change their config")
     export.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
+    takes_overrides(export)
 
     predict = commands.add_parser(
         "predict", help="a trained run's predictions (and label noise scores) for new images",
         description="Rebuild a run's model from RUN_DIR (model.json, best/ or checkpoint/) and predict every image "
         "of --input (a folder, or a CSV with a path column and optionally label). Writes one row per image: the "
         "predicted class, every class's probability and, for labelled input, noise_score = 1 - p(label).")
-    predict.add_argument("run_dir")
+    predict.add_argument("run_dir", help="a trained run's folder")
     predict.add_argument("--input", required=True, help="a folder of images or a CSV (path[,label])")
     predict.add_argument("--weights", default="best", choices=["best", "last"],
                          help="best val epoch (default) or the last epoch")
     predict.add_argument("--output", required=True, help="CSV file to write")
-    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--batch-size", type=int, default=256, help="images a batch (default 256)")
     predict.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
 
 
@@ -172,6 +199,8 @@ def add_listing_and_data_commands(commands: argparse._SubParsersAction) -> None:
     )
     dataset_arguments(bench)
     bench.add_argument("--batches", type=int, default=50, help="batches to time (default 50)")
+    for parser in (check, prepare, bench):
+        takes_overrides(parser)
 
 
 def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
@@ -392,9 +421,22 @@ def stop_on_sigterm() -> None:
         pass
 
 
+def one_process_note() -> str | None:
+    """``accelerate launch --cpu --num_processes 2`` starts ONE process (Accelerate's simple
+    launcher: it sets MASTER_PORT for the processes asked for, but no WORLD_SIZE): say so."""
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1", "yes")
+    if cpu and os.environ.get("MASTER_PORT") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return ("noisybench: note: `accelerate launch --cpu` runs one process here, whatever --num_processes says; "
+                "for several CPU processes use `torchrun --nproc_per_node N -m noisybench ...` (they join over gloo)")
+    return None
+
+
 def dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
     """Run the parsed command; its exit status."""
     refuse_empty_paths(args)
+    note = one_process_note() if args.command in ("run", "evaluate") else None
+    if note:
+        print(note, file=sys.stderr)
     if args.command == "run":
         cmd_run(args, overrides)
     elif args.command == "data":

@@ -126,6 +126,12 @@ class ReportConfig(Section):
     histogram_epochs: list[Annotated[int, Field(ge=1)]] | None = None
     trackers: list[Literal[TRACKERS]] = []  # experiment trackers through Accelerate, e.g. [tensorboard]
 
+    @field_validator("trackers", mode="before")
+    @classmethod
+    def one_tracker_is_a_list_of_one(cls, value: Any) -> Any:
+        """``report.trackers=tensorboard`` means ``[tensorboard]``."""
+        return [value] if isinstance(value, str) else value
+
 
 class CoreConfig(Section):
     """The core's keys: every type, range and cross-key rule of a run's config."""
@@ -313,16 +319,17 @@ def validate(config: dict[str, Any], sources: dict[str, str] | None = None) -> N
 
     core = {k: v for k, v in config.items() if k in DEFAULTS}
     try:
-        CoreConfig.model_validate(core)
+        checked = CoreConfig.model_validate(core)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"])
+        key = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))  # not a list item's place
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "value_error":  # a cross-key rule of a section: its message names the keys
             key = _cross_key(message, key)
             raise ConfigError(f"config key '{key}' ({(sources or {}).get(key, 'default')}): {message}") from None
         source = (sources or {}).get(key, "default")
         raise ConfigError(f"config key '{key}' ({source}): {message}, got {short_repr(error['input'])}") from None
+    config["report"]["trackers"] = list(checked.report.trackers)  # one tracker given as a scalar: a list
     parse_noise(config["noise"])
 
 

@@ -1,0 +1,54 @@
+"""What a new user meets first: help text, forgiving config values, clean output streams,
+readable plots, exports as cleanlab users expect, and the choices a run states."""
+
+import argparse
+
+import pytest
+
+from noisybench.api import make_config
+from noisybench.cli import build_parser, main, one_process_note
+
+
+def every_parser(parser: argparse.ArgumentParser, name: str = "noisybench"):
+    """(name, parser) for the program and every subcommand, depth first."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from every_parser(sub, f"{name} {command}")
+
+
+def test_usage_shows_key_value_and_every_option_and_subcommand_has_help():
+    parsers = dict(every_parser(build_parser()))
+    for command in ("run", "config", "compare", "export", "data check", "data prepare", "data bench"):
+        assert "[key=value ...]" in parsers[f"noisybench {command}"].format_usage(), command
+        assert "optimizer.lr=0.01" in parsers[f"noisybench {command}"].format_help(), command
+    assert "key=value" not in parsers["noisybench leaderboard"].format_usage()  # it takes none
+    missing = []
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helped = {choice.dest for choice in action._choices_actions}
+                missing += [f"{name} {command}" for command in action.choices if command not in helped]
+            elif not action.help:
+                missing.append(f"{name} {action.option_strings or action.dest}")
+    assert not missing
+
+
+def test_one_tracker_may_be_given_as_a_scalar():
+    config = make_config("ce", "digits", None, ["report.trackers=tensorboard"])
+    assert config["report"]["trackers"] == ["tensorboard"]
+    with pytest.raises(Exception, match=r"'report.trackers' \(command line\).*got 'tensorbord'"):
+        make_config("ce", "digits", None, ["report.trackers=tensorbord"])
+
+
+def test_accelerate_cpu_with_several_processes_is_said_to_run_one(monkeypatch, capsys):
+    for name in ("ACCELERATE_USE_CPU", "MASTER_PORT", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert one_process_note() is None
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")  # --cpu --num_processes 1: no MASTER_PORT
+    assert one_process_note() is None
+    monkeypatch.setenv("MASTER_PORT", "29500")  # --cpu --num_processes 2, as Accelerate's simple launcher sets it
+    assert "runs one process" in one_process_note()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a real 2-process launch
+    assert one_process_note() is None
