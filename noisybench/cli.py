@@ -317,7 +317,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
         print(text, end="")
     if args.plots:
         for path in leaderboard.write_plots(leaderboard.load_runs(args.folder), Path(args.plots)):
-            print(f"wrote {path}")
+            print(f"wrote {path}", file=sys.stderr)  # stdout is the table alone: `> board.csv` stays a CSV
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

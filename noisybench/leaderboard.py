@@ -329,7 +329,7 @@ def render(board: pd.DataFrame, fmt: str) -> str:
     if fmt == "latex":
         return frame.to_latex(index=False, escape=True)
     if fmt == "html":
-        return frame.to_html(index=False, escape=True)
+        return frame.to_html(index=False, escape=True) + "\n"  # a text file ends with a newline
     raise NoisybenchError(f"--format {fmt}: expected markdown, csv, latex or html")
 
 
@@ -344,7 +344,7 @@ def write_plots(runs: pd.DataFrame, folder: Path) -> list[Path]:
         record = records.read_record(Path(row.folder) / records.METRICS_FILE) or {}
         if isinstance(record.get("history"), list) and all(isinstance(h, dict) for h in record["history"]):
             histories.setdefault(row.method, []).append(record["history"])
-    if plots.label_curves(histories, folder / "label_curves.png"):
+    if plots.label_curves(histories, folder / "label_curves.png", plots.title(runs[runs["status"] == "finished"])):
         written.append(folder / "label_curves.png")
     return written
 

@@ -54,9 +54,26 @@ def weight_histograms(snapshots: dict[int, tuple[np.ndarray, np.ndarray]], path:
     save(figure, path)
 
 
+def title(runs) -> str:
+    """What the runs of a figure share, for its title: dataset, noise and setting (each one
+    value, or how many there are)."""
+    parts = []
+    for column, word in (("dataset", "dataset"), ("noise", "noise"), ("setting", "setting")):
+        values = sorted({str(v) for v in runs[column].dropna()}) if column in runs else []
+        parts.append(f"{word} {values[0]}" if len(values) == 1 else f"{len(values)} {word}s")
+    return ", ".join(parts)
+
+
+def integer_epochs(ax) -> None:
+    """Ticks at whole epochs only (matplotlib would put some at 1.5, 2.5, ...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def accuracy_vs_time(runs, path: Path) -> None:
     """Test accuracy against training time, one colour per method: every seed as a dot,
-    the mean with one standard deviation as error bars."""
+    the mean with one standard deviation as error bars, labelled with the seeds it pools."""
     finished = runs[runs["status"] == "finished"]
     figure, ax = pyplot().subplots(figsize=(5.5, 4))
     for method, group in sorted(finished.groupby("method"), key=lambda item: item[0]):
@@ -65,22 +82,25 @@ def accuracy_vs_time(runs, path: Path) -> None:
         ax.errorbar(x.mean(), y.mean(), xerr=x.std(ddof=1) if len(x) > 1 else None,
                     yerr=y.std(ddof=1) if len(y) > 1 else None, fmt="o", color=points.get_facecolor()[0][:3],
                     capsize=3, label=f"{method} (n={len(group)})")
+        ax.annotate(f"n={len(group)}", (x.mean(), y.mean()), xytext=(5, 5), textcoords="offset points", fontsize=7)
+    ax.set_title(title(finished), fontsize=9)
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)
     save(figure, path)
 
 
-def label_curves(histories: dict[str, list[list[dict]]], path: Path) -> bool:
+def label_curves(histories: dict[str, list[list[dict]]], path: Path, heading: str = "") -> bool:
     """Label accuracy and fraction of labels changed per epoch for correcting methods
-    (mean over seeds, band of ±1 std). Returns False if no method corrects labels."""
+    (mean over seeds, band of ±1 std, the seed count in the legend), under ``heading``.
+    Returns False if no method corrects labels."""
     curves = {}
     for method, runs in sorted(histories.items()):
         acc = [[h.get("label_accuracy") for h in run] for run in runs]
         changed = [[h.get("changed_fraction") for h in run] for run in runs]
         if any(v is not None for run in acc for v in run):
             length = min(len(run) for run in acc)  # seeds of one config have equal lengths
-            curves[method] = (np.array([r[:length] for r in acc], dtype=float),
+            curves[f"{method} (n={len(runs)})"] = (np.array([r[:length] for r in acc], dtype=float),
                               np.array([r[:length] for r in changed], dtype=float))
     if not curves:
         return False
@@ -97,6 +117,9 @@ def label_curves(histories: dict[str, list[list[dict]]], path: Path) -> bool:
     axes[1].set_ylabel("labels changed (%)")
     for ax in axes:
         ax.set_xlabel("epoch")
+        integer_epochs(ax)
         ax.legend(fontsize=8)
+    if heading:
+        figure.suptitle(heading, fontsize=9)
     save(figure, path)
     return True

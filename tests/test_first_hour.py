@@ -52,3 +52,48 @@ def test_accelerate_cpu_with_several_processes_is_said_to_run_one(monkeypatch, c
     assert "runs one process" in one_process_note()
     monkeypatch.setenv("WORLD_SIZE", "2")  # a real 2-process launch
     assert one_process_note() is None
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    from test_report import write_record
+
+    root = tmp_path / "sweep"
+    for seed, acc in enumerate((0.90, 0.92, 0.94)):
+        write_record(root, "ce", seed, acc, [1.0, 1.0, 1.0])
+    for seed, acc in enumerate((0.95, 0.97)):
+        write_record(root, "smp", seed, acc, [1.2, 1.4, 1.3], auc=0.99, label=0.9)
+    return root
+
+
+def test_csv_leaderboard_on_stdout_parses_with_plots_and_html_ends_with_a_newline(sweep, tmp_path, capsys):
+    import csv
+    import io
+
+    assert main(["leaderboard", str(sweep), "--format", "csv", "--plots", str(tmp_path / "plots")]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.reader(io.StringIO(captured.out)))
+    assert rows[0][:4] == ["dataset", "setting", "noise", "method"] and len(rows) == 3
+    assert {len(row) for row in rows} == {len(rows[0])}
+    assert "wrote" in captured.err and (tmp_path / "plots" / "accuracy_vs_time.png").exists()
+    assert main(["leaderboard", str(sweep), "--format", "html"]) == 0
+    assert capsys.readouterr().out.endswith("</table>\n")
+
+
+def test_plots_name_dataset_noise_setting_count_seeds_and_tick_whole_epochs(sweep, tmp_path, monkeypatch):
+    from matplotlib.ticker import MaxNLocator
+
+    from noisybench import leaderboard, plots
+
+    figures = {}
+    monkeypatch.setattr(plots, "save", lambda figure, path: figures.setdefault(path.name, figure))
+    leaderboard.write_plots(leaderboard.load_runs(sweep), tmp_path)
+    scatter = figures["accuracy_vs_time.png"].axes[0]
+    assert scatter.get_title() == "dataset digits, noise symmetric:0.4, setting noisy"
+    assert {t.get_text() for t in scatter.texts} == {"n=3", "n=2"}  # beside each mean point
+    curves = figures["label_curves.png"]
+    assert curves._suptitle.get_text() == "dataset digits, noise symmetric:0.4, setting noisy"
+    for ax in curves.axes:
+        locator = ax.xaxis.get_major_locator()
+        assert isinstance(locator, MaxNLocator) and locator._integer
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["smp (n=2)"]
