@@ -17,6 +17,7 @@ from noisybench.errors import ConfigError
 def choose(config: dict[str, Any], splits: DataSplits, auto_size: bool) -> dict[str, Any]:
     """Resolve ``model.name=auto`` (``small_cnn`` for inputs under 64 pixels, else
     ``resnet18``) and describe what was chosen for the console line and the record."""
+    from noisybench.datasets.augmentation import find_augmentation
     from noisybench.datasets.images import SMALL_IMAGE
 
     side = int(splits.train_eval[0][0].shape[-1])
@@ -35,8 +36,11 @@ def choose(config: dict[str, Any], splits: DataSplits, auto_size: bool) -> dict[
             f"recipe {recipe} ({why}): {config['epochs']} epochs, batch {config['batch_size']}, "
             f"{optimizer['name']} lr {optimizer['lr']:g}, weight decay {optimizer['weight_decay']:g}, "
             f"{schedule_words(config['lr_schedule'])}")
+    augmentation = find_augmentation(splits.train)
+    if augmentation is not None:
+        line += f"; {augmentation.words()}"
     return {"model": model["name"], "model_auto": auto_model, "input_size": side, "image_size_auto": auto_size,
-            "recipe": recipe, "line": line}
+            "recipe": recipe, **({"augmentation": augmentation.record()} if augmentation else {}), "line": line}
 
 
 def schedule_words(schedule: dict[str, Any]) -> str:

@@ -78,6 +78,9 @@ class DataConfig(Section):
     pin_memory: bool | None = None
     persistent_workers: bool = True
     prefetch_factor: int = Field(2, ge=1, le=64)  # batches each worker loads ahead
+    # training augmentation (datasets/augmentation.py); auto: the dataset's padding, no flip of single-channel images
+    crop_padding: Annotated[int, Field(ge=0, le=1024)] | Literal["auto"] = "auto"
+    flip: bool | Literal["auto"] = "auto"
     prepared: str | None = None  # a folder written by `noisybench data prepare`, read instead of data.root
     split_seed: int = Field(0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(0.1, ge=0, lt=1)

@@ -19,7 +19,8 @@ import torch
 
 from noisybench.datasets.splits import DataSplits, register_dataset, stratified_split
 from noisybench.datasets.images import normalization
-from noisybench.datasets.memory import BatchAugment, MemoryImages
+from noisybench.datasets.augmentation import augmented, resolve
+from noisybench.datasets.memory import MemoryImages
 from noisybench.errors import DataError
 from noisybench.noise import NoiseSpec, parse_noise
 from noisybench.untrusted import load_pickle, load_torch_arrays
@@ -114,7 +115,7 @@ def build_cifar(name: str, config: dict[str, Any]) -> DataSplits:
     train = chw[torch.as_tensor(kept)]  # one copy, shared by the augmented and the plain view
 
     return DataSplits(
-        train=MemoryImages(train, noisy[kept], mean, std, BatchAugment(padding=4, flip=True)),  # pad-4 crop, flip
+        train=augmented(MemoryImages(train, noisy[kept], mean, std), resolve(data, 4, single_channel=False)),
         train_eval=MemoryImages(train, noisy[kept], mean, std),
         val=MemoryImages(chw[torch.as_tensor(held)], clean[held], mean, std) if len(held) else None,
         test=MemoryImages(torch.from_numpy(test_images).permute(0, 3, 1, 2), test_labels, mean, std),

@@ -50,9 +50,9 @@ class Encoded:
     __slots__ = ("data", "pixels", "resize", "size", "crop")
 
     def __init__(self, resize: int, size: int, train: bool, data: np.ndarray | None = None,
-                 pixels: torch.Tensor | None = None):
+                 pixels: torch.Tensor | None = None, flip: bool = True):
         self.data, self.pixels, self.resize, self.size = data, pixels, resize, size
-        self.crop = (float(torch.rand(())), float(torch.rand(())), bool(torch.rand(()) < 0.5)) if train else None
+        self.crop = (float(torch.rand(())), float(torch.rand(())), bool(torch.rand(()) < 0.5) and flip) if train else None
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -14,8 +14,9 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from noisybench.datasets.augmentation import augmented, resolve
 from noisybench.datasets.splits import DataSplits, register_dataset
-from noisybench.datasets.memory import BatchAugment, MemoryImages
+from noisybench.datasets.memory import MemoryImages
 
 
 @register_dataset(
@@ -42,7 +43,7 @@ def build_digits(config: dict[str, Any]) -> DataSplits:
     def split(idx, augment=None):
         return MemoryImages(images[idx], labels[idx], mean, std, augment)
 
-    train = split(train_idx, BatchAugment(padding=1, flip=False))
+    train = augmented(split(train_idx), resolve(config["data"], 1, single_channel=True))  # pad-1 crop, no flip
     return DataSplits(
         train=train,
         train_eval=MemoryImages(train.images, labels[train_idx], mean, std),  # the same images, not augmented

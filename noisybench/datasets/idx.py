@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from noisybench.datasets.augmentation import augmented, resolve
 from noisybench.datasets.splits import DataSplits, register_dataset, stratified_split
 from noisybench.datasets.memory import MemoryImages
 from noisybench.errors import DataError
@@ -130,7 +131,8 @@ def build_idx(name: str, config: dict[str, Any]) -> DataSplits:
     tensor = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)  # N×1×28×28 uint8
     train = tensor[torch.as_tensor(kept)]
     return DataSplits(
-        train=MemoryImages(train, labels[kept], mean, std),  # no augmentation, as Co-teaching's MNIST runs
+        # auto: no augmentation, as Co-teaching's MNIST runs
+        train=augmented(MemoryImages(train, labels[kept], mean, std), resolve(data, 0, single_channel=True)),
         train_eval=MemoryImages(train, labels[kept], mean, std),
         val=MemoryImages(tensor[torch.as_tensor(held)], labels[held], mean, std) if len(held) else None,
         test=MemoryImages(torch.from_numpy(np.ascontiguousarray(test_images)).unsqueeze(1), test_labels, mean, std),

@@ -46,21 +46,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DECODERS = ("pil", "torchvision", "scaled", "device")
 
 
-def paper_transforms(train: bool, size: int = 224, resize: int = 256):
+def paper_transforms(train: bool, size: int = 224, resize: int = 256, flip: bool = True):
     """The SMP paper's pipeline: short edge to 256, random 224 crop and flip (train) or centre
     crop (eval). Ends in uint8: the model normalises on its device (models.InputNormalize),
     so workers send a quarter of the bytes."""
     from torchvision.transforms import v2
 
-    crop = [v2.RandomCrop(size), v2.RandomHorizontalFlip()] if train else [v2.CenterCrop(size)]
+    flips = [v2.RandomHorizontalFlip()] if flip else []
+    crop = [v2.RandomCrop(size), *flips] if train else [v2.CenterCrop(size)]
     return v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True), *crop])
 
 
-def small_transforms(train: bool, size: int, flip: bool = True):
-    """For 32-pixel images: pad-4 random crop and flip (train); plain uint8 tensors (eval)."""
+def small_transforms(train: bool, size: int, flip: bool = True, padding: int | None = None):
+    """For 32-pixel images: pad-4 (``padding``, default size/8) random crop and flip (train);
+    plain uint8 tensors (eval)."""
     from torchvision.transforms import v2
 
-    augment = [v2.RandomCrop(size, padding=size // 8)] + ([v2.RandomHorizontalFlip()] if flip else [])
+    padding = size // 8 if padding is None else padding
+    augment = ([v2.RandomCrop(size, padding=padding)] if padding else []) + ([v2.RandomHorizontalFlip()] if flip else [])
     return v2.Compose([v2.ToImage(), *(augment if train else [])])
 
 
@@ -173,7 +176,7 @@ class ImageFiles(Dataset):
         self.max_pixels = max_pixels
         self.corrupt = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
         self.normalization: tuple | None = None  # (mean, std) the model applies to these uint8 images
-        self.device_transform: tuple[int, int, bool] | None = None  # (short edge, crop, train) for "device"
+        self.device_transform: tuple[int, int, bool, bool] | None = None  # (short edge, crop, train, flip): "device"
         self._fill = (128, 128, 128)
 
     def __len__(self) -> int:
@@ -211,17 +214,17 @@ class ImageFiles(Dataset):
         other image (or an unreadable one, by the corrupt-image policy) decoded here."""
         from noisybench.datasets.devicedecode import Encoded
 
-        resize, size, train = self.device_transform
+        resize, size, train, flip = self.device_transform
         try:
             data = self.read(i)
             form, mode, _ = image_header(data, self.max_pixels, resize)
             if form == "JPEG" and mode in ("RGB", "L"):
-                return Encoded(resize, size, train, data=np.frombuffer(bytearray(data), dtype=np.uint8))
+                return Encoded(resize, size, train, data=np.frombuffer(bytearray(data), dtype=np.uint8), flip=flip)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             pass  # load() below marks it
         image = self.load(i)
         pixels = image if torch.is_tensor(image) else torch.from_numpy(np.array(image)).permute(2, 0, 1)
-        return Encoded(resize, size, train, pixels=pixels.contiguous())
+        return Encoded(resize, size, train, pixels=pixels.contiguous(), flip=flip)
 
 
 def find_missing(paths: Sequence[str], limit: int = 5, sample: int = 512) -> tuple[int, list[str]]:
@@ -252,18 +255,31 @@ SMALL_IMAGE = 64  # data.image_size=auto: below this median short side, images a
 SAMPLED = 64  # images whose headers data.image_size=auto reads
 
 
-def sampled_sides(paths: Sequence[str]) -> list[int]:
-    """The short sides of up to SAMPLED evenly spread images, from their headers (unreadable
-    ones left out: they are the corrupt-image policy's business)."""
+def sampled_headers(paths: Sequence[str]) -> list[tuple[int, str]]:
+    """(short side, PIL mode) of up to SAMPLED evenly spread images, from their headers
+    (unreadable ones left out: they are the corrupt-image policy's business)."""
     step = max(1, len(paths) // SAMPLED)
-    sides = []
+    headers = []
     for path in list(paths)[::step][:SAMPLED]:
         try:
             with open_regular(path) as handle, Image.open(handle) as image:
-                sides.append(min(image.size))
+                headers.append((min(image.size), image.mode))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, NotRegular):
             continue
-    return sides
+    return headers
+
+
+def sampled_sides(paths: Sequence[str]) -> list[int]:
+    """The short sides of up to SAMPLED evenly spread images (``sampled_headers``)."""
+    return [side for side, _ in sampled_headers(paths)]
+
+
+def single_channel(paths: Sequence[str]) -> bool:
+    """Whether most sampled images are grey (one channel, read as RGB by the pipeline)."""
+    from noisybench.datasets.augmentation import SINGLE_CHANNEL_MODES
+
+    modes = [mode for _, mode in sampled_headers(paths)]
+    return bool(modes) and sum(mode in SINGLE_CHANNEL_MODES for mode in modes) > len(modes) / 2
 
 
 def auto_image_size(paths: Sequence[str]) -> int:
@@ -295,15 +311,30 @@ def pipeline_short_edge(size: int) -> int:
     return round(size * 256 / 224) if size >= 96 else size
 
 
-def photo_transform(size: int, train: bool):
+def photo_transform(size: int, train: bool, augmentation=None):
     """``data.image_size`` 224 gives the paper pipeline (short edge 256, crop 224); sizes
-    under 96 resize to a square and use the small-image augmentation."""
+    under 96 resize to a square and use the small-image augmentation. ``augmentation``
+    (augmentation.Augmentation; default the pipeline's own) sets the training crop padding and flip."""
     resize = pipeline_short_edge(size)
+    flip = True if augmentation is None else augmentation.flip
     if size >= 96:
-        return paper_transforms(train, size=size, resize=resize)
+        return paper_transforms(train, size=size, resize=resize, flip=flip)
     from torchvision.transforms import v2
 
-    return v2.Compose([v2.Resize((size, size), antialias=True), small_transforms(train, size)])
+    padding = None if augmentation is None else augmentation.crop_padding
+    return v2.Compose([v2.Resize((size, size), antialias=True), small_transforms(train, size, flip, padding)])
+
+
+def file_augmentation(data: dict, size: int, paths: Sequence[str]):
+    """The training augmentation of image files (augmentation.py): an eighth of the side as crop
+    padding under 96 pixels; photos take their crop from the resized short edge, unpadded."""
+    from noisybench.datasets.augmentation import resolve
+    from noisybench.errors import ConfigError
+
+    if size >= 96 and data["crop_padding"] not in ("auto", 0):
+        raise ConfigError(f"data.crop_padding={data['crop_padding']}: applies to images under 96 pixels; the photo "
+                          f"pipeline crops {size} of a {pipeline_short_edge(size)}-pixel short edge instead")
+    return resolve(data, size // 8 if size < 96 else 0, single_channel(paths))
 
 
 def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: bool, files_type: type | None = None,
@@ -325,9 +356,12 @@ def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: b
     from noisybench.datasets.devicedecode import resolve_decoder
 
     decoder = resolve_decoder(data["decoder"], size)
-    files = (files_type or ImageFiles)(paths, labels, photo_transform(size, train), decoder, draft_size=resize,
-                                       fallback_size=(resize, resize), max_pixels=data["max_pixels"], **source)
-    files.device_transform = (resize, size, train)
+    augmentation = file_augmentation(data, size, paths) if train else None
+    files = (files_type or ImageFiles)(paths, labels, photo_transform(size, train, augmentation), decoder,
+                                       draft_size=resize, fallback_size=(resize, resize), max_pixels=data["max_pixels"],
+                                       **source)
+    files.augmentation = augmentation
+    files.device_transform = (resize, size, train, augmentation is None or augmentation.flip)
     files.set_fill(mean)
     files.normalization = (mean, std)
     return files
