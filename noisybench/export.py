@@ -4,7 +4,9 @@ Every split, marked in ``split``. Training rows are sorted by suspicion: the met
 score (highest first), else its flagged samples first, else the training loss against the
 noisy label. Val and test rows (``eval_samples.csv``) are scored by the final model, which
 never trained on them: noise_score = 1 − p(label), highest first. With cross-validated fold
-runs (``folds.py``), training rows gain ``cv_noise_score``, the same out-of-sample score.
+runs (``folds.py``), training rows gain ``cv_noise_score``, the same out-of-sample score, and
+are sorted by it (the in-sample ``noise_score`` and ``train_loss`` stay beside it). Class ids
+are written as integers (empty where a split has none), as cleanlab's tables have them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from noisybench.inputs import NotRegular, read_bytes
 TABLE_LIMIT = 2**31  # a samples table of a few million rows
 
 COLUMNS = ["split", "index", "path", "noisy_label", "noisy_class", "corrected_label", "corrected_class", "weight",
-           "noise_score", "flagged", "cv_noise_score", "predicted_label"]
+           "noise_score", "train_loss", "flagged", "cv_noise_score", "predicted_label"]
+WHOLE = {"noisy_label": "Int64", "corrected_label": "Int64", "predicted_label": "Int64",
+         "flagged": "boolean"}  # nullable: val and test rows have no corrected label, training rows no prediction
 
 
 def read_table(path: Path, required: tuple[str, ...], classes: int | None,
@@ -89,9 +93,11 @@ def suspects(run_dir: str | Path) -> pd.DataFrame:
         order = table.sort_values(["train_loss", "index"], ascending=[False, True], kind="stable")
     order = order.assign(split="train")
     cv = run_dir / "cv_scores.csv"
-    if cv.exists():
+    if cv.exists():  # out of sample: the order to trust (docs/comparing.md)
         order = order.merge(read_table(cv, ("index", "cv_noise_score"), None, numbers=("cv_noise_score",)),
                             on="index", how="left")
+        order = order.sort_values(["cv_noise_score", "index"], ascending=[False, True], kind="stable",
+                                  na_position="last")
     held_out = run_dir / records.EVAL_SAMPLES_FILE
     parts = [order]
     if held_out.exists():
@@ -104,6 +110,7 @@ def suspects(run_dir: str | Path) -> pd.DataFrame:
             rows = scored[scored["split"] == split]
             parts.append(rows.sort_values(["noise_score", "index"], ascending=[False, True], kind="stable"))
     table = pd.concat(parts, ignore_index=True)
+    table = table.astype({c: kind for c, kind in WHOLE.items() if c in table})
     return table[[c for c in COLUMNS if c in table]]
 
 

@@ -97,3 +97,30 @@ def test_plots_name_dataset_noise_setting_count_seeds_and_tick_whole_epochs(swee
         locator = ax.xaxis.get_major_locator()
         assert isinstance(locator, MaxNLocator) and locator._integer
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["smp (n=2)"]
+
+
+def test_export_writes_class_ids_as_integers_and_sorts_folds_by_the_out_of_sample_score(tmp_path):
+    import json
+    import re
+
+    import pandas as pd
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"class_names": ["a", "b", "c"]}))
+    pd.DataFrame({"index": [0, 1, 2, 3], "noisy_label": [0, 1, 2, 0], "train_loss": [0.1, 2.0, 0.5, 1.0],
+                  "corrected_label": [0, 2, 2, 0]}).to_csv(run / "samples.csv", index=False)
+    pd.DataFrame({"index": [0, 1, 2, 3], "cv_noise_score": [0.9, 0.2, 0.7, 0.4]}).to_csv(run / "cv_scores.csv",
+                                                                                           index=False)
+    pd.DataFrame({"split": ["test", "test"], "index": [0, 1], "label": [1, 2], "predicted_label": [1, 0],
+                  "p_label": [0.9, 0.2], "noise_score": [0.1, 0.8]}).to_csv(run / "eval_samples.csv", index=False)
+    assert main(["export", str(run), "--output", str(tmp_path / "s.csv")]) == 0
+    text = (tmp_path / "s.csv").read_text()
+    table = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
+    for column in ("noisy_label", "corrected_label", "predicted_label"):
+        assert all(re.fullmatch(r"\d*", value) for value in table[column]), (column, text)
+    train = table[table["split"] == "train"]
+    assert train["index"].tolist() == ["0", "2", "3", "1"]  # by cv_noise_score, highest first
+    assert train["train_loss"].astype(float).tolist() == [0.1, 0.5, 1.0, 2.0]  # the in-sample loss kept
+    assert train["corrected_label"].tolist() == ["0", "2", "0", "2"] and train["flagged"].tolist()[-1] == "True"
+    assert table[table["split"] == "test"]["index"].tolist() == ["1", "0"]

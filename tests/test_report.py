@@ -251,7 +251,7 @@ def test_export_sorts_by_suspicion_over_every_split(tmp_path):
                         method="smp")
     whole = suspects(tmp_path)
     assert list(whole.columns) == ["split", "index", "noisy_label", "noisy_class", "corrected_label", "corrected_class",
-                                   "noise_score", "flagged", "predicted_label"]
+                                   "noise_score", "train_loss", "flagged", "predicted_label"]
     assert whole["split"].value_counts().to_dict() == {"train": 1078, "test": 360, "val": 359}
     table = whole[whole["split"] == "train"]
     assert table["noise_score"].is_monotonic_decreasing
