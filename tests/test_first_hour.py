@@ -124,3 +124,27 @@ def test_export_writes_class_ids_as_integers_and_sorts_folds_by_the_out_of_sampl
     assert train["train_loss"].astype(float).tolist() == [0.1, 0.5, 1.0, 2.0]  # the in-sample loss kept
     assert train["corrected_label"].tolist() == ["0", "2", "0", "2"] and train["flagged"].tolist()[-1] == "True"
     assert table[table["split"] == "test"]["index"].tolist() == ["1", "0"]
+
+
+def test_the_docs_index_and_methods_page_list_every_installed_method():
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from noisybench.plugins import installed_methods
+
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location("docs_hooks", root / "docs" / "hooks" / "methods.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    config = {"docs_dir": str(root / "docs")}
+    names = list(installed_methods())
+    assert len(names) >= 7
+    for page in ("index.md", "methods/index.md"):
+        source = (root / "docs" / page).read_text()
+        built = hooks.on_page_markdown(source, SimpleNamespace(file=SimpleNamespace(src_uri=page)), config, None)
+        assert "<!-- installed methods" not in built
+        missing = [name for name in names if f"`{name}`" not in built]
+        assert not missing, (page, missing)
+    assert "[`coteaching`](methods/coteaching.md)" in hooks.methods_markdown(hooks.NAMES, root / "docs", ".")
+    assert "| [`coteaching`](coteaching.md) | noisybench" in hooks.methods_markdown(hooks.TABLE, root / "docs", "methods")
