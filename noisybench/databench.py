@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import default_collate
 
 from noisybench.datasets import build_dataset, image_files
+from noisybench.datasets.augmentation import find_augmentation
 from noisybench.loaders import loader_options, train_loader
 
 
@@ -64,10 +65,13 @@ def bench(config: dict[str, Any], batches: int = 50) -> str:
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     options = loader_options(config, splits.train, torch.cuda.is_available(), processes)
     workers = options["num_workers"]
-    source = f"prepared data in {config['data']['prepared']}" if config["data"]["prepared"] else "raw files"
-    lines = [f"dataset {config['dataset']} ({source}), {len(splits.train)} training images, batch "
-             f"{config['batch_size']}, image size {config['data']['image_size']}, decoder {config['data']['decoder']}"]
     files = image_files(splits.train)
+    source = (f"prepared data in {config['data']['prepared']}" if config["data"]["prepared"] else "raw files"
+              if files is not None else "in memory")
+    side = int(splits.train_eval[0][0].shape[-1])  # what the model is given, whatever data.image_size says
+    lines = [f"dataset {config['dataset']} ({source}), {len(splits.train)} training images, batch "
+             f"{config['batch_size']}, input size {side}x{side} pixels"
+             + (f", decoder {config['data']['decoder']}" if files is not None else "")]
     if files is not None:
         parts = worker_parts(files, min(256, batches * config["batch_size"]), config["batch_size"], config["seed"])
         per_image = sum(parts.values())
@@ -75,7 +79,9 @@ def bench(config: dict[str, Any], batches: int = 50) -> str:
                      f"{1000 * parts['transform']:.2f} ms, collate {1000 * parts['collate']:.2f} ms: "
                      f"{1 / per_image:.0f} images/s per worker")
     else:
-        lines.append("images held in memory: batches are cropped and flipped in the main process, no decoding")
+        augmentation = find_augmentation(splits.train)
+        what = f" ({augmentation.words()})" if augmentation else ""
+        lines.append(f"images held in memory: batches are augmented in the main process{what}, no decoding")
     rate, counted = loader_rate(config, splits, options, batches)
     worker_memory = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     lines.append(f"training loader ({workers} workers, prefetch {options.get('prefetch_factor', '-')}, pinned "

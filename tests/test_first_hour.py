@@ -148,3 +148,60 @@ def test_the_docs_index_and_methods_page_list_every_installed_method():
         assert not missing, (page, missing)
     assert "[`coteaching`](methods/coteaching.md)" in hooks.methods_markdown(hooks.NAMES, root / "docs", ".")
     assert "| [`coteaching`](coteaching.md) | noisybench" in hooks.methods_markdown(hooks.TABLE, root / "docs", "methods")
+
+
+def test_data_bench_and_config_report_digits_real_input_size_and_augmentation(capsys):
+    assert main(["data", "bench", "--dataset", "digits", "--batches", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "input size 8x8 pixels" in out and "224" not in out
+    assert "random crop padding 1, no flip" in out
+    assert main(["config", "--method", "ce", "--dataset", "digits"]) == 0
+    assert "image_size: 8  # dataset defaults" in capsys.readouterr().out
+
+
+def small_images(root, grey: bool, count: int = 12):
+    """A csv dataset of 16x16 PNGs, single-channel or colour; its key=value arguments."""
+    import numpy as np
+    from PIL import Image
+
+    from fixtures import write_lines
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["path,label"]
+    for i in range(count):
+        pixels = np.full((16, 16) if grey else (16, 16, 3), 40 * (i % 2) + 10, dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"{i}.png")
+        rows.append(f"{i}.png,{'ab'[i % 2]}")
+    write_lines(root / "m.csv", rows)
+    return [f"data.root={root / 'm.csv'}", "data.num_workers=0"]
+
+
+def train_augments(splits) -> list[str]:
+    """The names of the training pipeline's random transforms (small-image pipeline)."""
+    from noisybench.datasets import image_files
+
+    small = image_files(splits.train).transform.transforms[1]  # Resize, then small_transforms
+    return [type(t).__name__ for t in small.transforms[1:]]
+
+
+def test_augmentation_keys_and_no_flip_of_single_channel_images_by_default(tmp_path):
+    from noisybench.choices import choose
+    from noisybench.datasets import build_dataset
+    from noisybench.errors import ConfigError
+
+    grey = small_images(tmp_path / "grey", grey=True)
+    splits = build_dataset(make_config("ce", "csv", overrides=grey))
+    assert train_augments(splits) == ["RandomCrop"]  # auto: a crop of 16 // 8 = 2, no flip
+    assert splits.train.augmentation.crop_padding == 2 and not splits.train.augmentation.flip
+    config = make_config("ce", "csv", overrides=[*grey, "data.flip=true", "data.crop_padding=0"])
+    splits = build_dataset(config)
+    assert train_augments(splits) == ["RandomHorizontalFlip"]
+    chosen = choose(config, splits, auto_size=True)
+    assert chosen["augmentation"] == {"crop_padding": 0, "flip": True, "why": ""}
+    assert "augmentation: random crop padding 0, flip" in chosen["line"]
+    colour = build_dataset(make_config("ce", "csv", overrides=small_images(tmp_path / "colour", grey=False)))
+    assert train_augments(colour) == ["RandomCrop", "RandomHorizontalFlip"]
+    digits = build_dataset(make_config("ce", "digits", overrides=["data.flip=true"]))
+    assert (digits.train.augment.padding, digits.train.augment.flip) == (1, True)
+    with pytest.raises(ConfigError, match="data.crop_padding=2: applies to images under 96 pixels"):
+        build_dataset(make_config("ce", "csv", overrides=[*grey, "data.image_size=128", "data.crop_padding=2"]))

@@ -46,6 +46,7 @@ DEFAULTS = {
     "batch_size": 128,
     "optimizer": {"lr": 0.02, "weight_decay": 5e-4},
     "lr_schedule": {"step_every": 40},
+    "data": {"image_size": 32},  # the images' own size, held in memory: what `config` and `data bench` show
 }
 
 

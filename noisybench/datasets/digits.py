@@ -28,6 +28,7 @@ from noisybench.datasets.memory import MemoryImages
         "batch_size": 64,
         "optimizer": {"lr": 0.05, "weight_decay": 5e-4},
         "lr_schedule": {"step_every": 10},
+        "data": {"image_size": 8},  # the images' own size, held in memory: what `config` and `data bench` show
     },
 )
 def build_digits(config: dict[str, Any]) -> DataSplits:

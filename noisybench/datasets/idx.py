@@ -45,6 +45,7 @@ DEFAULTS = {
     "batch_size": 128,
     "optimizer": {"lr": 0.05, "weight_decay": 5e-4},
     "lr_schedule": {"step_every": 10},
+    "data": {"image_size": 28},  # the images' own size, held in memory: what `config` and `data bench` show
 }
 
 
