@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from noisybench import records
 from noisybench.datasets import data_identity, file_positions, get_dataset, labels_of
-from noisybench.datasets.images import decode, pipeline_short_edge, quiet_torchvision_io
+from noisybench.datasets.images import decode, pipeline_short_edge, quiet_torchvision_io, single_channel
 from noisybench.datasets.prepared import (FORMAT, MANIFEST, QUALITY, SHARD_SIZE, VERSION, read_manifest,
                                           shard_count, shard_paths, shard_sums)
 from noisybench.errors import ConfigError, DataError
@@ -161,6 +161,7 @@ def prepare(config: dict[str, Any], output: str | Path, workers: int | None = No
         "noise": {"type": noise.type, "rate": None if noise.rate != noise.rate else noise.rate,
                   "label_set": noise.label_set},
         "warnings": list(splits.warnings), "true_labels": plain(splits.true_labels),
+        "single_channel": single_channel(entries["train"]["paths"]),  # data.flip=auto, once the originals are gone
         "extra_tests": list(splits.extra_tests),
         "noise_flags": plain(splits.noise_flags), "trusted": plain(splits.trusted),
         "splits": {split: {k: v for k, v in entry.items() if k not in ("files", "positions")}

@@ -205,3 +205,16 @@ def test_augmentation_keys_and_no_flip_of_single_channel_images_by_default(tmp_p
     assert (digits.train.augment.padding, digits.train.augment.flip) == (1, True)
     with pytest.raises(ConfigError, match="data.crop_padding=2: applies to images under 96 pixels"):
         build_dataset(make_config("ce", "csv", overrides=[*grey, "data.image_size=128", "data.crop_padding=2"]))
+
+
+def test_prepared_single_channel_images_stay_unflipped_once_the_originals_are_gone(tmp_path):
+    from noisybench.datasets import build_dataset
+    from noisybench.datasets.augmentation import find_augmentation
+    from noisybench.prepare import prepare
+
+    grey = small_images(tmp_path / "grey", grey=True)
+    prepare(make_config("ce", "csv", overrides=grey), tmp_path / "prepared", workers=1)
+    for image in (tmp_path / "grey").glob("*.png"):
+        image.unlink()
+    splits = build_dataset(make_config("ce", "csv", overrides=[f"data.prepared={tmp_path / 'prepared'}"]))
+    assert find_augmentation(splits.train).flip is False

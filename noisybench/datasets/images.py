@@ -325,20 +325,21 @@ def photo_transform(size: int, train: bool, augmentation=None):
     return v2.Compose([v2.Resize((size, size), antialias=True), small_transforms(train, size, flip, padding)])
 
 
-def file_augmentation(data: dict, size: int, paths: Sequence[str]):
+def file_augmentation(data: dict, size: int, paths: Sequence[str], single: bool | None = None):
     """The training augmentation of image files (augmentation.py): an eighth of the side as crop
-    padding under 96 pixels; photos take their crop from the resized short edge, unpadded."""
+    padding under 96 pixels; photos take their crop from the resized short edge, unpadded.
+    ``single``: whether the images are single-channel, where known (prepared data), else sampled."""
     from noisybench.datasets.augmentation import resolve
     from noisybench.errors import ConfigError
 
     if size >= 96 and data["crop_padding"] not in ("auto", 0):
         raise ConfigError(f"data.crop_padding={data['crop_padding']}: applies to images under 96 pixels; the photo "
                           f"pipeline crops {size} of a {pipeline_short_edge(size)}-pixel short edge instead")
-    return resolve(data, size // 8 if size < 96 else 0, single_channel(paths))
+    return resolve(data, size // 8 if size < 96 else 0, single_channel(paths) if single is None else single)
 
 
 def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: bool, files_type: type | None = None,
-                **source) -> ImageFiles:
+                single: bool | None = None, **source) -> ImageFiles:
     """ImageFiles (or ``files_type`` with ``source``) of photographs with the configured size
     and decoder, as uint8 tensors (``normalization(config)`` is the model's to apply).
 
@@ -356,7 +357,7 @@ def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: b
     from noisybench.datasets.devicedecode import resolve_decoder
 
     decoder = resolve_decoder(data["decoder"], size)
-    augmentation = file_augmentation(data, size, paths) if train else None
+    augmentation = file_augmentation(data, size, paths, single) if train else None
     files = (files_type or ImageFiles)(paths, labels, photo_transform(size, train, augmentation), decoder,
                                        draft_size=resize, fallback_size=(resize, resize), max_pixels=data["max_pixels"],
                                        **source)

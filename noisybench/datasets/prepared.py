@@ -279,7 +279,8 @@ def load_splits(config: dict[str, Any]) -> tuple[DataSplits, dict[str, Any]]:
         key = (name, train)
         if key not in built:
             built[key] = photo_files(config, entry["paths"], np.asarray(entry["labels"], dtype=np.int64), train,
-                                     files_type=PreparedImages, folder=folder, split=name,
+                                     files_type=PreparedImages, single=manifest.get("single_channel"), folder=folder,
+                                     split=name,
                                      shard_size=manifest["shard_size"], checksums=entry["shards"])
         return built[key]
 
