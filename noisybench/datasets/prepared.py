@@ -191,6 +191,7 @@ class Manifest(BaseModel):
     splits: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")], PreparedSplit]
     extra_tests: list[str] = []
     true_labels: list[int] | None = None
+    single_channel: bool | None = None  # absent from preparations before data.flip: sampled from the originals
     complete: bool
 
     @model_validator(mode="after")
