@@ -20,7 +20,7 @@ import torch
 
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
-from noisybench_sce import CODE_LOG_ZERO, resolve_weight, reverse_cross_entropy
+from noisybench_sce import CODE_LOG_ZERO, resolve_weight, reverse_cross_entropy, wide
 
 CATALOG = {
     "family": "robust loss",
@@ -61,14 +61,14 @@ def noisybench_check_options(options: dict, config: dict) -> None:
 def normalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample (−log p_y) / (−Σ_k log p_k): CE over the sum of CE against every class (0 with one
     class, where both are 0 and the authors' code divides 0 by 0)."""
-    log_p = logits.float().log_softmax(dim=1)
+    log_p = wide(logits).log_softmax(dim=1)
     total = log_p.sum(dim=1)
     return log_p.gather(1, labels[:, None]).squeeze(1) / torch.where(total < 0, total, -1.0)
 
 
 def mean_absolute_error(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample 1 − p_y (the authors' "reduced" MAE: half of Σ_k |p_k − q_k|)."""
-    return 1.0 - logits.float().softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
+    return 1.0 - wide(logits).softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
 
 
 def apl_loss(logits: torch.Tensor, labels: torch.Tensor, passive: str, alpha: float, beta: float) -> torch.Tensor:

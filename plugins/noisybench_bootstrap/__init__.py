@@ -37,6 +37,11 @@ OPTION_HELP = {
 }
 
 
+def wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"kind": "soft", "beta": "auto"}
@@ -54,9 +59,9 @@ def noisybench_check_options(options: dict) -> None:
 
 def bootstrap_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, beta: float) -> torch.Tensor:
     """Per-sample −Σ_k (β·t_k + (1 − β)·s_k)·log p_k, s = p (soft, with gradient) or one-hot argmax p (hard)."""
-    p = logits.float().softmax(dim=1).clamp(CLAMP, 1.0 - CLAMP)
-    label = F.one_hot(labels, p.shape[1]).float()
-    own = p if kind == "soft" else F.one_hot(p.argmax(dim=1), p.shape[1]).float()
+    p = wide(logits).softmax(dim=1).clamp(CLAMP, 1.0 - CLAMP)
+    label = F.one_hot(labels, p.shape[1]).to(p.dtype)
+    own = p if kind == "soft" else F.one_hot(p.argmax(dim=1), p.shape[1]).to(p.dtype)
     return -((beta * label + (1.0 - beta) * own) * p.log()).sum(dim=1)
 
 

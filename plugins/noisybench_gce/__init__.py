@@ -45,6 +45,11 @@ OPTION_HELP = {
 }
 
 
+def wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"q": 0.7, "truncated": False, "k": 0.5, "prune_start": "auto", "prune_every": "auto",
@@ -82,7 +87,7 @@ def paper_schedule(config: dict) -> tuple[int, int]:
 
 
 def label_log_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return logits.float().log_softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
+    return wide(logits).log_softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
 
 
 def lq_from_log(log_p: torch.Tensor, q: float) -> torch.Tensor:

@@ -39,6 +39,11 @@ OPTION_HELP = {
 }
 
 
+def wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"smooth_rate": -0.2, "warmup_epochs": "auto", "lr_after_warmup": None}
@@ -64,7 +69,7 @@ def noisybench_check_options(options: dict, config: dict) -> None:
 
 def gls_loss(logits: torch.Tensor, labels: torch.Tensor, smooth_rate: float) -> torch.Tensor:
     """Per-sample (1 − r)·(−log p_y) + r·mean_k(−log p_k), the authors' loss_gls (wa = 0, wb = 1)."""
-    log_p = logits.float().log_softmax(dim=1)
+    log_p = wide(logits).log_softmax(dim=1)
     return -(1.0 - smooth_rate) * log_p.gather(1, labels[:, None]).squeeze(1) - smooth_rate * log_p.mean(dim=1)
 
 
@@ -88,5 +93,5 @@ def noisybench_epoch_end(run) -> None:
 @hookimpl
 def noisybench_loss(run, logits: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
     if epoch <= run.options["warmup_epochs"]:
-        return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(wide(logits), labels)
     return gls_loss(logits, labels, run.options["smooth_rate"]).mean()

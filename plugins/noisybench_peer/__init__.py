@@ -52,6 +52,11 @@ OPTION_HELP = {
 }
 
 
+def wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"alpha": "auto", "draw": "batch", "scale_lr": True}
@@ -110,7 +115,7 @@ def alpha_at(alpha, epoch: int) -> float:
 
 def stable_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample −log(softmax(z)_y + 1e-5), the authors' CrossEntropyLossStable."""
-    p = logits.float().softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
+    p = wide(logits).softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
     return -torch.log(p + EPSILON)
 
 

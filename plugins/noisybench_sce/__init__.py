@@ -43,6 +43,11 @@ OPTION_HELP = {
 }
 
 
+def wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"alpha": "auto", "beta": "auto", "A": CODE_LOG_ZERO}
@@ -67,14 +72,14 @@ def resolve_weight(method: str, key: str, value, authors: float) -> float:
 
 def reverse_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, log_zero: float) -> torch.Tensor:
     """Per-sample −Σ_k clamp(p_k, 1e-7, 1)·log q_k with q the one-hot label and log 0 = ``log_zero``."""
-    p = logits.float().softmax(dim=1).clamp(PROBABILITY_FLOOR, 1.0)
+    p = wide(logits).softmax(dim=1).clamp(PROBABILITY_FLOOR, 1.0)
     others = torch.ones_like(p).scatter_(1, labels[:, None], 0.0)
     return -log_zero * (p * others).sum(dim=1)
 
 
 def sce_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float, beta: float, log_zero: float) -> torch.Tensor:
     """α·mean CE + β·mean RCE (the authors' SCELoss)."""
-    ce = F.cross_entropy(logits.float(), labels)
+    ce = F.cross_entropy(wide(logits), labels)
     return alpha * ce + beta * reverse_cross_entropy(logits, labels, log_zero).mean()
 
 
