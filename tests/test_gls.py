@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import run_digits
-from noisybench_gls import gls_loss, noisybench_check_options, noisybench_epoch_end, noisybench_epoch_start, noisybench_loss
+from noisybench_gls import (gls_loss, noisybench_check_options, noisybench_epoch_end, noisybench_epoch_start,
+                            noisybench_loss)
 
 from noisybench.errors import ConfigError
 

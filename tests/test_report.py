@@ -158,7 +158,8 @@ def test_reference_is_complete_and_every_row_parses():
     assert tables.value_counts().to_dict() == TABLE_ROWS | {
         "ELR authors' code README": 20, "Co-teaching authors' code README": 9,  # every number of their tables
         "DivideMix (Li, Socher & Hoi), ICLR 2020, Clothing1M comparison table": 1,
-        "ELR (Liu et al.), NeurIPS 2020, Clothing1M comparison table": 1}
+        "ELR (Liu et al.), NeurIPS 2020, Clothing1M comparison table": 1,
+        "SCE PyTorch reproduction README": 16}
     assert ref["value"].notna().all() and (ref["value"] >= 0).all()
     for column in ("method", "dataset", "setting", "noise", "backbone", "metric", "source"):
         assert (ref[column] != "").all(), column

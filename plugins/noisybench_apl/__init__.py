@@ -22,12 +22,13 @@ from noisybench import hookimpl
 from noisybench.errors import ConfigError
 from noisybench_sce import CODE_LOG_ZERO, resolve_weight, reverse_cross_entropy, wide
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
 CATALOG = {
     "family": "robust loss",
     "paper": "Ma, Huang, Wang, Romano, Erfani & Bailey, ICML 2020",
     "code": "https://github.com/HanxunH/Active-Passive-Losses",
-    "checked": "NCE, RCE and MAE by hand on 3-class cases (NCE's ratio of logs, the code's 1e-7 and 1e-4 clamps in RCE, "
-               "its halved MAE), p → 0, p → 1 and one class, and gradients against finite differences",
+    "checked": "NCE, RCE and MAE by hand on 3-class cases (NCE's ratio of logs, the code's 1e-7 and 1e-4 clamps in "
+               "RCE, its halved MAE), p → 0, p → 1 and one class, and gradients against finite differences",
 }
 PASSIVE = ("rce", "mae")
 AUTHORS = {  # (passive, dataset) -> (alpha, beta), from the authors' configs
@@ -39,7 +40,8 @@ AUTHORS = {  # (passive, dataset) -> (alpha, beta), from the authors' configs
 OPTION_HELP = {
     "passive": "the passive loss beside NCE: rce (NCE+RCE) or mae (NCE+MAE)",
     "alpha": "NCE's weight (auto: the authors' per dataset and passive loss: 1 cifar10, 10 cifar100, 1 mnist; else 1)",
-    "beta": "the passive loss's weight (auto: the authors': RCE 1 cifar10, 0.1 cifar100, 10 mnist; MAE 1, 1, 10; else 1)",
+    "beta": "the passive loss's weight (auto: the authors': RCE 1 cifar10, 0.1 cifar100, 10 mnist; MAE 1, 1, 10; "
+            "else 1)",
 }
 
 

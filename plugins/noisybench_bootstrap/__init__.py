@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
 CATALOG = {
     "family": "robust loss",
     "paper": "Reed, Lee, Anguelov, Szegedy, Erhan & Rabinovich, ICLR workshop 2015",

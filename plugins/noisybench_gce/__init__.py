@@ -24,6 +24,7 @@ import torch
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
 CATALOG = {
     "family": "robust loss",
     "paper": "Zhang & Sabuncu, NeurIPS 2018",

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
 CATALOG = {
     "family": "robust loss",
     "paper": "Wei, Liu, Liu, Niu, Sugiyama & Liu, ICML 2022",

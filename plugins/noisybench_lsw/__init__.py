@@ -34,6 +34,15 @@ from noisybench_lsw.meta import full_meta_step, head_meta_step, jvp_meta_step, u
 META_GRADIENTS = {"jvp": jvp_meta_step, "higher": full_meta_step}
 
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "meta-weighting",
+    "paper": "Hoang, Tran, Rana, Gupta & Venkatesh, 2024",
+    "code": None,
+    "checked": "the meta-gradient against finite differences, higher and torch.func in float64; the printed and the "
+               "accumulating weight rules by hand; flipped samples losing weight on a separable toy",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "start_epoch": "first epoch whose steps learn the weights (two epochs of delay, section 3.2)",

@@ -25,6 +25,7 @@ from noisybench import hookimpl
 from noisybench.errors import ConfigError
 from noisybench.run import StepOutput
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
 CATALOG = {
     "family": "peer loss",
     "paper": "Liu & Guo, ICML 2020",

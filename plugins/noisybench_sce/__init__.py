@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
 CATALOG = {
     "family": "robust loss",
     "paper": "Wang, Ma, Chen, Luo, Yi & Bailey, ICCV 2019",
