@@ -92,7 +92,8 @@ def label_log_probability(logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 def lq_from_log(log_p: torch.Tensor, q: float) -> torch.Tensor:
-    """(1 − p^q)/q from log p, with p^q = exp(q·log p): finite gradients as p → 0 (p^q's are not at 0)."""
+    """(1 − p^q)/q from log p, with p^q = exp(q·log p), whose gradient stays finite where p underflows
+    to 0 (pow's is NaN there)."""
     return (1.0 - torch.exp(q * log_p)) / q
 
 
