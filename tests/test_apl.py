@@ -56,7 +56,8 @@ def test_apl_gradients_match_finite_differences():
 def test_auto_takes_the_authors_alpha_and_beta():
     for passive, dataset, expected in (("rce", "cifar10", (1.0, 1.0)), ("rce", "cifar100", (10.0, 0.1)),
                                        ("rce", "mnist", (1.0, 10.0)), ("mae", "cifar100", (10.0, 1.0)),
-                                       ("mae", "mnist", (1.0, 10.0)), ("mae", "digits", (1.0, 1.0))):
+                                       ("mae", "mnist", (1.0, 10.0)), ("mae", "digits", (1.0, 1.0)),
+                                       ("rce", "webvision", (50.0, 0.1)), ("mae", "webvision", (50.0, 1.0))):
         options = {"passive": passive, "alpha": "auto", "beta": "auto"}
         noisybench_check_options(options=options, config={"dataset": dataset})
         assert (options["alpha"], options["beta"]) == expected

@@ -75,12 +75,13 @@ def test_warmup_trains_cross_entropy_then_gls_at_the_authors_learning_rate():
 
 
 def test_warmup_auto_follows_the_authors_readme():
-    for noise, epochs, expected in (("symmetric:0.2", 220, 0), ("none", 10, 0), ("symmetric:0.4", 220, 120),
-                                    ("asymmetric:0.4", 15, 8)):
-        options = {"smooth_rate": -0.2, "warmup_epochs": "auto", "lr_after_warmup": None}
+    for rate, noise, epochs, expected in ((0.1, "symmetric:0.2", 220, 0), (0.0, "none", 10, 0),
+                                          (-0.2, "symmetric:0.2", 220, 120), (0.1, "symmetric:0.4", 220, 120),
+                                          (-0.2, "asymmetric:0.4", 15, 8)):
+        options = {"smooth_rate": rate, "warmup_epochs": "auto", "lr_after_warmup": None}
         noisybench_check_options(options=options, config={"noise": noise, "epochs": epochs})
         assert options["warmup_epochs"] == expected
-    for key, value in (("warmup_epochs", -1), ("lr_after_warmup", 0), ("smooth_rate", 1.0)):
+    for key, value in (("warmup_epochs", -1), ("lr_after_warmup", 0), ("smooth_rate", 1.0), ("smooth_rate", "x")):
         options = {"smooth_rate": -0.2, "warmup_epochs": 3, "lr_after_warmup": None, key: value}
         with pytest.raises(ConfigError, match=f"gls.{key}"):
             noisybench_check_options(options=options, config={"noise": "none", "epochs": 5})

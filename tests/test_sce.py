@@ -68,7 +68,7 @@ def test_sce_gradient_matches_finite_differences():
 
 def test_auto_takes_the_authors_alpha_and_beta_per_dataset():
     for dataset, expected in (("cifar10", (0.1, 1.0)), ("cifar100", (6.0, 0.1)), ("mnist", (0.01, 1.0)),
-                              ("digits", (0.1, 1.0))):
+                              ("webvision", (10.0, 1.0)), ("digits", (0.1, 1.0))):
         options = {"alpha": "auto", "beta": "auto", "A": CODE_LOG_ZERO}
         noisybench_check_options(options=options, config={"dataset": dataset})
         assert (options["alpha"], options["beta"]) == expected

@@ -34,14 +34,16 @@ PASSIVE = ("rce", "mae")
 AUTHORS = {  # (passive, dataset) -> (alpha, beta), from the authors' configs
     ("rce", "cifar10"): (1.0, 1.0), ("rce", "cifar100"): (10.0, 0.1), ("rce", "mnist"): (1.0, 10.0),
     ("mae", "cifar10"): (1.0, 1.0), ("mae", "cifar100"): (10.0, 1.0), ("mae", "mnist"): (1.0, 10.0),
+    ("rce", "webvision"): (50.0, 0.1), ("mae", "webvision"): (50.0, 1.0),  # configs/webvision_mini/
 }
 
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "passive": "the passive loss beside NCE: rce (NCE+RCE) or mae (NCE+MAE)",
-    "alpha": "NCE's weight (auto: the authors' per dataset and passive loss: 1 cifar10, 10 cifar100, 1 mnist; else 1)",
-    "beta": "the passive loss's weight (auto: the authors': RCE 1 cifar10, 0.1 cifar100, 10 mnist; MAE 1, 1, 10; "
-            "else 1)",
+    "alpha": "NCE's weight (auto: the authors' per dataset and passive loss: 1 cifar10, 10 cifar100, 1 mnist, "
+             "50 webvision; else 1)",
+    "beta": "the passive loss's weight (auto: the authors': RCE 1 cifar10, 0.1 cifar100, 10 mnist, 0.1 webvision; "
+            "MAE 1, 1, 10, 1; else 1)",
 }
 
 

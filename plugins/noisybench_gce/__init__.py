@@ -78,7 +78,7 @@ def paper_schedule(config: dict) -> tuple[int, int]:
     """(prune_start, prune_every) as the paper's: pruning from the epoch of the first learning-rate
     decay (its 40 of CIFAR-10's milestones 40, 80; 80 of CIFAR-100's 80, 120; without a step
     schedule a third of the epochs), every 10 of its 120 epochs (CIFAR-100: of 150)."""
-    from noisybench.engine import lr_milestones
+    from noisybench.optim import lr_milestones
 
     epochs = config["epochs"]
     milestones = lr_milestones(config) if config["lr_schedule"]["name"] == "step" else []

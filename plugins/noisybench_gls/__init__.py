@@ -8,9 +8,10 @@ r > 0 is label smoothing; r < 0 is negative label smoothing, which the paper fin
 at high noise rates. As the authors' code (UCSC-REAL/negative-label-smoothing, loss.py),
 the first ``warmup_epochs`` train plain cross-entropy (their main_warmup.py), then GLS
 (main_GLS_load.py, which continues from the warm-up model at ``lr_after_warmup``: 1e-6
-in their script; null keeps the run's schedule). ``warmup_epochs`` ``auto``: none at synthetic
-noise rates up to 0.2 (their README: direct training is better there), else their
-120 warm-up of 220 epochs as a share of the run's.
+in their script; null keeps the run's schedule). ``warmup_epochs`` ``auto``: none for r ≥ 0
+(vanilla CE and positive smoothing) at synthetic noise rates up to 0.2 or without noise
+(their README: direct training is better there), else (negative smoothing, or more noise)
+their 120 warm-up of 220 epochs as a share of the run's.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ AUTHORS_WARMUP = (120, 220)  # main_warmup.py's 120 epochs of CE before main_GLS
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "smooth_rate": "r: positive smooths the label, negative sharpens it (the authors try 0.8 down to -8)",
-    "warmup_epochs": "epochs of plain cross-entropy before GLS (auto: 0 at noise rates up to 0.2, else 120/220 of "
-                     "the epochs, the authors')",
+    "warmup_epochs": "epochs of plain cross-entropy before GLS (auto: 0 for smooth_rate ≥ 0 at noise rates up to "
+                     "0.2, else 120/220 of the epochs, the authors')",
     "lr_after_warmup": "the learning rate of the GLS epochs after a warm-up (the authors': 1e-6; null: the run's)",
 }
 
@@ -54,9 +55,12 @@ def noisybench_config_defaults() -> dict:
 def noisybench_check_options(options: dict, config: dict) -> None:
     from noisybench.noise import parse_noise
 
+    rate = options["smooth_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate >= 1:
+        raise ConfigError(f"config key 'gls.smooth_rate' expects a number below 1, got {rate!r}")
     if options["warmup_epochs"] == "auto":  # resolved into the saved config
         noise = parse_noise(config["noise"])
-        light = noise.synthetic and noise.rate <= 0.2 or noise.type == "none"
+        light = rate >= 0 and (noise.synthetic and noise.rate <= 0.2 or noise.type == "none")
         options["warmup_epochs"] = 0 if light else round(config["epochs"] * AUTHORS_WARMUP[0] / AUTHORS_WARMUP[1])
     warmup = options["warmup_epochs"]
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
@@ -64,8 +68,6 @@ def noisybench_check_options(options: dict, config: dict) -> None:
     lr = options["lr_after_warmup"]
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
         raise ConfigError(f"config key 'gls.lr_after_warmup' expects a number > 0 or null, got {lr!r}")
-    if options["smooth_rate"] >= 1:
-        raise ConfigError(f"config key 'gls.smooth_rate' must be below 1, got {options['smooth_rate']}")
 
 
 def gls_loss(logits: torch.Tensor, labels: torch.Tensor, smooth_rate: float) -> torch.Tensor:

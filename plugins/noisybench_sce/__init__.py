@@ -6,12 +6,13 @@ Per sample, with p = softmax(z) and the one-hot label q (log 0 set to A < 0):
     RCE = −Σ_k p_k log q_k = −A · Σ_{k≠y} max(p_k, 1e-7)
     L   = α · mean CE + β · mean RCE
 
-As the authors' code (YisenWang/symmetric_cross_entropy_for_noisy_labels, loss.py, and its
-PyTorch port HanxunH/SCELoss-Reproduce): p is clamped to [1e-7, 1] inside RCE and the label
-to [1e-4, 1], so log 0 = A = ln 1e-4 ≈ −9.21 (the paper writes A = −4, which would scale
-β by 4/9.21; ``sce.A=-4`` gives it). ``alpha`` and ``beta`` default to ``auto``: the
-authors' values per dataset (CIFAR-10 0.1/1.0, CIFAR-100 6.0/0.1, MNIST 0.01/1.0; else
-CIFAR-10's), resolved into the run's config.
+As the authors' PyTorch code (HanxunH/SCELoss-Reproduce, the ``SCELoss`` of
+HanxunH/Active-Passive-Losses): p is clamped to [1e-7, 1] inside RCE and the label to
+[1e-4, 1], so log 0 = A = ln 1e-4 ≈ −9.21 (the paper writes A = −4, which would scale β by
+4/9.21; ``sce.A=-4`` gives it). Their Keras code (YisenWang/symmetric_cross_entropy_for_noisy_labels,
+loss.py) clamps p inside CE instead (docs/methods/sce.md lists it). ``alpha`` and ``beta``
+default to ``auto``: the authors' values per dataset (CIFAR-10 0.1/1.0, CIFAR-100 6.0/0.1,
+MNIST 0.01/1.0, mini-WebVision 10.0/1.0; else CIFAR-10's), resolved into the run's config.
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ CATALOG = {
     "family": "robust loss",
     "paper": "Wang, Ma, Chen, Luo, Yi & Bailey, ICCV 2019",
     "code": "https://github.com/YisenWang/symmetric_cross_entropy_for_noisy_labels",
-    "checked": "CE, RCE and their sum by hand on 3-class cases, with the authors' two clamps (p at 1e-7, the label "
-               "at 1e-4) at p → 0 and p → 1 and one class, and gradients against finite differences",
+    "checked": "CE, RCE and their sum by hand on 3-class cases, with the two clamps of the authors' PyTorch SCELoss "
+               "(p at 1e-7, the label at 1e-4) at p → 0 and p → 1 and one class, and gradients against finite "
+               "differences",
 }
 CODE_LOG_ZERO = math.log(1e-4)  # the authors' label clamp: log 0 becomes ln 1e-4
 PROBABILITY_FLOOR = 1e-7  # the authors' clamp of p inside RCE
-AUTHORS = {"cifar10": (0.1, 1.0), "cifar100": (6.0, 0.1), "mnist": (0.01, 1.0)}  # dataset -> (alpha, beta)
+AUTHORS = {"cifar10": (0.1, 1.0), "cifar100": (6.0, 0.1), "mnist": (0.01, 1.0),  # dataset -> (alpha, beta)
+           "webvision": (10.0, 1.0)}  # Active-Passive-Losses configs/webvision_mini/sce.yaml
 
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
-    "alpha": "CE's weight (auto: the authors' per dataset: 0.1 cifar10, 6.0 cifar100, 0.01 mnist, else 0.1)",
-    "beta": "RCE's weight (auto: the authors' per dataset: 1.0 cifar10, 0.1 cifar100, 1.0 mnist, else 1.0)",
+    "alpha": "CE's weight (auto: the authors' per dataset: 0.1 cifar10, 6.0 cifar100, 0.01 mnist, 10.0 webvision, "
+             "else 0.1)",
+    "beta": "RCE's weight (auto: the authors' per dataset: 1.0 cifar10, 0.1 cifar100, 1.0 mnist, 1.0 webvision, "
+            "else 1.0)",
     "A": "log 0 inside RCE (the authors' code: ln 1e-4 = -9.21; the paper's text: -4)",
 }
 
