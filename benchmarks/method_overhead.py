@@ -46,6 +46,8 @@ VARIANTS = {  # method -> named contenders beyond its defaults (each keeps the m
     "apl": {"apl mae": ["apl.passive=mae"]},
     "bootstrap": {"bootstrap hard": ["bootstrap.kind=hard"]},
     "peer": {"peer dataset": ["peer.draw=dataset"]},
+    "forward": {"forward known T": ["forward.transition=known"]},  # the defaults estimate T once (one eval pass)
+    "backward": {"backward known T": ["backward.transition=known"]},
 }
 COLUMNS = ["label", "contender", "method", "train_images", "epochs", "rounds", "min_seconds", "median_seconds",
            "ratio_min", "ratio_median", "hardware", "date"]
