@@ -55,6 +55,8 @@ def noisybench_check_options(options: dict, config: dict) -> None:
     path = options["transition_file"]
     if (source == "file") != (path is not None):
         raise ConfigError(f"config key '{method}.transition_file' is a CSV path exactly when {method}.transition=file")
+    if path is not None:
+        read_transition(path)  # a bad file fails here, before anything is built
     if options["estimate_epochs"] == "auto":
         options["estimate_epochs"] = max(1, config["epochs"] // 3)  # resolved into the saved config
     epochs = options["estimate_epochs"]

@@ -38,14 +38,19 @@ def known_transition(spec: NoiseSpec, num_classes: int, dataset: str, class_name
     return matrix
 
 
-def read_transition(path: str | Path, num_classes: int) -> np.ndarray:
+def read_transition(path: str | Path, num_classes: int | None = None) -> np.ndarray:
     """A K×K matrix from a CSV file (one row per true class, comma-separated, no header);
-    each row non-negative and summing to 1 (within 1e-6)."""
+    each row non-negative and summing to 1 (within 1e-6); K = ``num_classes`` if given, else
+    the number of rows."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"transition file {path}: not a readable file")
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(rows) != num_classes:
+    try:
+        rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"transition file {path}: unreadable ({exc})") from None
+    num_classes = len(rows) if num_classes is None else num_classes
+    if len(rows) != num_classes or not rows:
         raise ConfigError(f"transition file {path}: {len(rows)} rows, expected one per class ({num_classes})")
     matrix = np.zeros((num_classes, num_classes))
     for i, line in enumerate(rows):
@@ -56,7 +61,7 @@ def read_transition(path: str | Path, num_classes: int) -> np.ndarray:
         if len(values) != num_classes or not all(np.isfinite(values)) or min(values) < 0 \
                 or abs(sum(values) - 1) > 1e-6:
             raise ConfigError(f"transition file {path}, line {i + 1}: expected {num_classes} non-negative "
-                              "numbers summing to 1")
+                              f"numbers summing to 1 (a {num_classes}×{num_classes} matrix)")
         matrix[i] = values
     return matrix
 
