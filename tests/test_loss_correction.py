@@ -133,9 +133,18 @@ def test_a_transition_file_is_read_and_checked(tmp_path):
 
 def test_options_resolve_auto_and_name_bad_keys():
     options = {"transition": "estimate", "transition_file": None, "estimate_epochs": "auto",
-               "anchor_percentile": "auto", "restart": True}
-    noisybench_check_options(options=options, config={"method": "forward", "dataset": "cifar100", "epochs": 120})
-    assert options["estimate_epochs"] == 40 and options["anchor_percentile"] == 100.0
+               "anchor_percentile": "auto", "restart": False}
+    step = {"name": "step", "step_every": 0, "milestones": [80, 120]}  # the authors' CIFAR-100 decays
+    noisybench_check_options(options=options, config={"method": "forward", "dataset": "cifar100", "epochs": 150,
+                                                      "lr_schedule": step})
+    assert options["estimate_epochs"] == 81 and options["anchor_percentile"] == 100.0  # a first model past a decay
+    for schedule, epochs, expected in (({"name": "step", "step_every": 10, "milestones": None}, 15, 11),
+                                       ({"name": "step", "step_every": 10, "milestones": None}, 10, 6),
+                                       ({"name": "cosine", "step_every": 10, "milestones": None}, 15, 10)):
+        auto = {**options, "estimate_epochs": "auto"}
+        noisybench_check_options(options=auto, config={"method": "forward", "dataset": "digits", "epochs": epochs,
+                                                       "lr_schedule": schedule})
+        assert auto["estimate_epochs"] == expected
     for change, message in (({"transition": "oracle"}, "forward.transition"),
                             ({"transition": "known"}, "needs class-conditional synthetic noise"),
                             ({"transition": "file"}, "forward.transition_file"),
@@ -153,7 +162,7 @@ def test_forward_estimates_t_restarts_and_resumes_exactly(tmp_path):
     restarts from its first weights; a run killed at the start of epoch 2 (before the
     estimate, the first weights held nowhere but in memory) resumes as if never stopped."""
     straight, _ = resumed_like_straight(tmp_path, "forward", "epochs=3", "noise=symmetric:0.4",
-                                        "forward.estimate_epochs=1", crash_at=2)
+                                        "forward.estimate_epochs=1", "forward.restart=true", crash_at=2)
     estimated = [h for h in straight["history"] if "transition_matrix" in h]
     assert [h["epoch"] for h in estimated] == [2] and estimated[0]["transition_source"] == "estimate"
     matrix = np.array(estimated[0]["transition_matrix"])
@@ -186,7 +195,7 @@ def test_forward_under_two_processes(tmp_path):
     """T estimated from the predictions gathered from both processes, and the restart."""
     proc = noisybench_subprocess("run", "--method", "forward", "--dataset", "digits", "--output", str(tmp_path),
                                  "epochs=2", "noise=symmetric:0.4", "progress=false", "forward.estimate_epochs=1",
-                                 processes=2)
+                                 "forward.restart=true", processes=2)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["experiment"]["num_processes"] == 2

@@ -5,8 +5,8 @@ With ``transition=estimate`` a run has two stages, the authors' two runs in one:
 ``estimate_epochs`` epochs the network trains with plain (clipped) cross-entropy (T = I);
 at the start of the next epoch one eval pass over the training images gives the softmax
 outputs from which T̂ is estimated (``matrix.anchor_transition``); then the corrected loss
-trains, the network re-initialised to its first weights with a fresh optimiser state
-(``restart=true``, as the authors train a new model) or continuing from the first stage.
+trains, continuing from the first stage, or (``restart=true``, as the authors train a new
+model) from the network's first weights with a fresh optimiser state.
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ OPTION_HELP = {
                   "known (the run's synthetic noise), file (transition_file)",
     "transition_file": "a CSV file holding T, one row per true class, each summing to 1 (transition=file)",
     "estimate_epochs": "epochs of plain cross-entropy that train the first model before T is estimated "
-                       "(transition=estimate; auto: a third of the epochs)",
+                       "(transition=estimate; auto: one past the step schedule's first lr decay, else two thirds)",
     "anchor_percentile": "class i's anchor is the sample with the highest p(i|x) below this percentile of p(i|x) "
                          "(auto: 97, and 100, the arg-max, on cifar100: the authors' values)",
     "restart": "after estimating T, re-initialise the network to its first weights with a fresh optimiser state "
-               "(the authors' second model); false: go on training the first model",
+               "(as the authors train a second model); false: go on training the first model with the corrected loss",
 }
 
 
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"transition": "estimate", "transition_file": None, "estimate_epochs": "auto", "anchor_percentile": "auto",
-            "restart": True}
+            "restart": False}
 
 
 @hookimpl
@@ -58,7 +58,7 @@ def noisybench_check_options(options: dict, config: dict) -> None:
     if path is not None:
         read_transition(path)  # a bad file fails here, before anything is built
     if options["estimate_epochs"] == "auto":
-        options["estimate_epochs"] = max(1, config["epochs"] // 3)  # resolved into the saved config
+        options["estimate_epochs"] = first_model_epochs(config)  # resolved into the saved config
     epochs = options["estimate_epochs"]
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1 \
             or (source == "estimate" and epochs >= config["epochs"]):
@@ -72,6 +72,18 @@ def noisybench_check_options(options: dict, config: dict) -> None:
     options["anchor_percentile"] = float(q)
     if not isinstance(options["restart"], bool):
         raise ConfigError(f"config key '{method}.restart' must be true or false, got {options['restart']!r}")
+
+
+def first_model_epochs(config: dict) -> int:
+    """``estimate_epochs=auto``: one epoch past the step schedule's first learning-rate decay
+    (the authors' first model runs its whole schedule; a first model that has trained at the
+    decayed rate estimates T far better, see docs/methods/forward.md), else two thirds of the
+    epochs; at most epochs − 1."""
+    schedule, epochs = config.get("lr_schedule") or {}, config["epochs"]
+    decays = schedule.get("milestones") or ([schedule["step_every"]] if schedule.get("step_every") else [])
+    if schedule.get("name", "step") == "step" and decays and min(decays) + 1 < epochs:
+        return min(decays) + 1
+    return max(1, min(epochs - 1, 2 * epochs // 3))
 
 
 def reference_transition(run) -> np.ndarray | None:
