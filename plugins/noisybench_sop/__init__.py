@@ -99,24 +99,22 @@ def loss_and_parts(logits: torch.Tensor, onehot: torch.Tensor, big_u: torch.Tens
 
 
 @torch.no_grad()
-def noise_gradients(u: torch.Tensor, v: torch.Tensor, onehot: torch.Tensor, p: torch.Tensor, shifted: torch.Tensor,
-                    residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def noise_gradients(u: torch.Tensor, v: torch.Tensor, labels: torch.Tensor, big_u: torch.Tensor, big_v: torch.Tensor,
+                    p: torch.Tensor, shifted: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """∂L/∂u and ∂L/∂v in closed form, as autograd finds them through the authors' loss: u
     through U at the label, in the cross-entropy (−1/s_y + 1/Σs where no clamp acts on s_y or
     on s_y/Σs) and the squared error (2·residual_y); v through V, in the squared error only
     (−2·residual, V has no gradient in the cross-entropy); a clamp passes gradient strictly
     inside its interval, as torch's autograd does; all over the batch size B."""
-    batch = len(onehot)
-    labels = onehot.argmax(dim=1, keepdim=True)
-    s_y = shifted.gather(1, labels).squeeze(1)
-    total = shifted.sum(dim=1)
+    column = labels[:, None]
+    s_y, total = shifted.gather(1, column).squeeze(1), shifted.sum(dim=1)
     ratio = s_y / total
-    raw = p.gather(1, labels).squeeze(1) + (u * u * onehot.gather(1, labels).squeeze(1)).clamp(0, 1)
+    raw = p.gather(1, column).squeeze(1) + big_u.gather(1, column).squeeze(1)
     passes = (raw > EPSILON) & (ratio > EPSILON) & (ratio < 1)
-    d_big_u = torch.where(passes, -1 / s_y + 1 / total, 0.0) + 2 * residual.gather(1, labels).squeeze(1)
-    grad_u = d_big_u * 2 * u * (u * u < 1) / batch
-    off = 1 - onehot
-    grad_v = -2 * residual * 2 * v * off * (v * v * off < 1) / batch
+    d_big_u = torch.where(passes, 1 / total - 1 / s_y, 0.0) + 2 * residual.gather(1, column).squeeze(1)
+    grad_u = d_big_u * u * ((u * u < 1) * (2.0 / len(labels)))
+    off = big_v.new_ones(()) - F.one_hot(labels, v.shape[1]).to(v.dtype)
+    grad_v = residual * v * (off * (v * v * off < 1) * (-4.0 / len(labels)))
     return grad_u, grad_v
 
 
@@ -131,7 +129,7 @@ def sop_step(logits: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, v: tor
     with torch.no_grad():
         big_u, big_v = noise_terms(u, v, onehot)
     loss, (p, shifted, residual) = loss_and_parts(logits, onehot, big_u, big_v)
-    grad_u, grad_v = noise_gradients(u, v, onehot, p.detach(), shifted.detach(), residual.detach())
+    grad_u, grad_v = noise_gradients(u, v, labels, big_u, big_v, p.detach(), shifted.detach(), residual.detach())
     return loss, u - lr_u * grad_u, v - lr_v * grad_v
 
 
