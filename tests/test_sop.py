@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import noisybench_subprocess, resumed_like_straight
+from conftest import resumed_like_straight
 from noisybench_sop import EPSILON, noisybench_check_options, sop_loss, sop_step
 
 from noisybench.errors import ConfigError
