@@ -61,6 +61,7 @@ def test_the_loss_gradient_matches_finite_differences_incl_clamps_and_one_class(
     for z, y in (([0.3, -0.2, 1.1], 0), ([-20.0, 5.0, 4.0], 0), ([30.0, 0.0, 0.0], 0), ([30.0, 0.0, 0.0], 1)):
         logits = torch.tensor([z], dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda x: sop_loss(x, torch.tensor([y]), u, v), (logits,))
+        assert torch.autograd.gradcheck(lambda x: sop_step(x, torch.tensor([y]), u, v, 1.0, 10.0)[0], (logits,))
     one = torch.tensor([[2.0]], dtype=torch.float64, requires_grad=True)  # one class: p = 1, V = 0
     loss, new_u, _ = sop_step(one, torch.tensor([0]), torch.tensor([0.5], dtype=torch.float64),
                               torch.zeros(1, 1, dtype=torch.float64), 1.0, 10.0)
@@ -69,17 +70,22 @@ def test_the_loss_gradient_matches_finite_differences_incl_clamps_and_one_class(
 
 
 def test_closed_form_steps_equal_autograd_through_the_authors_loss():
-    """u's and v's gradients in closed form are autograd's through model/loss.py's computation,
-    also where a clamp acts: u² > 1, v² > 1, p(label) + U below ε."""
+    """The training path's loss and logits gradient equal those of model/loss.py's computation,
+    and u's and v's closed-form gradients autograd's through it, also where a clamp acts:
+    u² > 1, v² > 1, p(label) + U below ε."""
     z = torch.tensor([[0.3, -0.2, 1.1, 0.0], [20.0, 0.0, 0.0, -3.0], [1.0, 2.0, 0.5, 0.5], [0.0, 0.1, 0.2, 0.3]],
                      dtype=torch.float64)
     y = torch.tensor([2, 1, 0, 3])
     u = torch.tensor([0.4, 1e-3, 1.3, 0.999], dtype=torch.float64)
     v = torch.tensor([[0.3, 1.1, 0.2, 0.5], [0.2, 0.9, 0.7, 0.1], [0.6, 0.8, 1.5, 0.3], [0.0, 1.0, 0.4, 0.9]],
                      dtype=torch.float64)
-    leaf_u, leaf_v = u.clone().requires_grad_(True), v.clone().requires_grad_(True)
-    grad_u, grad_v = torch.autograd.grad(sop_loss(z, y, leaf_u, leaf_v), [leaf_u, leaf_v])
-    _, new_u, new_v = sop_step(z, y, u, v, lr_u=1.0, lr_v=1.0)
+    leaf_z, leaf_u, leaf_v = z.clone().requires_grad_(True), u.clone().requires_grad_(True), v.clone().requires_grad_(True)
+    reference = sop_loss(leaf_z, y, leaf_u, leaf_v)
+    grad_z, grad_u, grad_v = torch.autograd.grad(reference, [leaf_z, leaf_u, leaf_v])
+    trained_z = z.clone().requires_grad_(True)
+    loss, new_u, new_v = sop_step(trained_z, y, u, v, lr_u=1.0, lr_v=1.0)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-12)  # the training path computes the same loss
+    assert torch.allclose(torch.autograd.grad(loss, trained_z)[0], grad_z, rtol=1e-10, atol=1e-15)
     assert torch.allclose(u - new_u, grad_u, rtol=1e-12, atol=1e-15)
     assert torch.allclose(v - new_v, grad_v, rtol=1e-12, atol=1e-15)
     assert grad_u[2] == 0 and grad_u[1] != 0 and grad_v[2, 2] == 0  # u² > 1 and v² > 1 clamp, p + U < ε does not stop the squared error

@@ -78,59 +78,60 @@ def noise_terms(u: torch.Tensor, v: torch.Tensor, onehot: torch.Tensor) -> tuple
 
 
 def sop_loss(logits: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The authors' training loss of one batch (module docstring), in float32 at least;
-    differentiable in ``logits``, ``u`` and ``v`` as their code is."""
+    """The authors' training loss of one batch, written as their ``overparametrization_loss``
+    writes it (``F.normalize``, the one-hot product), in float32 at least; differentiable in
+    ``logits``, ``u`` and ``v``. Training computes the same loss and its gradients in closed
+    form (``loss_and_gradients``); tests hold the two equal."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
     big_u, big_v = noise_terms(u.to(logits.dtype), v.to(logits.dtype), onehot)
-    return loss_and_parts(logits, onehot, big_u, big_v)[0]
-
-
-def loss_and_parts(logits: torch.Tensor, onehot: torch.Tensor, big_u: torch.Tensor,
-                   big_v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """The loss and, for ``noise_gradients``, p, the clamped p + U − V and the squared error's residual."""
-    p = torch.softmax(logits, dim=1)
-    shifted = (p + big_u - big_v.detach()).clamp_min(EPSILON)
-    predicted = F.normalize(shifted, p=1, dim=1, eps=EPSILON).clamp(EPSILON, 1.0)
-    cross_entropy = -(onehot * torch.log(predicted)).sum(dim=1).mean()
+    prediction = (torch.softmax(logits, dim=1) + big_u - big_v.detach()).clamp_min(EPSILON)
+    prediction = F.normalize(prediction, p=1, dim=1, eps=EPSILON).clamp(EPSILON, 1.0)
+    cross_entropy = torch.mean(-torch.sum(onehot * torch.log(prediction), dim=-1))
     hard = F.one_hot(logits.detach().argmax(dim=1), logits.shape[1]).to(logits.dtype)
-    residual = hard + big_u - big_v - onehot
-    return cross_entropy + (residual ** 2).sum() / len(onehot), (p, shifted, residual)
+    return cross_entropy + F.mse_loss(hard + big_u - big_v, onehot, reduction="sum") / len(labels)
 
 
 @torch.no_grad()
-def noise_gradients(u: torch.Tensor, v: torch.Tensor, labels: torch.Tensor, big_u: torch.Tensor, big_v: torch.Tensor,
-                    p: torch.Tensor, shifted: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """∂L/∂u and ∂L/∂v in closed form, as autograd finds them through the authors' loss: u
-    through U at the label, in the cross-entropy (−1/s_y + 1/Σs where no clamp acts on s_y or
-    on s_y/Σs) and the squared error (2·residual_y); v through V, in the squared error only
-    (−2·residual, V has no gradient in the cross-entropy); a clamp passes gradient strictly
-    inside its interval, as torch's autograd does; all over the batch size B."""
-    column = labels[:, None]
-    s_y, total = shifted.gather(1, column).squeeze(1), shifted.sum(dim=1)
+def loss_and_gradients(logits: torch.Tensor, labels: torch.Tensor, u: torch.Tensor,
+                       v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``sop_loss``'s value and its gradients with respect to the logits, u and v, in closed form,
+    as autograd finds them through the authors' computation: with s = clamp(p + U − V, ε) and
+    Σs its sum, the cross-entropy −log(s_y/Σs) has ∂/∂s_j = 1/Σs − 𝟙(j = y)/s_y where no clamp
+    acts on s_j or on s_y/Σs, which reaches the logits through the softmax and u through U
+    at the label; the squared error's residual r = h + U − V − y gives u 2·r_y and v −2·r
+    (V has no gradient in the cross-entropy). A clamp passes gradient strictly inside its
+    interval, as torch's autograd does; the loss is a mean over the batch size B."""
+    batch, column = len(labels), labels[:, None]
+    onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    big_u, big_v = noise_terms(u, v, onehot)
+    p = torch.softmax(logits, dim=1)
+    before = p + big_u - big_v
+    shifted = before.clamp_min(EPSILON)
+    total = shifted.sum(dim=1)
+    s_y = shifted.gather(1, column).squeeze(1)
     ratio = s_y / total
-    raw = p.gather(1, column).squeeze(1) + big_u.gather(1, column).squeeze(1)
-    passes = (raw > EPSILON) & (ratio > EPSILON) & (ratio < 1)
-    d_big_u = torch.where(passes, 1 / total - 1 / s_y, 0.0) + 2 * residual.gather(1, column).squeeze(1)
-    grad_u = d_big_u * u * ((u * u < 1) * (2.0 / len(labels)))
-    off = big_v.new_ones(()) - F.one_hot(labels, v.shape[1]).to(v.dtype)
-    grad_v = residual * v * (off * (v * v * off < 1) * (-4.0 / len(labels)))
-    return grad_u, grad_v
+    residual = F.one_hot(logits.argmax(dim=1), logits.shape[1]).to(logits.dtype) + big_u - big_v - onehot
+    loss = -torch.log(ratio.clamp(EPSILON, 1.0)).mean() + residual.square().sum() / batch
+    live = ((ratio > EPSILON) & (ratio < 1)).to(logits.dtype) / batch
+    d_shifted = ((1 / total)[:, None] - onehot / s_y[:, None]) * (live[:, None] * (before > EPSILON))
+    d_logits = p * (d_shifted - (d_shifted * p).sum(dim=1, keepdim=True))  # through the softmax
+    d_big_u = d_shifted.gather(1, column).squeeze(1) + residual.gather(1, column).squeeze(1) * (2.0 / batch)
+    off = 1 - onehot
+    return loss, d_logits, d_big_u * u * (2 * (u * u < 1)), residual * v * (off * (v * v * off < 1) * (-4.0 / batch))
 
 
 def sop_step(logits: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, v: torch.Tensor, lr_u: float,
              lr_v: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, u − lr_u·∂L/∂u, v − lr_v·∂L/∂v) for a batch's u, v: the authors' SGD step (momentum 0,
     weight decay 0) on the gradient of the loss the network steps on, taken at the same point.
-    The loss carries gradient to ``logits`` only; u's and v's come in closed form."""
+    The loss is ``sop_loss``'s value and backpropagates its closed-form gradient to ``logits``
+    (one product node instead of the loss's graph)."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
     u, v = u.to(logits.dtype), v.to(logits.dtype)
-    with torch.no_grad():
-        big_u, big_v = noise_terms(u, v, onehot)
-    loss, (p, shifted, residual) = loss_and_parts(logits, onehot, big_u, big_v)
-    grad_u, grad_v = noise_gradients(u, v, labels, big_u, big_v, p.detach(), shifted.detach(), residual.detach())
-    return loss, u - lr_u * grad_u, v - lr_v * grad_v
+    value, d_logits, grad_u, grad_v = loss_and_gradients(logits.detach(), labels, u, v)
+    surrogate = (logits * d_logits).sum()
+    return surrogate - surrogate.detach() + value, u - lr_u * grad_u, v - lr_v * grad_v
 
 
 @hookimpl
