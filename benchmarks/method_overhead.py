@@ -30,15 +30,11 @@ CONTENDERS = {
     "smp train_pass": ("smp", ["smp.feature_source=train_pass"]),
     "sinet eval_pass": ("sinet", ["sinet.feature_source=eval_pass"]),
     "sinet train_pass": ("sinet", ["sinet.feature_source=train_pass"]),
-    "forward known T": ("forward", ["forward.transition=known"]),
-    "forward estimated T": ("forward", []),  # T estimated at epoch 3 (estimate_epochs auto: 8 // 3)
-    "backward known T": ("backward", ["backward.transition=known"]),
-    "sop": ("sop", []),
 }
 
 
 def working_epoch_seconds(method: str, dataset: str, overrides: list[str]) -> tuple[float, dict]:
-    start = [f"{method}.start_epoch={START}"] if method in ("smp", "sinet") else []
+    start = [f"{method}.start_epoch={START}"] if method != "ce" else []
     config = make_config(method, dataset, overrides=["progress=false", "epochs=8", "noise=symmetric:0.4",
                                                       *start, *overrides])
     if method == "smp":
