@@ -151,6 +151,7 @@ TABLE_ROWS = {  # numbers in each paper's result tables
     "SINet 2020 Table 1": 6, "SINet 2020 Table 2": 10, "SINet 2020 Table 3": 4, "SINet 2020 Table 4": 8,
     "SINet 2020 Table 5": 8, "SINet 2020 Table 6": 6, "SINet 2020 Table 7": 24, "SINet 2020 Table 8": 8,
     "SINet 2020 Table 9": 5, "thesis 2024": 6,  # the thesis's tables hold no numbers: those of its §4 text
+    "SOP ICML 2022 Table 1": 4,
 }
 
 
@@ -167,7 +168,7 @@ def test_reference_is_complete_and_every_row_parses():
     for column in ("method", "dataset", "setting", "noise", "backbone", "metric", "source"):
         assert (ref[column] != "").all(), column
     assert set(ref["setting"]) <= {"noisy", "verify", "clean"}
-    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|mapped|instance|real):0\.\d\d?|human:[a-z]+\d?|real|unspecified")
+    spelled = ref["noise"].str.fullmatch(r"(symmetric|uniform|asymmetric|mapped|instance|real):0\.\d\d?|human:[a-z]+\d?|real|unspecified")
     assert spelled.all(), ref.loc[~spelled, "noise"].unique()
     # spot checks against the papers
     smp = ref[(ref.method == "smp") & (ref.dataset == "clothing1m") & (ref.variant == "") & (ref.metric == "test_accuracy")]
