@@ -30,11 +30,16 @@ CONTENDERS = {
     "smp train_pass": ("smp", ["smp.feature_source=train_pass"]),
     "sinet eval_pass": ("sinet", ["sinet.feature_source=eval_pass"]),
     "sinet train_pass": ("sinet", ["sinet.feature_source=train_pass"]),
+    "coteachingplus": ("coteachingplus", []),
+    "jocor": ("jocor", []),
+    "cores": ("cores", []),
+    "pes": ("pes", []),  # T1 = 1 of 8 epochs: epoch 2 refines (T2 + T3 passes), epochs 3-8 select and train
 }
+STARTS = ("smp", "sinet")  # the methods whose start_epoch is set to START
 
 
 def working_epoch_seconds(method: str, dataset: str, overrides: list[str]) -> tuple[float, dict]:
-    start = [f"{method}.start_epoch={START}"] if method != "ce" else []
+    start = [f"{method}.start_epoch={START}"] if method in STARTS else []
     config = make_config(method, dataset, overrides=["progress=false", "epochs=8", "noise=symmetric:0.4",
                                                       *start, *overrides])
     if method == "smp":

@@ -86,3 +86,15 @@ def test_cores_divides_the_lr_by_one_plus_beta_and_resumes_exactly(tmp_path):
     noisy = samples["is_noisy"] == 1
     assert samples.loc[noisy, "flagged"].mean() > 3 * samples.loc[~noisy, "flagged"].mean()
     resumed_like_straight(tmp_path, "cores", *options, crash_at=3)
+
+
+def test_paper_config_resolves():
+    from pathlib import Path
+
+    from noisybench.api import make_config
+
+    config = make_config("cores", config_file=Path(__file__).parents[1] / "benchmarks" / "configs" / "cifar10_cores.yaml")
+    assert (config["noise"], config["model"]["name"], config["batch_size"], config["epochs"]) == (
+        "instance:0.6", "resnet34_cifar", 64, 100)
+    assert config["optimizer"]["momentum"] == 0 and config["lr_schedule"]["milestones"] == [50]
+    assert [config["cores"][k] for k in ("beta_warmup", "beta_ramp", "sieve_after")] == [10, 30, 31]

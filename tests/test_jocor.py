@@ -60,3 +60,13 @@ def test_jocor_resumes_exactly_and_records_its_choices(tmp_path):
     assert samples["flagged"].mean() == pytest.approx(0.4, abs=0.02)  # epoch 2 of T_k = 2 leaves out 40%
     noisy = samples["is_noisy"] == 1
     assert samples.loc[noisy, "flagged"].mean() > samples.loc[~noisy, "flagged"].mean()
+
+
+def test_paper_config_resolves():
+    from pathlib import Path
+
+    from noisybench.api import make_config
+
+    config = make_config("jocor", config_file=Path(__file__).parents[1] / "benchmarks" / "configs" / "cifar10n_jocor.yaml")
+    assert (config["noise"], config["model"]["name"], config["batch_size"]) == ("human:aggre", "resnet34_cifar", 128)
+    assert (config["jocor"]["co_lambda"], config["jocor"]["forget_rate"]) == (0.9, 0.0903)

@@ -109,3 +109,14 @@ def test_pes_under_two_processes(tmp_path):
     assert record["experiment"]["num_processes"] == 2
     samples = pd.read_csv(tmp_path / "samples.csv")
     assert (samples["flagged"] == 0).sum() == record["history"][2]["pes_confident"] > 0
+
+
+def test_paper_config_resolves():
+    from pathlib import Path
+
+    from noisybench.api import make_config
+
+    config = make_config("pes", config_file=Path(__file__).parents[1] / "benchmarks" / "configs" / "cifar10_pes.yaml")
+    assert (config["noise"], config["model"]["name"], config["epochs"]) == ("symmetric:0.5", "resnet18_cifar", 200)
+    assert config["lr_schedule"]["milestones"] == [100, 150] and config["optimizer"]["weight_decay"] == 1e-4
+    assert [config["pes"][k] for k in ("T1", "T2", "T3")] == [25, 7, 5]

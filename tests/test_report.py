@@ -163,7 +163,8 @@ def test_reference_is_complete_and_every_row_parses():
     for column in ("method", "dataset", "setting", "noise", "backbone", "metric", "source"):
         assert (ref[column] != "").all(), column
     assert set(ref["setting"]) <= {"noisy", "verify", "clean"}
-    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|mapped|instance):0\.\d\d?|real|unspecified")
+    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|mapped|instance):0\.\d\d?|real|unspecified"
+                                         r"|human:(aggre|worse|random[123]|noisy)")  # CIFAR-N: a run's noise=human:NAME
     assert spelled.all(), ref.loc[~spelled, "noise"].unique()
     # spot checks against the papers
     smp = ref[(ref.method == "smp") & (ref.dataset == "clothing1m") & (ref.variant == "") & (ref.metric == "test_accuracy")]
@@ -175,6 +176,8 @@ def test_reference_is_complete_and_every_row_parses():
                              "symmetric:0.8": 73.86, "mapped:0.4": 90.12}
     coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10")].set_index("noise")["value"]
     assert coteaching.to_dict() == {"asymmetric:0.45": 72.85, "symmetric:0.5": 74.49, "symmetric:0.2": 82.18}
+    cifar_n = ref[ref.noise.str.startswith("human:")].set_index(["method", "noise"])["value"]
+    assert (cifar_n["jocor", "human:aggre"], cifar_n["coteachingplus", "human:worse"], len(cifar_n)) == (91.44, 83.26, 12)
 
 
 # -- sweeps -----------------------------------------------------------------------------------

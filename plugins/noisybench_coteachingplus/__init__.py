@@ -38,7 +38,7 @@ CATALOG = {
 }
 
 # The authors' init_epoch per dataset (main.py); other datasets start with the disagreement at once, as MNIST.
-INIT_EPOCH = {"mnist": 0, "cifar10": 20, "cifar100": 5, "tiny_imagenet": 100}
+INIT_EPOCH = {"mnist": 0, "cifar10": 20, "cifar100": 5}  # and 100 on Tiny-ImageNet, not a dataset here
 
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
