@@ -73,19 +73,16 @@ class LearningRates:
 
 
 def test_cores_divides_the_lr_by_one_plus_beta_and_resumes_exactly(tmp_path):
-    from conftest import run_digits
-
     options = ["epochs=3", "noise=symmetric:0.4", "cores.beta_warmup=1", "cores.beta_ramp=2", "cores.sieve_after=1"]
     rates = LearningRates()
-    record = run_digits(tmp_path / "lr", *options, method="cores", plugins=[rates])
+    record, _ = resumed_like_straight(tmp_path, "cores", *options, crash_at=3, watch=[rates])
     assert [h["cores_beta"] for h in record["history"]] == [0.0, 0.0, 2.0]
     assert rates.during == pytest.approx({1: 0.05, 2: 0.05, 3: 0.05 / 3})
     assert rates.after == pytest.approx({1: 0.05, 2: 0.05, 3: 0.05})  # the scheduler's own lr back
-    samples = pd.read_csv(tmp_path / "lr" / "samples.csv")
+    samples = pd.read_csv(tmp_path / "a" / "samples.csv")
     assert samples["flagged"].any()
     noisy = samples["is_noisy"] == 1
     assert samples.loc[noisy, "flagged"].mean() > 3 * samples.loc[~noisy, "flagged"].mean()
-    resumed_like_straight(tmp_path, "cores", *options, crash_at=3)
 
 
 def test_paper_config_resolves():
