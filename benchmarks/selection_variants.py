@@ -8,7 +8,8 @@ divided once more by the count kept; PES's batches of confident samples only; ev
 main network alone). PES is measured twice: at its defaults and at pes_lr=1e-3, where its
 refinement trains on these small sets. Printed: test accuracy of the last epoch and at the best val epoch and the
 detection AUC, mean ± std over the seeds, and the mean difference to the variant it departs from.
-Run: python benchmarks/selection_variants.py [dataset=NAME] [seeds=0,1] [methods=...] [key=value ...]
+Run: python benchmarks/selection_variants.py [dataset=NAME] [seeds=0,1] [methods=...] [skip=TEXT,...] [key=value ...]
+(``skip`` leaves out the variants whose name contains one of the texts)
 (e.g. ``dataset=csv data.root=/work/data/fmnist/manifest.csv``; default digits, 40% symmetric noise).
 """
 
@@ -142,11 +143,13 @@ def cell(values: list[float]) -> str:
 
 
 def main(args: list[str]) -> None:
-    own = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in ("dataset", "seeds", "methods"))
+    own = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in ("dataset", "seeds", "methods", "skip"))
     dataset, seeds = own.get("dataset", "digits"), [int(s) for s in own.get("seeds", "0,1").split(",")]
     methods = own.get("methods", "coteachingplus,jocor,cores,pes").split(",")
     overrides = [a for a in args if a.split("=", 1)[0] not in own]
-    results = {name: [] for name, entry in VARIANTS.items() if entry[1] in methods}
+    skipped = own.get("skip", "").split(",") if own.get("skip") else []
+    results = {name: [] for name, entry in VARIANTS.items()
+               if entry[1] in methods and not any(part in name for part in skipped)}
     for seed in seeds:
         for name in results:
             results[name].append(one_run(name, dataset, seed, overrides))
