@@ -4,8 +4,7 @@ Trains each method's documented defaults and, beside them, the variant that undo
 one rule: an option where the plugin has one (``coteachingplus.loss_on=logits``,
 ``cores.lr_scaling=false``, ``pes.refined_layers=trained`` ...), else a patch or an extra plugin
 defined here that puts the authors' rule back for the measurement only (the authors' loss
-divided once more by the count kept; PES's batches of confident samples only; evaluating the
-main network alone). PES is measured twice: at its defaults and at pes_lr=1e-3, where its
+divided once more by the count kept; PES's batches of confident samples only). PES is measured twice: at its defaults and at pes_lr=1e-3, where its
 refinement trains on these small sets. Printed: test accuracy of the last epoch and at the best val epoch and the
 detection AUC, mean ± std over the seeds, and the mean difference to the variant it departs from.
 Run: python benchmarks/selection_variants.py [dataset=NAME] [seeds=0,1] [methods=...] [skip=TEXT,...] [key=value ...]
@@ -28,14 +27,6 @@ from torch.utils.data import DataLoader, Subset
 from noisybench import hookimpl
 from noisybench.api import run
 from noisybench.run import StepOutput
-
-
-class MainNetworkAlone:
-    """Evaluate the main network alone, as the authors report each network (training unchanged)."""
-
-    @hookimpl(tryfirst=True)
-    def noisybench_eval_logits(self, logits):
-        return logits
 
 
 @contextmanager
@@ -106,9 +97,9 @@ VARIANTS = {  # name: (the variant it is compared with, method, overrides, extra
     "coteachingplus": ("coteachingplus", "coteachingplus", [], [], None),
     "coteachingplus loss_on=logits": ("coteachingplus", "coteachingplus", ["coteachingplus.loss_on=logits"], [], None),
     "coteachingplus / count kept (authors)": ("coteachingplus", "coteachingplus", [], [], divided_by_count_kept),
-    "coteachingplus main network alone": ("coteachingplus", "coteachingplus", [], [MainNetworkAlone], None),
+    "coteachingplus evaluate=mean": ("coteachingplus", "coteachingplus", ["coteachingplus.evaluate=mean"], [], None),
     "jocor": ("jocor", "jocor", [], [], None),
-    "jocor main network alone": ("jocor", "jocor", [], [MainNetworkAlone], None),
+    "jocor evaluate=mean": ("jocor", "jocor", ["jocor.evaluate=mean"], [], None),
     "cores": ("cores", "cores", [], [], None),
     "cores lr_scaling=false": ("cores", "cores", ["cores.lr_scaling=false"], [], None),
     "cores authors' epochs (10, 30, 31)": ("cores", "cores", ["cores.beta_warmup=10", "cores.beta_ramp=30",

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import resumed_like_straight
-from noisybench_coteaching.schedule import authors_forget_rate
+from noisybench_coteaching.family import authors_forget_rate
 from noisybench_coteachingplus import coteaching_choice, disagreement_choice, noisybench_check_options
 
 from noisybench.errors import ConfigError
@@ -67,7 +67,7 @@ def test_before_init_epoch_it_is_coteaching_on_the_whole_batch():
 
 def test_auto_options_are_the_authors_per_dataset():
     options = {"forget_rate": "auto", "num_gradual": 10, "init_epoch": "auto", "loss_on": "probabilities",
-               "fallback_steps": 5000}
+               "fallback_steps": 5000, "evaluate": "main"}
     noisybench_check_options(options=options, config={"noise": "asymmetric:0.45", "dataset": "cifar10"})
     assert (options["forget_rate"], options["init_epoch"]) == (0.45, 20)
     options.update(init_epoch="auto")

@@ -39,7 +39,7 @@ def test_co_regularisation_weight_lambda_moves_the_loss_towards_agreement():
 
 def test_auto_options_are_the_authors():
     def resolved(config):
-        options = {"forget_rate": "auto", "num_gradual": 10, "exponent": 1.0, "co_lambda": "auto"}
+        options = {"forget_rate": "auto", "num_gradual": 10, "exponent": 1.0, "co_lambda": "auto", "evaluate": "main"}
         noisybench_check_options(options=options, config=config)
         return options["forget_rate"], options["co_lambda"]
 
@@ -48,8 +48,11 @@ def test_auto_options_are_the_authors():
     assert resolved({"noise": "asymmetric:0.4", "dataset": "cifar100"}) == (0.4, 0.85)
     assert resolved({"noise": "symmetric:0.2", "dataset": "mnist"}) == (0.2, 0.95)
     with pytest.raises(ConfigError, match="jocor.co_lambda"):
-        noisybench_check_options(options={"forget_rate": 0.2, "num_gradual": 10, "exponent": 1.0, "co_lambda": 1.5},
-                                 config={"noise": "none"})
+        noisybench_check_options(options={"forget_rate": 0.2, "num_gradual": 10, "exponent": 1.0, "co_lambda": 1.5,
+                                          "evaluate": "main"}, config={"noise": "none"})
+    with pytest.raises(ConfigError, match="jocor.evaluate"):
+        noisybench_check_options(options={"forget_rate": 0.2, "num_gradual": 10, "exponent": 1.0, "co_lambda": 0.5,
+                                          "evaluate": "both"}, config={"noise": "none"})
 
 
 def test_jocor_resumes_exactly_and_records_its_choices(tmp_path):
@@ -70,3 +73,17 @@ def test_paper_config_resolves():
     config = make_config("jocor", config_file=Path(__file__).parents[1] / "benchmarks" / "configs" / "cifar10n_jocor.yaml")
     assert (config["noise"], config["model"]["name"], config["batch_size"]) == ("human:aggre", "resnet34_cifar", 128)
     assert (config["jocor"]["co_lambda"], config["jocor"]["forget_rate"]) == (0.9, 0.0903)
+
+
+def test_evaluation_is_the_main_network_or_both_networks_mean():
+    from types import SimpleNamespace
+
+    from noisybench_coteaching.family import two_network_logits
+
+    main = torch.tensor([[2.0, 0.0, 0.0]])
+    peer = torch.tensor([[0.0, 0.0, 2.0]])
+    run = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m),
+                          networks={"peer": SimpleNamespace(model=lambda images: (peer, None))})
+    assert two_network_logits(run, None, main, "main") is None  # the core keeps the main network's logits
+    mean = two_network_logits(run, None, main, "mean").exp()
+    assert mean.tolist()[0] == pytest.approx(((main.softmax(1) + peer.softmax(1)) / 2).tolist()[0])

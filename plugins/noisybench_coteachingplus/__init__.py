@@ -4,13 +4,14 @@ From ``init_epoch`` on, in every batch the samples on which the two networks pre
 different classes form the pool; each network ranks the pool by its own loss and keeps the
 ⌊(1 − λ(e))·m⌋ smallest, and each network steps on its peer's choice. Before ``init_epoch``
 the pool is the whole batch (plain Co-teaching, as the authors' ``main.py``). λ(e) is the
-authors' forget-rate schedule (``noisybench_coteaching.schedule``). A batch without
+authors' forget-rate schedule (``noisybench_coteaching.family``). A batch without
 disagreement trains both networks on all of it while (epoch × batch index) < ``fallback_steps``
 (the authors' ``step < 5000``) and not at all after. After ``init_epoch`` the authors' code
 takes the losses of the softmax outputs, not of the logits (cross-entropy of probabilities):
-``loss_on=probabilities``. Setup (the peer network, per-sample counts), evaluation (the two networks' mean softmax)
-and records are Co-teaching's hooks, imported.
-Records: ``weight`` = the share of a sample's batches in which the peer did not leave it out,
+``loss_on=probabilities``. Evaluation (``evaluate``): ``main``, the main network alone (the
+authors test each network alone; this is their model 1), or ``mean``, the two networks' mean
+softmax. Setup (the peer network, per-sample counts) and records are Co-teaching's hooks,
+imported. Records: ``weight`` = the share of a sample's batches in which the peer did not leave it out,
 ``noise_score`` = the main network's last cross-entropy on it, ``flagged``: the peer left it
 out of its last batch (it was in the pool and not among the small losses).
 """
@@ -21,9 +22,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from noisybench_coteaching import (PEER, cross_select, noisybench_eval_logits, noisybench_sample_outputs,  # noqa: F401
-                                   noisybench_setup, record)
-from noisybench_coteaching.schedule import authors_forget_rate
+from noisybench_coteaching import PEER, cross_select, noisybench_sample_outputs, noisybench_setup, record  # noqa: F401
+from noisybench_coteaching.family import EVALUATIONS, authors_forget_rate, two_network_logits
 
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
@@ -47,6 +47,7 @@ OPTION_HELP = {
     "init_epoch": "epochs before it train as plain Co-teaching (auto: the authors' 20 cifar10, 5 cifar100, 0 else)",
     "loss_on": "probabilities (the authors' code: cross-entropy of the softmax outputs) or logits",
     "fallback_steps": "a batch without disagreement trains on all of it while epoch x batch index is below this",
+    "evaluate": "main: the main network alone, as the authors test each network; mean: both networks' mean softmax",
 }
 
 
@@ -62,7 +63,7 @@ class Choice(NamedTuple):
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"forget_rate": "auto", "num_gradual": 10, "init_epoch": "auto", "loss_on": "probabilities",
-            "fallback_steps": 5000}
+            "fallback_steps": 5000, "evaluate": "main"}
 
 
 @hookimpl
@@ -81,7 +82,8 @@ def noisybench_check_options(options: dict, config: dict) -> None:
               "num_gradual": lambda v: isinstance(v, int) and v >= 1,
               "init_epoch": lambda v: isinstance(v, int) and v >= 0,
               "loss_on": lambda v: v in ("probabilities", "logits"),
-              "fallback_steps": lambda v: isinstance(v, int) and v >= 0}
+              "fallback_steps": lambda v: isinstance(v, int) and v >= 0,
+              "evaluate": lambda v: v in EVALUATIONS}
     for key, ok in checks.items():
         if isinstance(options[key], bool) or not ok(options[key]):
             raise ConfigError(f"config key 'coteachingplus.{key}' has a bad value: {options[key]!r} ({OPTION_HELP[key]})")
@@ -148,3 +150,10 @@ def noisybench_train_step(run, batch) -> StepOutput:
         plain = F.cross_entropy(z_main, batch.labels, reduction="none")
     record(run, batch.indices, plain, ~choice.left_out)
     return StepOutput(choice.loss_main.detach(), logits.detach())
+
+
+@hookimpl
+def noisybench_eval_logits(run, images, logits) -> torch.Tensor | None:
+    """``evaluate=main``: the main network alone (the authors test each network; this is their
+    model 1); ``mean``: the log of both networks' mean softmax."""
+    return two_network_logits(run, images, logits, run.options["evaluate"])

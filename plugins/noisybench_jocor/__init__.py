@@ -7,22 +7,22 @@ Per sample, with p₁ = softmax(z₁), p₂ = softmax(z₂) (loss.py ``loss_joco
 (the gradient flows through both sides of each KL, as the authors' ``kl_div`` with an
 undetached target). The ⌊(1 − r(e))·n⌋ samples of the batch with the smallest ℓ are kept and
 the mean of their ℓ updates both networks at once. r(e) is the authors' forget-rate schedule
-(``noisybench_coteaching.schedule``); ``forget_rate=auto`` is the noise rate, half of it under
+(``noisybench_coteaching.family``); ``forget_rate=auto`` is the noise rate, half of it under
 ``mapped`` noise (the authors' "asymmetric"). ``co_lambda=auto`` follows their README and
 example: 0.95 on MNIST, 0.85 on CIFAR-100, 0.65 on CIFAR-10 with 80% or more symmetric noise,
-0.9 otherwise. Setup (the peer network, per-sample counts), evaluation (the two networks' mean
-softmax) and records are Co-teaching's hooks, imported: ``weight`` = the share of a sample's
-batches in which it was kept, ``noise_score`` = its last joint loss, ``flagged``: not kept in
-its last batch.
+0.9 otherwise. Evaluation (``evaluate``): ``main``, the main network alone (the authors test
+each network alone; this is their model 1), or ``mean``, both networks' mean softmax. Setup
+(the peer network, per-sample counts) and records are Co-teaching's hooks, imported:
+``weight`` = the share of a sample's batches in which it was kept, ``noise_score`` = its last
+joint loss, ``flagged``: not kept in its last batch.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from noisybench_coteaching import (PEER, cross_select, noisybench_eval_logits, noisybench_sample_outputs,  # noqa: F401
-                                   noisybench_setup, record)
-from noisybench_coteaching.schedule import authors_forget_rate
+from noisybench_coteaching import PEER, cross_select, noisybench_sample_outputs, noisybench_setup, record  # noqa: F401
+from noisybench_coteaching.family import EVALUATIONS, authors_forget_rate, two_network_logits
 
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
@@ -43,12 +43,13 @@ OPTION_HELP = {
     "exponent": "c: the schedule's ramp rises to forget_rate ** c (authors' default 1)",
     "co_lambda": "lambda: the co-regularisation's weight (auto: 0.95 mnist, 0.85 cifar100, 0.65 cifar10 with "
                  "symmetric noise >= 0.8, else 0.9, as the authors' README)",
+    "evaluate": "main: the main network alone, as the authors test each network; mean: both networks' mean softmax",
 }
 
 
 @hookimpl
 def noisybench_config_defaults() -> dict:
-    return {"forget_rate": "auto", "num_gradual": 10, "exponent": 1.0, "co_lambda": "auto"}
+    return {"forget_rate": "auto", "num_gradual": 10, "exponent": 1.0, "co_lambda": "auto", "evaluate": "main"}
 
 
 def authors_lambda(dataset: str | None, noise: str | None) -> float:
@@ -80,7 +81,8 @@ def noisybench_check_options(options: dict, config: dict) -> None:
     checks = {"forget_rate": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
               "num_gradual": lambda v: isinstance(v, int) and v >= 1,
               "exponent": lambda v: isinstance(v, (int, float)) and v > 0,
-              "co_lambda": lambda v: isinstance(v, (int, float)) and 0 <= v <= 1}
+              "co_lambda": lambda v: isinstance(v, (int, float)) and 0 <= v <= 1,
+              "evaluate": lambda v: v in EVALUATIONS}
     for key, ok in checks.items():
         if isinstance(options[key], bool) or not ok(options[key]):
             raise ConfigError(f"config key 'jocor.{key}' has a bad value: {options[key]!r} ({OPTION_HELP[key]})")
@@ -113,3 +115,10 @@ def noisybench_train_step(run, batch) -> StepOutput:
     kept[kept_positions] = True
     record(run, batch.indices, joint.detach(), kept)
     return StepOutput(loss.detach(), logits.detach())
+
+
+@hookimpl
+def noisybench_eval_logits(run, images, logits) -> torch.Tensor | None:
+    """``evaluate=main``: the main network alone (the authors test each network; this is their
+    model 1); ``mean``: the log of both networks' mean softmax."""
+    return two_network_logits(run, images, logits, run.options["evaluate"])
