@@ -61,8 +61,9 @@ def test_jocor_resumes_exactly_and_records_its_choices(tmp_path):
     assert straight["config"]["jocor"]["co_lambda"] == 0.9
     samples = pd.read_csv(tmp_path / "a" / "samples.csv")
     assert samples["flagged"].mean() == pytest.approx(0.4, abs=0.02)  # epoch 2 of T_k = 2 leaves out 40%
-    noisy = samples["is_noisy"] == 1
-    assert samples.loc[noisy, "flagged"].mean() > samples.loc[~noisy, "flagged"].mean()
+    flagged = samples["flagged"].astype(bool)  # left out in epoch 2; weight: the share of both epochs kept
+    assert samples["weight"].isin([0, 0.5, 1]).all() and samples["weight"].mean() == pytest.approx(0.6, abs=0.02)
+    assert (samples["weight"][flagged] <= 0.5).all() and (samples["weight"][~flagged] >= 0.5).all()
 
 
 def test_paper_config_resolves():
