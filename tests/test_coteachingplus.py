@@ -65,6 +65,20 @@ def test_before_init_epoch_it_is_coteaching_on_the_whole_batch():
     assert choice.left_out.tolist() == [False, True, True, False]
 
 
+def test_a_pool_too_small_to_cut_trains_both_networks_on_all_of_it():
+    """loss_coteaching: ⌊(1 − λ)·m⌋ = 0 falls back to every sample of the pool (τ = 0.8, m = 2)."""
+    logits_main = torch.tensor([[3.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 3.0]])  # predicts 0, 1, 0, 1
+    logits_peer = torch.tensor([[3.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 3.0]])  # predicts 0, 0, 1, 1
+    labels = torch.tensor([0, 0, 0, 1])
+    choice = disagreement_choice(logits_main, logits_peer, labels, keep=0.2, on_probabilities=False, fallback=True)
+    assert choice.loss_main.item() == pytest.approx((ce_of([0.0, 2.0], 0) + ce_of([2.0, 0.0], 0)) / 2)
+    assert choice.loss_peer.item() == pytest.approx((ce_of([1.0, 0.0], 0) + ce_of([0.0, 1.0], 0)) / 2)
+    assert not choice.left_out.any()
+    early = coteaching_choice(logits_main, logits_peer, labels, keep=0.2)  # ⌊0.2·4⌋ = 0: all four
+    assert not early.left_out.any()
+    assert early.loss_main.item() == pytest.approx(sum(ce_of(z, y) for z, y in zip(logits_main.tolist(), [0, 0, 0, 1])) / 4)
+
+
 def test_auto_options_are_the_authors_per_dataset():
     options = {"forget_rate": "auto", "num_gradual": 10, "init_epoch": "auto", "loss_on": "probabilities",
                "fallback_steps": 5000, "evaluate": "main"}

@@ -3,7 +3,8 @@
 From ``init_epoch`` on, in every batch the samples on which the two networks predict
 different classes form the pool; each network ranks the pool by its own loss and keeps the
 ⌊(1 − λ(e))·m⌋ smallest, and each network steps on its peer's choice. Before ``init_epoch``
-the pool is the whole batch (plain Co-teaching, as the authors' ``main.py``). λ(e) is the
+the pool is the whole batch (plain Co-teaching, as the authors' ``main.py``); where ⌊(1 − λ)·m⌋ = 0 both networks train
+on all m (their ``loss_coteaching``). λ(e) is the
 authors' forget-rate schedule (``noisybench_coteaching.family``). A batch without
 disagreement trains both networks on all of it while (epoch × batch index) < ``fallback_steps``
 (the authors' ``step < 5000``) and not at all after. After ``init_epoch`` the authors' code
@@ -89,6 +90,15 @@ def noisybench_check_options(options: dict, config: dict) -> None:
             raise ConfigError(f"config key 'coteachingplus.{key}' has a bad value: {options[key]!r} ({OPTION_HELP[key]})")
 
 
+def pool_select(loss_main: torch.Tensor, loss_peer: torch.Tensor, keep: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Co-teaching's cross pick of ⌊keep·m⌋ small losses; where that is 0, the whole pool for
+    both networks, as the authors' ``loss_coteaching`` (their empty pick falls back to all m)."""
+    if int(keep * len(loss_main)) == 0:
+        everything = torch.arange(len(loss_main), device=loss_main.device)
+        return everything, everything
+    return cross_select(loss_main, loss_peer, keep)
+
+
 def disagreement_choice(logits_main: torch.Tensor, logits_peer: torch.Tensor, labels: torch.Tensor, keep: float,
                         on_probabilities: bool, fallback: bool) -> Choice:
     """Co-teaching+'s rule for one batch (loss.py ``loss_coteaching_plus``): the pool is where
@@ -104,7 +114,7 @@ def disagreement_choice(logits_main: torch.Tensor, logits_peer: torch.Tensor, la
                       left_out)
     loss_main = F.cross_entropy(inputs_main[pool], labels[pool], reduction="none")
     loss_peer = F.cross_entropy(inputs_peer[pool], labels[pool], reduction="none")
-    for_main, for_peer = cross_select(loss_main.detach(), loss_peer.detach(), keep)
+    for_main, for_peer = pool_select(loss_main.detach(), loss_peer.detach(), keep)
     left_out[pool] = True
     left_out[pool[for_main]] = False
     return Choice(loss_main[for_main].mean(), loss_peer[for_peer].mean(), left_out)
@@ -115,7 +125,7 @@ def coteaching_choice(logits_main: torch.Tensor, logits_peer: torch.Tensor, labe
     """Before ``init_epoch``: Co-teaching on the whole batch, losses of the logits."""
     loss_main = F.cross_entropy(logits_main, labels, reduction="none")
     loss_peer = F.cross_entropy(logits_peer, labels, reduction="none")
-    for_main, for_peer = cross_select(loss_main.detach(), loss_peer.detach(), keep)
+    for_main, for_peer = pool_select(loss_main.detach(), loss_peer.detach(), keep)
     left_out = torch.ones_like(labels, dtype=torch.bool)
     left_out[for_main] = False
     return Choice(loss_main[for_main].mean(), loss_peer[for_peer].mean(), left_out)
