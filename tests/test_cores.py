@@ -20,7 +20,7 @@ def f_beta(epoch):  # loss.py of the authors, verbatim in substance
 
 def test_beta_schedule_is_the_authors_at_100_epochs_and_scales_with_the_run():
     assert [beta_at(e, 2.0, 10, 30) for e in range(1, 101)] == [float(f_beta(e - 1)) for e in range(1, 101)]
-    for epochs, expected in ((100, (10, 30, 31)), (15, (2, 5, 5))):
+    for epochs, expected in ((100, (10, 30, 31)), (15, (2, 5, 5)), (1, (0, 1, 0))):
         options = {"beta": 2.0, "beta_warmup": "auto", "beta_ramp": "auto", "sieve_after": "auto", "lr_scaling": True}
         noisybench_check_options(options=options, config={"epochs": epochs})
         assert (options["beta_warmup"], options["beta_ramp"], options["sieve_after"]) == expected

@@ -67,7 +67,8 @@ def noisybench_config_defaults() -> dict:
 def noisybench_check_options(options: dict, config: dict) -> None:
     for key, authors in AUTHORS.items():
         if options[key] == "auto":  # the authors' epoch counts, in proportion to this run's length
-            options[key] = int(authors * config["epochs"] / AUTHORS_EPOCHS + 0.5)
+            least = 1 if key == "beta_ramp" else 0  # a ramp of at least one epoch (a run of 1 epoch too)
+            options[key] = max(least, int(authors * config["epochs"] / AUTHORS_EPOCHS + 0.5))
         value = options[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "beta_ramp" else 0):
             raise ConfigError(f"config key 'cores.{key}' has a bad value: {value!r} ({OPTION_HELP[key]})")
