@@ -14,6 +14,12 @@ from noisybench_cores import beta_at, class_prior, noisybench_check_options, sie
 from noisybench import hookimpl
 
 
+@pytest.fixture(autouse=True)
+def no_weight_plot(monkeypatch):
+    """The runs' weight histograms (a second of matplotlib each) are no part of these checks."""
+    monkeypatch.setattr("noisybench.plots.weight_histograms", lambda *args, **kwargs: None)
+
+
 def f_beta(epoch):  # loss.py of the authors, verbatim in substance
     return np.concatenate((np.linspace(0.0, 0.0, num=10), np.linspace(0.0, 2, num=30), np.linspace(2, 2, num=60)))[epoch]
 

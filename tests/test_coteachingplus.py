@@ -16,6 +16,12 @@ from noisybench_coteachingplus import coteaching_choice, disagreement_choice, no
 from noisybench.errors import ConfigError
 
 
+@pytest.fixture(autouse=True)
+def no_weight_plot(monkeypatch):
+    """The runs' weight histograms (a second of matplotlib each) are no part of these checks."""
+    monkeypatch.setattr("noisybench.plots.weight_histograms", lambda *args, **kwargs: None)
+
+
 def test_forget_rate_is_the_authors_linspace_indexed_by_epoch():
     # rate_schedule[:10] = linspace(0, 0.4, 10), then 0.4; training epoch e uses rate_schedule[e]
     assert [authors_forget_rate(e, 0.4, 10) for e in (1, 5, 9, 10, 30)] == pytest.approx(

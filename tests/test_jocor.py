@@ -13,6 +13,12 @@ from noisybench_jocor import joint_loss, noisybench_check_options
 from noisybench.errors import ConfigError
 
 
+@pytest.fixture(autouse=True)
+def no_weight_plot(monkeypatch):
+    """The runs' weight histograms (a second of matplotlib each) are no part of these checks."""
+    monkeypatch.setattr("noisybench.plots.weight_histograms", lambda *args, **kwargs: None)
+
+
 def test_joint_loss_by_hand():
     # sample 0: p1 = (s, 1 - s), p2 = (1 - s, s) with s = sigmoid(1); label 0. sample 1: both uniform.
     z1 = torch.tensor([[1.0, 0.0], [0.0, 0.0]], requires_grad=True)

@@ -15,6 +15,12 @@ from noisybench_pes.stages import class_weights
 from noisybench import hookimpl
 
 
+@pytest.fixture(autouse=True)
+def no_weight_plot(monkeypatch):
+    """The runs' weight histograms (a second of matplotlib each) are no part of these checks."""
+    monkeypatch.setattr("noisybench.plots.weight_histograms", lambda *args, **kwargs: None)
+
+
 def test_class_weights_and_weighted_loss_by_hand():
     labels = torch.tensor([0, 0, 0, 1, 2, 2])
     confident = torch.tensor([True, True, True, True, False, False])  # n = (3, 1, 0)
