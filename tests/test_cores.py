@@ -79,14 +79,15 @@ class LearningRates:
 
 
 def test_cores_divides_the_lr_by_one_plus_beta_and_resumes_exactly(tmp_path):
-    options = ["epochs=3", "noise=symmetric:0.4", "cores.beta_warmup=1", "cores.beta_ramp=2", "cores.sieve_after=1"]
+    options = ["epochs=3", "noise=symmetric:0.4", "cores.beta_warmup=1", "cores.beta_ramp=2", "cores.sieve_after=0",
+               "data.epoch_subset=200"]  # 200 samples an epoch; every epoch sieves
     rates = LearningRates()
     record, _ = resumed_like_straight(tmp_path, "cores", *options, crash_at=3, watch=[rates])
     assert [h["cores_beta"] for h in record["history"]] == [0.0, 0.0, 2.0]
     assert rates.during == pytest.approx({1: 0.05, 2: 0.05, 3: 0.05 / 3})
     assert rates.after == pytest.approx({1: 0.05, 2: 0.05, 3: 0.05})  # the scheduler's own lr back
     samples = pd.read_csv(tmp_path / "a" / "samples.csv")
-    sieved = samples["noise_score"] > 0  # the sieve's statistic of the sample's last batch (epoch 3: sieving)
+    sieved = samples["noise_score"] > 0  # the sieve's statistic of the sample's last batch (0: never drawn, kept)
     assert samples["flagged"].astype(bool).equals(sieved) and samples["weight"].equals((~sieved).astype(float))
 
 
