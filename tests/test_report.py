@@ -181,6 +181,9 @@ def test_reference_is_complete_and_every_row_parses():
     coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10")
                      & ~ref.noise.str.startswith("human")].set_index("noise")["value"]  # CIFAR-N rows aside
     assert coteaching.to_dict() == {"asymmetric:0.45": 72.85, "symmetric:0.5": 74.49, "symmetric:0.2": 82.18}
+    cifar_n = ref[ref.noise.str.startswith("human:") & ref.method.isin(["jocor", "coteachingplus"])]
+    cifar_n = cifar_n.set_index(["method", "noise"])["value"]
+    assert (cifar_n["jocor", "human:aggre"], cifar_n["coteachingplus", "human:worse"], len(cifar_n)) == (91.44, 83.26, 12)
 
 
 # -- sweeps -----------------------------------------------------------------------------------
