@@ -62,9 +62,10 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
 
 
 def weights_of(net: nn.Module, losses: torch.Tensor) -> torch.Tensor:
-    """V(L; phi) in float32, outside any autocast (a 1-100-1 network: precision costs nothing)."""
+    """V(L; phi) in V's precision (float32 unless made wider), outside any autocast: a 1-100-1
+    network, whose precision costs nothing."""
     with torch.autocast(losses.device.type, enabled=False):
-        return net(losses.float())
+        return net(losses.to(next(net.parameters()).dtype))
 
 
 def meta_weight_step(model: nn.Module, images, labels, clean_images, clean_labels, lr: float, net: nn.Module,
@@ -80,10 +81,11 @@ def meta_weight_step(model: nn.Module, images, labels, clean_images, clean_label
 
     result = meta(model, images, labels, weigh, clean_images, clean_labels, lr, all_reduce, normalise=normalise,
                   keep_graph=True)
-    count = all_reduce(torch.full((), float(len(clean_labels)), device=result.alpha_grad.device))
-    weight_grad = result.alpha_grad.float() / count  # the authors' L_meta is a mean over the meta batch
+    w = kept["w"]
+    count = all_reduce(torch.full((), float(len(clean_labels)), dtype=w.dtype, device=w.device))
+    weight_grad = result.alpha_grad.to(w.dtype) / count  # the authors' L_meta is a mean over the meta batch
     net_optimizer.zero_grad(set_to_none=True)
-    kept["w"].backward(weight_grad)
+    w.backward(weight_grad)
     for parameter in net.parameters():
         parameter.grad = all_reduce(parameter.grad)
     net_optimizer.step()
