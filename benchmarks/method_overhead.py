@@ -6,6 +6,10 @@ same data and config in one process, all of them once per round, ``rounds`` roun
 epochs from the method's start epoch on (smp corrects labels, sinet rebuilds its weights);
 ce over the same epochs. Printed: min and median over the rounds and their ratios to ce
 (targets: train_pass ≤ 1.05, eval_pass ≤ 1.25).
+Meta-Weight-Net needs a clean set: it runs in setting clean and is compared with ``ce clean``
+(the same setting, no fine-tuning stage). Confident learning trains K fold runs in its first
+epoch: its line is the epochs after that (its own training, ~ce's), and a second line gives
+its whole run's seconds over ce's (K fold runs on (K − 1)/K of the data, plus one).
 Run: python benchmarks/method_overhead.py [rounds=N] [dataset=NAME] [methods=ce,smp] [key=value ...]
 (default: digits, 8 epochs, 5 rounds, every contender; ``methods`` keeps the contenders of
 those methods, ce always; e.g. the Fashion-MNIST subset of ``fashion_mnist.py``:
@@ -30,11 +34,16 @@ CONTENDERS = {
     "smp train_pass": ("smp", ["smp.feature_source=train_pass"]),
     "sinet eval_pass": ("sinet", ["sinet.feature_source=eval_pass"]),
     "sinet train_pass": ("sinet", ["sinet.feature_source=train_pass"]),
+    "ce clean": ("ce", ["setting=clean", "finetune.epochs=0"]),
+    "mwnet": ("mwnet", ["setting=clean"]),
+    "cleanlab": ("cleanlab", []),
 }
+STARTS = {"smp", "sinet"}  # methods with a start_epoch option
+BASELINE = {"mwnet": "ce clean"}  # compared with ce in the same setting
 
 
 def working_epoch_seconds(method: str, dataset: str, overrides: list[str]) -> tuple[float, dict]:
-    start = [f"{method}.start_epoch={START}"] if method != "ce" else []
+    start = [f"{method}.start_epoch={START}"] if method in STARTS else []
     config = make_config(method, dataset, overrides=["progress=false", "epochs=8", "noise=symmetric:0.4",
                                                       *start, *overrides])
     if method == "smp":
@@ -50,18 +59,27 @@ def main(args: list[str]) -> None:
     methods = {"ce", *own.get("methods", ",".join(m for m, _ in CONTENDERS.values())).split(",")}
     contenders = {name: entry for name, entry in CONTENDERS.items() if entry[0] in methods}
     overrides = [a for a in args if a.split("=", 1)[0] not in own]
+    if "mwnet" in methods:
+        contenders.setdefault("ce clean", CONTENDERS["ce clean"])
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    totals: dict[str, list[float]] = {name: [] for name in contenders}
     phases: dict[str, dict] = {}
     for _ in range(rounds):
         for name, (method, extra) in contenders.items():
             seconds, record = working_epoch_seconds(method, dataset, [*extra, *overrides])
             times[name].append(seconds)
+            totals[name].append(record["efficiency"]["total_seconds"])
             phases[name] = {k: round(v, 2) for k, v in record["efficiency"]["phase_seconds"].items()}
     print(f"# {hardware()}")
     print(f"# {dataset} 40% symmetric, {record['num_train']} train images, model {record['model']}, 8 epochs, "
           f"start epoch {START}; {rounds} interleaved rounds; mean epoch seconds from epoch {START} on")
     for name in contenders:
-        print(ratio_line(name, times[name], times["ce"]) + f"  phases (last round) {phases[name]}")
+        base = BASELINE.get(name, "ce")
+        label = name if base == "ce" else f"{name} / {base}"
+        print(ratio_line(label, times[name], times[base]) + f"  phases (last round) {phases[name]}")
+    if "cleanlab" in contenders:
+        print(ratio_line("cleanlab whole run", totals["cleanlab"], totals["ce"], label="s/run") +
+              "  (K fold runs + 1: the fold stage is the 'folds' phase)")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,19 @@ def test_two_processes_keep_weights_with_their_samples(tmp_path):
     with torch.no_grad():
         expected = net(torch.tensor(samples["train_loss"].to_numpy()[seen], dtype=torch.float32)).numpy()
     assert seen.sum() >= 100 and np.allclose(samples["weight"].to_numpy()[seen], expected, atol=1e-4)
+
+
+def test_paper_config_is_the_wrn_script():
+    from pathlib import Path
+
+    import yaml
+
+    from noisybench.api import make_config
+
+    path = Path(__file__).parents[1] / "benchmarks" / "configs" / "cifar10_mwnet.yaml"
+    assert yaml.safe_load(path.read_text())["noise"] == "uniform:0.4"  # GLC's uniform_mix_C, as the authors
+    config = make_config("mwnet", config_file=path, overrides=["noise=symmetric:0.4"])  # the rest resolves as is
+    assert (config["epochs"], config["batch_size"], config["lr_schedule"]["milestones"]) == (41, 100, [37, 39])
+    assert config["data"]["clean_fraction"] * 50_000 == 1_000 and config["data"]["val_fraction"] == 0
+    assert {k: config["mwnet"][k] for k in ("normalise", "weight_optimizer", "weight_decay", "clean_batch_size")} == {
+        "normalise": "sum", "weight_optimizer": "sgd", "weight_decay": 5e-4, "clean_batch_size": 100}
