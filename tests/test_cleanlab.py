@@ -40,6 +40,21 @@ def test_issues_of_a_hand_built_matrix():
     assert np.array_equal(by_class.flagged, find_label_issues(LABELS, PROBS, filter_by="prune_by_class"))
 
 
+def test_class_weights_are_cleanlearnings():
+    """Pruned, a kept sample of class k weighs 1 / P(noisy k | true k): the noise matrix from the
+    calibrated joint above has 3/4 on its diagonal, so 4/3 here, as CleanLearning.fit weighs it."""
+    from cleanlab.classification import CleanLearning
+    from sklearn.linear_model import LogisticRegression
+
+    found = clean(LABELS, PROBS, reweight=True)
+    assert np.allclose(found.keep, np.where(found.flagged, 0, 4 / 3))
+    features = np.random.default_rng(0).normal(size=(12, 2))
+    learner = CleanLearning(LogisticRegression(), find_label_issues_kwargs={"min_examples_per_class": 1})  # 10 by
+    learner.fit(features, LABELS, pred_probs=PROBS)  # default there: no class here could lose a sample
+    assert np.allclose(found.keep, learner.label_issues_df["sample_weight"])
+    assert np.array_equal(found.flagged, learner.label_issues_df["is_label_issue"])
+
+
 class FakeRun:
     def __init__(self, keep, label, action="prune"):
         self.state = {"keep": torch.tensor(keep, dtype=torch.float32), "label": torch.tensor(label)}
@@ -86,14 +101,15 @@ def test_cleanlab_resumes_exactly_and_records_the_issues(tmp_path):
     assert np.allclose(samples["noise_score"], 1 - heldout_scores(tmp_path / "a").to_numpy(), atol=1e-6)
     flagged = samples["flagged"].astype(bool)
     assert straight["history"][0]["cleanlab_flagged"] == flagged.sum() > 0
-    assert (samples["weight"] == (~flagged).astype(float)).all()
+    assert (samples["weight"][flagged] == 0).all() and (samples["weight"][~flagged] >= 1).all()
+    assert samples[~flagged].groupby("noisy_label")["weight"].nunique().eq(1).all()  # one weight a class
     assert straight["detection"]["f1"] is not None and straight["efficiency"]["phase_seconds"]["folds"] > 0
 
 
 def test_fold_runs_leave_the_runs_own_training_alone(tmp_path, monkeypatch):
     """With nothing flagged, cleanlab trains as ce does, draw for draw: the fold runs and the
     fold predictions in between do not move the run's random streams or its model."""
-    def nothing_flagged(labels, probs, filter_by, action):
+    def nothing_flagged(labels, probs, filter_by, action, reweight):
         n = len(labels)
         return Cleaning(np.zeros(n, bool), 1 - probs[np.arange(n), labels], labels, np.ones(n), probs.argmax(1))
 

@@ -7,12 +7,14 @@ run's), gathers every training sample's out-of-sample probabilities, and lets
 ``cleanlab.filter.find_label_issues`` flag the issues (``filter_by``; ``cleaning.py``). The
 run then trains its own model from scratch with cross-entropy on the cleaned labels:
 ``prune`` leaves the flagged samples out (their loss counts zero, each batch's loss is
-divided by its full size, so a step moves as far as on a batch of kept samples),
-``relabel`` trains every sample, a flagged one towards its out-of-sample prediction.
+divided by its full size, so an epoch moves as far as one over the kept samples alone) and,
+with ``class_weights`` (cleanlab's ``CleanLearning.fit``), weights a kept sample of class k
+by 1 / P(ỹ = k | y* = k); ``relabel`` trains every sample, a flagged one towards its
+out-of-sample prediction.
 The cost is K fold runs on (K − 1)/K of the data plus this run.
 
 Records: ``flagged`` = cleanlab's issues, ``noise_score`` = 1 − p(noisy label) out of sample,
-``weight`` = 1 kept / 0 pruned, ``predicted_label`` = the out-of-sample argmax, and in
+``weight`` = the loss weight (0 pruned), ``predicted_label`` = the out-of-sample argmax, and in
 ``relabel`` mode ``corrected_label``; ``phase_seconds.folds`` = the cleaning stage.
 """
 
@@ -41,12 +43,14 @@ OPTION_HELP = {
     "filter_by": "cleanlab's rule: prune_by_noise_rate (its default, the paper's PBNR), prune_by_class, both, "
                  "confident_learning, predicted_neq_given, low_normalized_margin, low_self_confidence",
     "action": "prune: train without the flagged samples; relabel: train them towards the out-of-sample prediction",
+    "class_weights": "prune: weight class k by 1/P(noisy k | true k), cleanlab's noise-matrix estimate (CleanLearning.fit)",
 }
 
 
 @hookimpl
 def noisybench_config_defaults() -> dict:
-    return {"folds": 4, "fold_epochs": None, "filter_by": "prune_by_noise_rate", "action": "prune"}
+    return {"folds": 4, "fold_epochs": None, "filter_by": "prune_by_noise_rate", "action": "prune",
+            "class_weights": True}
 
 
 @hookimpl
@@ -57,7 +61,8 @@ def noisybench_check_options(options: dict, config: dict) -> None:
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
     checks = {"folds": count(o["folds"], 2), "fold_epochs": o["fold_epochs"] is None or count(o["fold_epochs"], 1),
-              "filter_by": o["filter_by"] in FILTERS, "action": o["action"] in ACTIONS}
+              "filter_by": o["filter_by"] in FILTERS, "action": o["action"] in ACTIONS,
+              "class_weights": isinstance(o["class_weights"], bool)}
     for key, ok in checks.items():
         if not ok:
             raise ConfigError(f"config key 'cleanlab.{key}' has a bad value: {o[key]!r} ({OPTION_HELP[key]})")
@@ -85,11 +90,11 @@ def noisybench_epoch_start(run, epoch: int) -> None:
     o = run.options
     with run.phase("folds"), random_streams_kept():  # the run's own training draws as if no fold had run
         probs = fold_probabilities(run, run.output / FOLDS_DIR, o["folds"], o["fold_epochs"])
-    found = clean(run.noisy_labels.numpy(), probs, o["filter_by"], o["action"])
+    found = clean(run.noisy_labels.numpy(), probs, o["filter_by"], o["action"], o["class_weights"])
     run.state.update(cleaned=True, flagged=torch.as_tensor(found.flagged), noise_score=torch.as_tensor(found.noise_score),
                      label=torch.as_tensor(found.label), keep=torch.as_tensor(found.keep, dtype=torch.float32),
                      predicted=torch.as_tensor(found.predicted))
-    kept = int(found.keep.sum())
+    kept = int((found.keep > 0).sum())
     if kept == 0:
         raise ConfigError(f"cleanlab flagged every one of the {run.num_train} training samples: nothing is left "
                           "to train on (more fold_epochs, or another filter_by)")

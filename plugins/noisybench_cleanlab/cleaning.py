@@ -4,8 +4,11 @@ Given the noisy labels and pred_probs (each row from a model that never trained 
 sample), ``cleanlab.filter.find_label_issues`` estimates the confident joint and flags the
 issues by ``filter_by`` (cleanlab's default ``prune_by_noise_rate``: the CL paper's PBNR);
 every sample's noise score is 1 − its label quality, cleanlab's ``self_confidence``
-p(noisy label). ``prune`` trains on the unflagged samples only; ``relabel`` trains on every
-sample, a flagged one with the out-of-sample prediction argmax_k p_k as its label.
+p(noisy label). ``prune`` trains on the unflagged samples only, each of class k weighted
+1 / max(P(ỹ = k | y* = k), 1e-3) with ``class_weights`` (as ``CleanLearning.fit`` does with
+the noise matrix it estimates, ``estimate_py_and_noise_matrices_from_probabilities``, so a
+class keeps its apparent size after pruning); ``relabel`` trains on every sample, a flagged
+one with the out-of-sample prediction argmax_k p_k as its label.
 """
 
 from __future__ import annotations
@@ -23,12 +26,21 @@ class Cleaning(NamedTuple):
     flagged: np.ndarray  # bool: cleanlab's label issues
     noise_score: np.ndarray  # 1 − p(noisy label), out of sample
     label: np.ndarray  # the label each sample trains with
-    keep: np.ndarray  # float: 1 trains, 0 pruned
+    keep: np.ndarray  # float: each sample's loss weight, 0 where pruned
     predicted: np.ndarray  # argmax of the out-of-sample probabilities
 
 
+def class_weights(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """1 / max(P(ỹ = k | y* = k), 1e-3) per class k, from cleanlab's noise-matrix estimate."""
+    from cleanlab.count import estimate_py_and_noise_matrices_from_probabilities
+
+    _, noise_matrix, _, _ = estimate_py_and_noise_matrices_from_probabilities(
+        labels, pred_probs, converge_latent_estimates=False)  # as CleanLearning (its default)
+    return 1.0 / np.maximum(np.diag(noise_matrix), 1e-3)
+
+
 def clean(labels: np.ndarray, pred_probs: np.ndarray, filter_by: str = "prune_by_noise_rate",
-          action: str = "prune") -> Cleaning:
+          action: str = "prune", reweight: bool = False) -> Cleaning:
     """Flag, score and clean ``labels`` (n) from ``pred_probs`` (n × K, rows summing to 1)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -41,4 +53,6 @@ def clean(labels: np.ndarray, pred_probs: np.ndarray, filter_by: str = "prune_by
         label, keep = np.where(flagged, predicted, labels), np.ones(len(labels))
     else:
         label, keep = labels.copy(), (~flagged).astype(float)
+        if reweight:
+            keep = keep * class_weights(labels, pred_probs)[labels]
     return Cleaning(flagged, 1.0 - quality, label, keep, predicted)
