@@ -40,6 +40,7 @@ def test_issues_of_a_hand_built_matrix():
     assert np.array_equal(by_class.flagged, find_label_issues(LABELS, PROBS, filter_by="prune_by_class"))
 
 
+@pytest.mark.filterwarnings("ignore:When X and pred_probs are both provided")
 def test_class_weights_are_cleanlearnings():
     """Pruned, a kept sample of class k weighs 1 / P(noisy k | true k): the noise matrix from the
     calibrated joint above has 3/4 on its diagonal, so 4/3 here, as CleanLearning.fit weighs it."""
