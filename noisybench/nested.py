@@ -60,6 +60,10 @@ def train_inside(config: dict[str, Any], folder: str | Path) -> dict[str, Any]:
     """Train ``config`` into ``folder`` (resuming what it holds; a finished run is read back) from
     inside a running run; every process of that run calls it, as for any run."""
     from noisybench.engine import train
+    from noisybench.errors import RunInterrupted
 
     with calling_run_kept():
-        return train(config, folder, resume=True)
+        try:
+            return train(config, folder, resume=True)
+        except RunInterrupted:  # the calling run says how to go on: resuming it resumes this one
+            raise KeyboardInterrupt(f"interrupted in the run in {folder}") from None
