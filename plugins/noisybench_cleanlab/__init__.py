@@ -91,13 +91,13 @@ def noisybench_epoch_start(run, epoch: int) -> None:
     with run.phase("folds"), random_streams_kept():  # the run's own training draws as if no fold had run
         probs = fold_probabilities(run, run.output / FOLDS_DIR, o["folds"], o["fold_epochs"])
     found = clean(run.noisy_labels.numpy(), probs, o["filter_by"], o["action"], o["class_weights"])
-    run.state.update(cleaned=True, flagged=torch.as_tensor(found.flagged), noise_score=torch.as_tensor(found.noise_score),
-                     label=torch.as_tensor(found.label), keep=torch.as_tensor(found.keep, dtype=torch.float32),
-                     predicted=torch.as_tensor(found.predicted))
     kept = int((found.keep > 0).sum())
     if kept == 0:
         raise ConfigError(f"cleanlab flagged every one of the {run.num_train} training samples: nothing is left "
                           "to train on (more fold_epochs, or another filter_by)")
+    run.state.update(cleaned=True, flagged=torch.as_tensor(found.flagged), noise_score=torch.as_tensor(found.noise_score),
+                     label=torch.as_tensor(found.label), keep=torch.as_tensor(found.keep, dtype=torch.float32),
+                     predicted=torch.as_tensor(found.predicted))
     run.log(cleanlab_flagged=int(found.flagged.sum()), cleanlab_kept=kept)
 
 
