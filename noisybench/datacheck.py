@@ -14,12 +14,8 @@ from noisybench.datasets import DataSplits, build_dataset, image_files, labels_o
 
 def split_table(splits: DataSplits) -> pd.DataFrame:
     """Images per class (rows) and split (columns), with a total row."""
-    columns = {}
-    for name in ("train", "val", "test", "clean"):
-        dataset = getattr(splits, name)
-        if dataset is not None:
-            counts = np.bincount(labels_of(dataset), minlength=splits.num_classes)
-            columns[name] = counts
+    columns = {name: np.bincount(labels_of(dataset), minlength=splits.num_classes)
+               for name, dataset in splits.named_splits().items()}
     table = pd.DataFrame(columns, index=splits.class_names)
     table.loc["total"] = table.sum()
     return table
@@ -29,8 +25,8 @@ def scan_images(splits: DataSplits, decode: bool) -> dict[str, tuple[int, list[s
     """Per split: (problem count, first problem paths); every file is checked for existence,
     and with ``decode`` opened and decoded too."""
     found = {}
-    for name in ("train", "val", "test", "clean"):
-        files = image_files(getattr(splits, name)) if getattr(splits, name) is not None else None
+    for name, dataset in splits.named_splits().items():
+        files = image_files(dataset)
         if files is None:
             continue
         problems = []
@@ -61,6 +57,19 @@ def check(config: dict[str, Any], decode: bool = False) -> tuple[str, int]:
     if splits.trusted is not None:
         lines.append(f"verified-correct (trusted) training images: {len(splits.trusted)}")
     problems = 0
+    if config["data"]["prepared"]:  # every shard hashed whole against its manifest
+        from pathlib import Path
+
+        from noisybench.datasets.prepared import read_manifest, verify_shards
+        from noisybench.errors import DataError
+
+        folder = Path(config["data"]["prepared"]).expanduser()
+        try:
+            verify_shards(folder, read_manifest(folder), whole=True)
+            lines.append("prepared shards: every checksum matches its manifest")
+        except DataError as exc:
+            problems += 1
+            lines.append(f"prepared shards: {exc}")
     for name, (count, first) in scan_images(splits, decode).items():
         what = "missing or unreadable" if decode else "missing"
         if count:
