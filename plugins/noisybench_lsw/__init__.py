@@ -140,10 +140,10 @@ def check_meta_run(run, method: str) -> None:
 @hookimpl
 def noisybench_setup(run) -> None:
     o = run.options
+    check_meta_run(run, "lsw")
     if o["mode"] == "joint" and o["start_epoch"] > run.num_epochs:
         run.warn(f"lsw.start_epoch={o['start_epoch']} is past the last epoch ({run.num_epochs}): no weight is ever "
                  "learned; the run is cross-entropy")
-    check_meta_run(run, "lsw")
     if o["mode"] == "retrain":
         run.state["alpha"] = load_kept_weights(run)
     else:
