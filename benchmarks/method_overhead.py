@@ -28,18 +28,18 @@ from noisybench.api import make_config
 from noisybench.engine import train
 
 START = 2  # smp.start_epoch and sinet.start_epoch for every run here
+BASELINE = {"mwnet": "ce clean"}  # compared with ce in the same setting
 CONTENDERS = {
     "ce": ("ce", []),
+    "ce clean": ("ce", ["setting=clean", "finetune.epochs=0"]),
+    "mwnet": ("mwnet", ["setting=clean"]),
+    "cleanlab": ("cleanlab", []),
     "smp eval_pass": ("smp", ["smp.feature_source=eval_pass"]),
     "smp train_pass": ("smp", ["smp.feature_source=train_pass"]),
     "sinet eval_pass": ("sinet", ["sinet.feature_source=eval_pass"]),
     "sinet train_pass": ("sinet", ["sinet.feature_source=train_pass"]),
-    "ce clean": ("ce", ["setting=clean", "finetune.epochs=0"]),
-    "mwnet": ("mwnet", ["setting=clean"]),
-    "cleanlab": ("cleanlab", []),
 }
-STARTS = {"smp", "sinet"}  # methods with a start_epoch option
-BASELINE = {"mwnet": "ce clean"}  # compared with ce in the same setting
+STARTS = ("smp", "sinet")  # the methods whose start_epoch is set to START
 
 
 def working_epoch_seconds(method: str, dataset: str, overrides: list[str]) -> tuple[float, dict]:

@@ -173,6 +173,10 @@ def test_reference_is_complete_and_every_row_parses():
                                          r"|real|unspecified|clmatrix:0\.\d/0\.\d")
     assert spelled.all(), ref.loc[~spelled, "noise"].unique()
     # spot checks against the papers
+    mwnet = ref[(ref.method == "mwnet") & (ref.dataset == "cifar10")].set_index("noise")["value"]
+    assert mwnet.to_dict() == {"uniform:0.4": 89.27, "uniform:0.6": 84.07, "flip2:0.2": 90.33, "flip2:0.4": 87.54}
+    pbnr = ref[(ref.method == "cleanlab") & (ref.variant == "retrained with Co-teaching")].set_index("noise")["value"]
+    assert (pbnr["clmatrix:0.2/0.0"], pbnr["clmatrix:0.4/0.0"], pbnr["clmatrix:0.6/0.6"]) == (90.7, 87.1, 36.4)
     smp = ref[(ref.method == "smp") & (ref.dataset == "clothing1m") & (ref.variant == "") & (ref.metric == "test_accuracy")]
     assert set(smp.value) == {74.45, 76.44, 81.16}
     lsw = ref[(ref.method == "lsw") & (ref.dataset == "clothing1m")]
@@ -183,10 +187,6 @@ def test_reference_is_complete_and_every_row_parses():
     coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10") & (ref.backbone == "cnn9")
                      & ~ref.noise.str.startswith("human")].set_index("noise")["value"]  # CIFAR-N and MW-Net rows aside
     assert coteaching.to_dict() == {"asymmetric:0.45": 72.85, "symmetric:0.5": 74.49, "symmetric:0.2": 82.18}
-    mwnet = ref[(ref.method == "mwnet") & (ref.dataset == "cifar10")].set_index("noise")["value"]
-    assert mwnet.to_dict() == {"uniform:0.4": 89.27, "uniform:0.6": 84.07, "flip2:0.2": 90.33, "flip2:0.4": 87.54}
-    pbnr = ref[(ref.method == "cleanlab") & (ref.variant == "retrained with Co-teaching")].set_index("noise")["value"]
-    assert (pbnr["clmatrix:0.2/0.0"], pbnr["clmatrix:0.4/0.0"], pbnr["clmatrix:0.6/0.6"]) == (90.7, 87.1, 36.4)
 
 
 # -- sweeps -----------------------------------------------------------------------------------
