@@ -94,13 +94,13 @@ FAST = ("epochs=2", "noise=symmetric:0.4", "cleanlab.folds=2", "cleanlab.fold_ep
 
 
 def heldout_scores(run_dir) -> pd.Series:
-    parts = [pd.read_csv(run_dir / "cleanlab_folds" / f"fold{k}" / "heldout.csv") for k in (0, 1)]
+    parts = [pd.read_csv(run_dir / "folds" / f"fold{k}" / "heldout.csv") for k in (0, 1)]
     return pd.concat(parts).set_index("index").sort_index()["p_label"]
 
 
 def test_cleanlab_resumes_exactly_and_records_the_issues(tmp_path):
     straight, _ = resumed_like_straight(tmp_path, "cleanlab", *FAST, crash_at=2)
-    folds = [read_metrics(tmp_path / "a" / "cleanlab_folds" / f"fold{k}") for k in (0, 1)]
+    folds = [read_metrics(tmp_path / "a" / "folds" / f"fold{k}") for k in (0, 1)]
     assert [(f["method"], f["config"]["data"]["cv_folds"], f["config"]["data"]["cv_fold"], len(f["history"]))
             for f in folds] == [("ce", 2, 0, 1), ("ce", 2, 1, 1)]
     samples = pd.read_csv(tmp_path / "a" / "samples.csv")

@@ -51,8 +51,8 @@ def test_mwnet_and_cleanlab_under_two_processes(tmp_path):
     # cleanlab: every sample's noise score is 1 - p(label) of the fold run (both processes) that held it out
     folder = tmp_path / "cleanlab"
     assert read_metrics(folder)["environment"]["num_processes"] == 2
-    assert read_metrics(folder / "cleanlab_folds" / "fold1")["environment"]["num_processes"] == 2
-    parts = [pd.read_csv(folder / "cleanlab_folds" / f"fold{k}" / "heldout.csv") for k in (0, 1)]
+    assert read_metrics(folder / "folds" / "fold1")["environment"]["num_processes"] == 2
+    parts = [pd.read_csv(folder / "folds" / f"fold{k}" / "heldout.csv") for k in (0, 1)]
     heldout = pd.concat(parts).set_index("index").sort_index()["p_label"]
     samples = pd.read_csv(folder / "samples.csv")
     assert np.allclose(samples["noise_score"], 1 - heldout.to_numpy(), atol=1e-6)

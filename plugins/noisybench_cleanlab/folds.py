@@ -3,7 +3,8 @@
 Fold run k is a ``ce`` run of the calling run's own config with ``data.cv_folds=K
 data.cv_fold=k``: it trains on every fold but k (stratified by noisy label, seeded by
 ``data.split_seed``) and its final model scores fold k, which it never saw. The runs live in
-``RUN_DIR/cleanlab_folds/fold<k>/`` and resume like any run (``nested.train_inside``), so
+``RUN_DIR/folds/fold<k>/`` (where ``export --folds`` puts its fold runs, which leaderboards
+do not list as rows) and resume like any run (``nested.train_inside``), so
 an interrupted cleaning stage goes on where it stopped. The probabilities of fold k's
 samples come from that run's final weights, loaded into the calling run's model for one
 eval pass (its own weights are put back after); its ``heldout.csv`` gives the positions.
@@ -23,10 +24,10 @@ from noisybench import records
 from noisybench.checkpoint import load_model
 from noisybench.config import dump
 from noisybench.errors import ConfigError
+from noisybench.folds import FOLDS_DIR
 from noisybench.logs import logger
 from noisybench.nested import train_inside
 
-FOLDS_DIR = "cleanlab_folds"
 FOLD_METHOD = "ce"
 
 
