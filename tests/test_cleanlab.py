@@ -13,7 +13,7 @@ from conftest import comparable, read_metrics, resumed_like_straight, run_digits
 import noisybench_cleanlab
 from noisybench.errors import ConfigError
 from noisybench_cleanlab import noisybench_loss
-from noisybench_cleanlab.cleaning import Cleaning, clean
+from noisybench_cleanlab.cleaning import Cleaning, clean, mean_one_over_kept
 
 
 @pytest.fixture(autouse=True)
@@ -54,11 +54,13 @@ def test_class_weights_are_cleanlearnings():
     from sklearn.linear_model import LogisticRegression
 
     found = clean(LABELS, PROBS, reweight=True)
-    assert np.allclose(found.keep, np.where(found.flagged, 0, 4 / 3))
+    assert np.allclose(found.keep, np.where(found.flagged, 0, 1))  # 4/3 for every kept class, scaled to mean 1
     features = np.random.default_rng(0).normal(size=(12, 2))
     learner = CleanLearning(LogisticRegression(), find_label_issues_kwargs={"min_examples_per_class": 1})  # 10 by
     learner.fit(features, LABELS, pred_probs=PROBS)  # default there: no class here could lose a sample
-    assert np.allclose(found.keep, learner.label_issues_df["sample_weight"])
+    weights = learner.label_issues_df["sample_weight"].to_numpy()
+    assert np.allclose(weights, np.where(found.flagged, 0, 4 / 3))
+    assert np.allclose(found.keep, weights / weights[weights > 0].mean())
     assert np.array_equal(found.flagged, learner.label_issues_df["is_label_issue"])
 
 
@@ -66,6 +68,12 @@ class FakeRun:
     def __init__(self, keep, label, action="prune"):
         self.state = {"keep": torch.tensor(keep, dtype=torch.float32), "label": torch.tensor(label)}
         self.options = {"action": action}
+
+
+def test_class_weights_average_one_over_the_kept_samples():
+    """Σ w·ℓ / B with mean w = 1 over the kept: the step of the authors' weighted mean, not × mean w."""
+    assert mean_one_over_kept(np.array([0.0, 2.0, 1.0, 1.0])).tolist() == [0.0, 1.5, 0.75, 0.75]
+    assert mean_one_over_kept(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_pruned_samples_contribute_nothing():
@@ -108,7 +116,7 @@ def test_cleanlab_resumes_exactly_and_records_the_issues(tmp_path):
     assert np.allclose(samples["noise_score"], 1 - heldout_scores(tmp_path / "a").to_numpy(), atol=1e-6)
     flagged = samples["flagged"].astype(bool)
     assert straight["history"][0]["cleanlab_flagged"] == flagged.sum() > 0
-    assert (samples["weight"][flagged] == 0).all() and (samples["weight"][~flagged] >= 1).all()
+    assert (samples["weight"][flagged] == 0).all() and samples["weight"][~flagged].mean() == pytest.approx(1)
     assert samples[~flagged].groupby("noisy_label")["weight"].nunique().eq(1).all()  # one weight a class
     assert straight["detection"]["f1"] is not None and straight["efficiency"]["phase_seconds"]["folds"] > 0
 

@@ -8,7 +8,8 @@ p(noisy label). ``prune`` trains on the unflagged samples only, each of class k 
 1 / max(P(ỹ = k | y* = k), 1e-3) with ``class_weights`` (as ``CleanLearning.fit`` does with
 the noise matrix it estimates, ``estimate_py_and_noise_matrices_from_probabilities``, so a
 class keeps its apparent size after pruning); ``relabel`` trains on every sample, a flagged
-one with the out-of-sample prediction argmax_k p_k as its label.
+one with the out-of-sample prediction argmax_k p_k as its label. The class weights are scaled
+to average 1 over the kept samples (``mean_one_over_kept``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def class_weights(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     return 1.0 / np.maximum(np.diag(noise_matrix), 1e-3)
 
 
+def mean_one_over_kept(keep: np.ndarray) -> np.ndarray:
+    """``keep`` scaled so that the kept samples' weights average 1: the class weights set the
+    classes' balance, not the step size, as the authors' weighted-mean cross-entropy
+    (``nn.CrossEntropyLoss(weight=...)``: Σ w·ℓ / Σ w) over their kept samples."""
+    kept = keep > 0
+    return keep / keep[kept].mean() if kept.any() else keep
+
+
 def clean(labels: np.ndarray, pred_probs: np.ndarray, filter_by: str = "prune_by_noise_rate",
           action: str = "prune", reweight: bool = False) -> Cleaning:
     """Flag, score and clean ``labels`` (n) from ``pred_probs`` (n × K, rows summing to 1)."""
@@ -54,5 +63,5 @@ def clean(labels: np.ndarray, pred_probs: np.ndarray, filter_by: str = "prune_by
     else:
         label, keep = labels.copy(), (~flagged).astype(float)
         if reweight:
-            keep = keep * class_weights(labels, pred_probs)[labels]
+            keep = mean_one_over_kept(keep * class_weights(labels, pred_probs)[labels])
     return Cleaning(flagged, 1.0 - quality, label, keep, predicted)
