@@ -185,17 +185,32 @@ def label_variants(rows: list[dict]) -> None:
 
 
 def load_reference(path: str | Path = REFERENCE) -> pd.DataFrame:
+    """reference.csv with ``noise_key``, each row's noise in the form records give it (None
+    for ``unspecified``: a source that does not say which noise it used matches no run)."""
     frame = pd.read_csv(path, dtype={"noise": str}, keep_default_na=False)
     frame["value"] = pd.to_numeric(frame["value"])
+    frame["noise_key"] = [reference_noise(path, line, text) for line, text in enumerate(frame["noise"], start=2)]
     return frame
+
+
+def reference_noise(path: str | Path, line: int, text: str) -> str | None:
+    from noisybench.noise import UNSTATED, noise_key
+
+    if text == UNSTATED:
+        return None
+    try:
+        return noise_key(text)
+    except NoisybenchError as exc:
+        raise NoisybenchError(f"{path}:{line}: noise '{text}' is no noise kind ({exc})") from None
 
 
 def paper_number(reference: pd.DataFrame, row) -> float:
     """The paper's test accuracy (%) for this method (in its default form), dataset,
-    setting, noise and backbone; the first such row of the file, or NaN."""
+    setting, noise kind and rate (``uniform:0.4`` is not ``symmetric:0.4``) and backbone;
+    the first such row of the file, or NaN."""
     match = reference[(reference["method"] == row.method) & (reference["variant"] == "")
                       & (reference["dataset"] == row.dataset)
-                      & (reference["setting"] == row.setting) & (reference["noise"] == row.noise)
+                      & (reference["setting"] == row.setting) & (reference["noise_key"] == row.noise)
                       & (reference["backbone"] == row.model) & (reference["metric"] == "test_accuracy")]
     return float(match["value"].iloc[0]) if len(match) else np.nan
 

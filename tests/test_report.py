@@ -163,7 +163,7 @@ def test_reference_is_complete_and_every_row_parses():
     for column in ("method", "dataset", "setting", "noise", "backbone", "metric", "source"):
         assert (ref[column] != "").all(), column
     assert set(ref["setting"]) <= {"noisy", "verify", "clean"}
-    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|mapped|instance):0\.\d\d?|real|unspecified")
+    spelled = ref["noise"].str.fullmatch(r"(symmetric|uniform|asymmetric|mapped|instance):0\.\d\d?|real|unspecified")
     assert spelled.all(), ref.loc[~spelled, "noise"].unique()
     # spot checks against the papers
     smp = ref[(ref.method == "smp") & (ref.dataset == "clothing1m") & (ref.variant == "") & (ref.metric == "test_accuracy")]
@@ -171,10 +171,44 @@ def test_reference_is_complete_and_every_row_parses():
     lsw = ref[(ref.method == "lsw") & (ref.dataset == "clothing1m")]
     assert sorted(lsw.value) == [74.95, 75.91]
     elr = ref[(ref.method == "elr") & (ref.variant == "") & (ref.dataset == "cifar10")].set_index("noise")["value"]
-    assert elr.to_dict() == {"symmetric:0.2": 91.16, "symmetric:0.4": 89.15, "symmetric:0.6": 86.12,
-                             "symmetric:0.8": 73.86, "mapped:0.4": 90.12}
+    assert elr.to_dict() == {"uniform:0.2": 91.16, "uniform:0.4": 89.15, "uniform:0.6": 86.12,
+                             "uniform:0.8": 73.86, "mapped:0.4": 90.12}
     coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10")].set_index("noise")["value"]
     assert coteaching.to_dict() == {"asymmetric:0.45": 72.85, "symmetric:0.5": 74.49, "symmetric:0.2": 82.18}
+
+
+def test_every_reference_row_names_a_kind_the_leaderboard_matches():
+    """Each row's noise is a kind a run can have (as its record names it), but for the rows
+    whose source states no noise (LSW Table 7), marked ``unspecified`` and matched by no run;
+    ELR's "symmetric" rows are ``uniform`` (their code redraws from all classes), Co-teaching's
+    ``symmetric`` (theirs flips to another class)."""
+    ref = leaderboard.load_reference(REFERENCE)
+    unstated = ref[ref["noise_key"].isna()]
+    assert set(unstated["noise"]) == {"unspecified"}
+    assert unstated["source"].str.startswith("LSW 2024 Table 7").all() and len(unstated) == 14
+    assert (ref.loc[ref["noise_key"].notna(), "noise_key"] == ref.loc[ref["noise_key"].notna(), "noise"]).all()
+    by_source = ref.assign(kind=ref["noise"].str.split(":").str[0]).groupby(
+        ref["source"].str.extract(r"^(ELR authors|Co-teaching authors|LSW 2024)")[0])["kind"].agg(set)
+    assert by_source.to_dict() == {"ELR authors": {"uniform", "mapped"}, "Co-teaching authors": {"symmetric", "asymmetric"},
+                                   "LSW 2024": {"symmetric", "asymmetric", "instance", "unspecified", "real"}}
+
+
+def test_a_paper_number_sits_beside_a_run_only_of_its_noise_kind_and_rate(tmp_path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("method,variant,dataset,setting,noise,backbone,metric,value,source\n"
+                   "ce,,digits,noisy,uniform:0.40,small_cnn,test_accuracy,80.00,redrawn from all classes\n"
+                   "smp,,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,95.00,flipped to another class\n")
+    for method, noise in (("ce", {"type": "symmetric", "rate": 0.4}), ("smp", {"type": "uniform", "rate": 0.4}),
+                          ("lsw", {"type": "uniform", "rate": 0.4})):
+        write_record(tmp_path / "runs", method, 0, 0.9, [1.0], noise=noise)
+    write_record(tmp_path / "more", "ce", 0, 0.9, [1.0], noise={"type": "uniform", "rate": 0.4})
+    board = leaderboard.table(leaderboard.load_runs(tmp_path / "runs"), leaderboard.load_reference(ref))
+    assert "paper_test_accuracy" not in board  # the same rate, another kind: no paper number anywhere
+    board = leaderboard.table(leaderboard.load_runs(tmp_path / "more"), leaderboard.load_reference(ref))
+    assert board.iloc[0].noise == "uniform:0.4" and board.iloc[0].paper_test_accuracy == 80.0
+    (tmp_path / "bad.csv").write_text(ref.read_text() + "ce,,digits,noisy,gaussian:0.4,small_cnn,test_accuracy,1,x\n")
+    with pytest.raises(NoisybenchError, match=r"bad.csv:4: noise 'gaussian:0.4'"):
+        leaderboard.load_reference(tmp_path / "bad.csv")
 
 
 # -- sweeps -----------------------------------------------------------------------------------
