@@ -99,13 +99,15 @@ def load_runs(root: str | Path) -> pd.DataFrame:
         raise NoisybenchError(f"no such folder: {root}")
     rows = []
     for path in sorted(root.rglob(records.METRICS_FILE)):
+        if fold_run(path.parent):
+            continue
         data = records.read_record(path)
         if data is None:  # truncated, not JSON, not a record: say so and go on
             print(f"warning: skipping {path}: not a readable metrics.json", file=sys.stderr)
             continue
         rows.append(record_row(path, data))
     for path in sorted(root.rglob("failed.json")):
-        if not (path.parent / records.METRICS_FILE).exists():
+        if not (path.parent / records.METRICS_FILE).exists() and not fold_run(path.parent):
             failed = json.loads(path.read_text())
             parts = path.parent.relative_to(root).parts
             rows.append({"dataset": parts[-3] if len(parts) >= 3 else None, "method": failed.get("method"),
@@ -113,6 +115,14 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     if not rows:
         raise NoisybenchError(f"no run records (metrics.json) under {root}")
     return pd.DataFrame(rows)
+
+
+def fold_run(folder: Path) -> bool:
+    """A cross-validation fold of a run (``export --folds``: ``RUN/folds/fold<k>/``): it trains
+    on part of its run's data to score the rest, and is no experiment of its own to rank."""
+    from noisybench.folds import FOLDS_DIR
+
+    return folder.parent.name == FOLDS_DIR and (folder.parent.parent / records.CONFIG_FILE).is_file()
 
 
 def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -267,16 +277,33 @@ def render(board: pd.DataFrame, fmt: str) -> str:
     raise NoisybenchError(f"--format {fmt}: expected markdown, csv, latex or html")
 
 
+def experiment_names(runs: pd.DataFrame) -> pd.Series:
+    """Each finished run's name in the plots: its table row's method and variant, and the
+    dataset, setting and noise where the runs span several tables; the runs of one name are
+    the seeds of one experiment, pooled as the table pools them."""
+    board = table(runs)
+    several = len(board.groupby(KEYS[:3])) > 1
+    names = {}
+    for row in board[board["n"] > 0].itertuples():
+        name = row.method + (f" [{row.variant}]" if row.variant else "")
+        names[(row.dataset, row.setting, row.noise, row.method, row.fingerprint)] = (
+            f"{name} ({row.dataset}, {row.setting}, {row.noise})" if several else name)
+    finished = runs[runs["status"] == "finished"]
+    return pd.Series([names[tuple(r)] for r in finished[GROUP].itertuples(index=False)], index=finished.index)
+
+
 def write_plots(runs: pd.DataFrame, folder: Path) -> list[Path]:
-    """accuracy_vs_time.png and, for correcting methods, label_curves.png in ``folder``."""
+    """accuracy_vs_time.png and, for correcting methods, label_curves.png in ``folder``, one
+    series per experiment (``experiment_names``)."""
     from noisybench import plots
 
+    finished = runs[runs["status"] == "finished"].assign(experiment_name=experiment_names(runs))
     written = [folder / "accuracy_vs_time.png"]
-    plots.accuracy_vs_time(runs, written[0])
+    plots.accuracy_vs_time(finished, written[0])
     histories: dict[str, list] = {}
-    for row in runs[runs["status"] == "finished"].itertuples():
+    for row in finished.itertuples():
         record = json.loads((Path(row.folder) / records.METRICS_FILE).read_text())
-        histories.setdefault(row.method, []).append(record["history"])
+        histories.setdefault(row.experiment_name, []).append(record["history"])
     if plots.label_curves(histories, folder / "label_curves.png"):
         written.append(folder / "label_curves.png")
     return written

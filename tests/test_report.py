@@ -139,6 +139,37 @@ def test_reference_joins_where_the_setting_matches(records, tmp_path):
     assert "| 95.00 | +1.00 |" in text
 
 
+def test_leaderboard_after_export_folds_has_the_rows_it_had(tmp_path, capsys):
+    """Cross-validation fold runs (RUN/folds/fold<k>/) train on part of their run's data: no
+    rows of their own, and no data.cv_fold variant on the run's row."""
+    runs = tmp_path / "runs"
+    run_digits(runs / "ce", "epochs=1", "noise=symmetric:0.4", "batch_size=256")
+    before = leaderboard.table(leaderboard.load_runs(runs))
+    assert main(["export", str(runs / "ce"), "--folds", "2", "epochs=1"]) == 0
+    assert len(list((runs / "ce" / "folds").rglob("metrics.json"))) == 2
+    pd.testing.assert_frame_equal(leaderboard.table(leaderboard.load_runs(runs)), before)
+
+
+def test_plots_draw_one_series_per_experiment_as_the_table_pools_runs(tmp_path, monkeypatch):
+    """Two experiments of one method (another epoch count) are two rows of the table and two
+    series of each plot, named by the row's variant; seeds of one experiment are one series."""
+    from noisybench import plots
+
+    for seed, epochs in ((0, 1), (1, 1), (0, 2)):
+        folder = write_record(tmp_path / f"e{epochs}", "smp", seed, 0.9 + seed / 100, [1.0] * epochs, label=0.9)
+        record = json.loads((folder / "metrics.json").read_text())
+        record.update(schema_version=2, experiment={"method": "smp", "epochs": epochs, "seed": seed})
+        (folder / "metrics.json").write_text(json.dumps(record))
+    runs = leaderboard.load_runs(tmp_path)
+    legends = []
+    monkeypatch.setattr(plots, "save", lambda figure, path: legends.append(
+        sorted(t.get_text() for t in figure.axes[0].get_legend().get_texts())))
+    leaderboard.write_plots(runs, tmp_path)
+    board = leaderboard.table(runs)
+    assert sorted(board.variant) == ["epochs=1", "epochs=2"]
+    assert legends == [["smp [epochs=1] (n=2)", "smp [epochs=2] (n=1)"], ["smp [epochs=1]", "smp [epochs=2]"]]
+
+
 # -- the reference file -----------------------------------------------------------------------
 
 TABLE_ROWS = {  # numbers in each paper's result tables
