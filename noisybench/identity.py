@@ -33,7 +33,7 @@ NOT_EXPERIMENT = (
 # Keys added after runs were recorded without them: the value those runs had in effect.
 IMPLIED_WHEN_ABSENT = {"eval.every": 1, "lsw.meta_gradient": "higher", "lr_schedule.name": "step",
                        "lr_schedule.warmup_epochs": 0, "lr_schedule.warmup_lr": 1e-5, "lr_schedule.min_lr": 0.0,
-                       "data.cv_folds": 0, "data.cv_fold": 0}
+                       "data.cv_folds": 0, "data.cv_fold": 0, "data.val_noise": False}
 # Keys that may change on --resume besides those: epochs may grow (the run continues).
 RESUMABLE = ("epochs",)
 

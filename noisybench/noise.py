@@ -129,7 +129,7 @@ def apply_noise(
     labels: np.ndarray,
     num_classes: int,
     spec: NoiseSpec,
-    seed: int,
+    seed: int | list[int],
     features: np.ndarray | None = None,
     targets: np.ndarray | None = None,
 ) -> np.ndarray:

@@ -108,3 +108,20 @@ def test_noise_record_names_kind_rate_and_the_realised_rate_over_known_labels():
     assert human == {"type": "human", "rate": 0.18, "label_set": "aggre", "realised_rate": 0.0}
     assert noise_record(NoiseSpec("real", float("nan")), None) == {"type": "real", "rate": None, "realised_rate": None}
     assert realised_rate(np.full(3, -1)) is None
+
+
+def test_val_noise_gives_the_validation_labels_the_runs_noise_and_leaves_training_alone():
+    """data.val_noise (ELR's code: 5,000 noisy validation images): the val labels get the
+    training set's kind of noise, drawn apart from it; the training labels stay as they were."""
+    from noisybench.api import make_config
+    from noisybench.datasets import build_dataset, labels_of
+
+    clean, noisy = (build_dataset(make_config("ce", "digits", None, ["noise=asymmetric:0.4", *o]))
+                    for o in ([], ["data.val_noise=true"]))
+    assert np.array_equal(clean.train_labels, noisy.train_labels)
+    truth, labels = labels_of(clean.val), labels_of(noisy.val)
+    changed = labels != truth
+    assert abs(changed.mean() - 0.4) <= 10 / len(truth) and np.array_equal(labels[changed], (truth[changed] + 1) % 10)
+    for bad, message in (("noise=none", "not synthetic"), ("noise=instance:0.3", "not instance")):
+        with pytest.raises(ConfigError, match=message):
+            build_dataset(make_config("ce", "digits", None, [bad, "data.val_noise=true"]))
