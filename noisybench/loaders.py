@@ -56,11 +56,22 @@ class BalancedEpochSampler(Sampler[int]):
         return sum(min(len(members), self.per_class) for members in self.by_class)
 
     def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(self.draw(self.epoch).tolist())
+
+    def draw(self, epoch: int) -> np.ndarray:
+        """The samples of ``epoch``, in the order they are trained."""
+        rng = np.random.default_rng([self.seed, epoch])
         chosen = np.concatenate(
             [rng.permutation(members)[: self.per_class] for members in self.by_class]
         )
-        return iter(rng.permutation(chosen).tolist())
+        return rng.permutation(chosen)
+
+
+def epoch_subset(config: dict[str, Any], labels: np.ndarray, epoch: int) -> np.ndarray | None:
+    """The training samples of ``epoch`` under ``data.epoch_subset`` (sorted), as the train
+    loader draws them; None without a subset (every sample trains)."""
+    total = config["data"]["epoch_subset"]
+    return np.sort(BalancedEpochSampler(labels, total, config["seed"]).draw(epoch)) if total else None
 
 
 def train_loader(config: dict[str, Any], dataset: Dataset, labels: np.ndarray, options: dict[str, Any]) -> DataLoader:
