@@ -130,7 +130,7 @@ def test_under_an_epoch_subset_the_co_divide_scores_and_divides_that_subset_only
     noisybench_epoch_start(run=run, epoch=2)
     sampler = BalancedEpochSampler(labels.numpy(), 12, 3)
     sampler.set_epoch(2)
-    subset = sorted(sampler)
+    subset = sorted(i for _, i in sampler)
     assert [a.tolist() for a in asked] == [subset, subset]  # both networks, the epoch's 12 samples
     w = run.state["w"]
     outside = torch.ones(40, dtype=torch.bool)

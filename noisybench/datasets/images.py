@@ -9,6 +9,9 @@ every other image as ``torchvision``. ``gpu`` decodes JPEGs on the GPU (devicede
 an image of more than ``data.max_pixels`` pixels is not decoded (a decompression bomb or a
 poster-sized scan would exhaust memory) and counts as unreadable.
 
+Random transforms (crop, flip) draw from torch's generator seeded for the sample by the
+batch's stream (draws.py), so an image gets the same crop whichever worker reads it.
+
 Corrupt-image policy: an image that cannot be read or decoded (truncated, not an image,
 missing, too large) does not stop the run. It is decoded as a constant image of the dataset's mean
 colour, which is all zeros after normalisation, and keeps its label and index, so the
@@ -29,6 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from noisybench.datasets import draws
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -186,9 +191,10 @@ class ImageFiles(Dataset):
             return Image.new("RGB", self.fallback_size, self._fill)
 
     def __getitem__(self, i: int):
-        if self.decoder == "device":
-            return self.encoded(i), self.labels[i], i
-        return self.transform(self.load(i)), self.labels[i], i
+        with draws.seeded(i):  # a random crop and flip drawn for (stream, i): the same in any worker
+            if self.decoder == "device":
+                return self.encoded(i), self.labels[i], i
+            return self.transform(self.load(i)), self.labels[i], i
 
     def encoded(self, i: int):
         """Item ``i`` for the device decoder (devicedecode.py): a JPEG's bytes as they are; any
