@@ -35,6 +35,7 @@ METRICS = {  # column: (label, scale to percent)
     "peak_memory_mb": ("peak MB", 1),
 }
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.csv"  # in a source checkout
+ABSENT = object()  # a key an experiment does not have
 
 
 def noise_name(noise: dict) -> str:
@@ -148,7 +149,7 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
         if (dataset, method) not in listed:  # every run of it failed
             rows.append({"dataset": dataset, "setting": "?", "noise": "?", "method": method, "model": None,
                          "fingerprint": "", "variant": "", "core": "", "n": 0, "failed": int(count)})
-    result = pd.DataFrame(rows).drop(columns="experiment", errors="ignore")
+    result = pd.DataFrame(rows)
     for column in METRICS:
         for stat in ("mean", "std", "n"):
             result[f"{column}_{stat}"] = result.get(f"{column}_{stat}", 0 if stat == "n" else np.nan)
@@ -164,7 +165,7 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
         ["dataset", "setting", "noise", "_ce", "method", "variant"], kind="stable")
     first = [*KEYS, "variant", "fingerprint", "model", "n", "failed"]
     order = order[first + [c for c in order.columns if c not in first]]
-    return order.drop(columns=["_ce", "core"]).reset_index(drop=True)
+    return order.drop(columns=["_ce", "core", "experiment"], errors="ignore").reset_index(drop=True)
 
 
 def method_free(found: dict, method: str) -> dict:
@@ -215,14 +216,38 @@ def reference_noise(path: str | Path, line: int, text: str) -> str | None:
 
 
 def paper_number(reference: pd.DataFrame, row) -> float:
-    """The paper's test accuracy (%) for this method (in its default form), dataset,
-    setting, noise kind and rate (``uniform:0.4`` is not ``symmetric:0.4``) and backbone;
-    the first such row of the file, or NaN."""
-    match = reference[(reference["method"] == row.method) & (reference["variant"] == "")
+    """The paper's test accuracy (%) for this method, dataset, setting, noise kind and rate
+    (``uniform:0.4`` is not ``symmetric:0.4``) and backbone: the first row whose variant
+    describes the run (``described``), else the first of the method as published (variant
+    ""), else NaN."""
+    match = reference[(reference["method"] == row.method)
                       & (reference["dataset"] == row.dataset)
                       & (reference["setting"] == row.setting) & (reference["noise_key"] == row.noise)
                       & (reference["backbone"] == row.model) & (reference["metric"] == "test_accuracy")]
-    return float(match["value"].iloc[0]) if len(match) else np.nan
+    experiment = getattr(row, "experiment", None)
+    for variant, value in zip(match["variant"], match["value"]):
+        if variant and isinstance(experiment, dict) and described(variant, experiment, row.method):
+            return float(value)
+    plain = match[match["variant"] == ""]
+    return float(plain["value"].iloc[0]) if len(plain) else np.nan
+
+
+def described(variant: str, experiment: dict, method: str) -> bool:
+    """Whether a reference row's variant, "key=value" pairs (a config key, or one of the
+    method's options without its section: ``samples_per_class=320``), holds for the run's
+    experiment; free text ("trained on D^n, early stop on D^c") describes no run."""
+    from noisybench.config import read_yaml
+
+    pairs = [token.partition("=") for token in variant.replace(",", " ").split()]
+    for key, sep, text in pairs:
+        found = experiment.get(key, experiment.get(f"{method}.{key}", ABSENT))
+        if not sep or found is ABSENT:
+            return False
+        wanted = read_yaml(text)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (found, wanted))
+        if (float(found) != float(wanted)) if numbers else (identity.canonical(found) != identity.canonical(wanted)):
+            return False
+    return True
 
 
 def _cell(mean: float, std: float, scale: float, n: int, runs: int) -> str:

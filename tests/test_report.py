@@ -242,6 +242,28 @@ def test_a_paper_number_sits_beside_a_run_only_of_its_noise_kind_and_rate(tmp_pa
         leaderboard.load_reference(tmp_path / "bad.csv")
 
 
+def test_a_reference_row_of_a_variant_sits_beside_the_runs_of_that_variant(tmp_path):
+    """A row whose variant is key=value pairs (a config key, or the method's option without
+    its section) belongs beside runs of those values; free text beside none; the published
+    row (no variant) beside the others."""
+    ref = tmp_path / "ref.csv"
+    ref.write_text("method,variant,dataset,setting,noise,backbone,metric,value,source\n"
+                   "smp,\"lr_schedule.name=cosine, samples_per_class=320\",digits,noisy,symmetric:0.4,small_cnn,"
+                   "test_accuracy,91.00,cosine and m=320\n"
+                   "smp,trained on something else,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,50.00,free text\n"
+                   "smp,,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,95.00,as published\n")
+    for name, schedule, m in (("a", "cosine", 320), ("b", "cosine", 1280), ("c", "step", 320)):
+        folder = write_record(tmp_path / name, "smp", 0, 0.9, [1.0])
+        record = json.loads((folder / "metrics.json").read_text())
+        record.update(schema_version=2, experiment={"method": "smp", "lr_schedule.name": schedule,
+                                                    "smp.samples_per_class": m, "seed": 0})
+        (folder / "metrics.json").write_text(json.dumps(record))
+    reference = leaderboard.load_reference(ref)
+    found = {name: leaderboard.table(leaderboard.load_runs(tmp_path / name), reference).iloc[0].paper_test_accuracy
+             for name in "abc"}
+    assert found == {"a": 91.0, "b": 95.0, "c": 95.0}
+
+
 # -- sweeps -----------------------------------------------------------------------------------
 
 
