@@ -6,6 +6,10 @@ import pluggy
 
 STARTED = time.perf_counter()  # the first thing `noisybench` does; torch and the rest import after it
 
+from noisybench.threads import prefer_passive_wait  # noqa: E402  (before anything imports torch)
+
+prefer_passive_wait()
+
 __version__ = "0.2.0"
 
 hookimpl = pluggy.HookimplMarker("noisybench")

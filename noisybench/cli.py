@@ -23,6 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"noisybench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    add_run_commands(commands)
+    add_sweep_commands(commands)
+    add_run_folder_commands(commands)
+    add_listing_and_data_commands(commands)
+    return parser
+
+
+def add_run_commands(commands: argparse._SubParsersAction) -> None:
+    """``run`` and ``config``."""
     run = commands.add_parser(
         "run",
         help="train one method on one dataset",
@@ -44,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--dataset", help="dataset name")
     show.add_argument("--config", help="YAML file of config keys")
 
+
+def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
+    """``compare`` and ``leaderboard``."""
     compare = commands.add_parser(
         "compare",
         help="run a method x seed sweep (resumable) and print a leaderboard",
@@ -65,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--reference", help="paper numbers to join (default benchmarks/reference.csv)")
     board.add_argument("--plots", help="also draw accuracy_vs_time.png and label_curves.png into this folder")
 
+
+def add_run_folder_commands(commands: argparse._SubParsersAction) -> None:
+    """``evaluate``, ``export`` and ``predict``: commands on a finished run's folder."""
     evaluate = commands.add_parser(
         "evaluate",
         help="score a run's final checkpoint again (test, val or train split)",
@@ -95,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="best val epoch (default) or the last epoch")
     predict.add_argument("--output", required=True, help="CSV file to write")
     predict.add_argument("--batch-size", type=int, default=256)
+
+
+def add_listing_and_data_commands(commands: argparse._SubParsersAction) -> None:
+    """``methods``, ``datasets`` and ``data check|prepare|bench``."""
     commands.add_parser("methods", help="list installed methods and the package each comes from")
     commands.add_parser("datasets", help="list registered datasets")
     data = commands.add_parser("data", help="work with datasets").add_subparsers(dest="data_command", required=True)
@@ -125,7 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dataset_arguments(bench)
     bench.add_argument("--batches", type=int, default=50, help="batches to time (default 50)")
-    return parser
 
 
 def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:

@@ -55,6 +55,8 @@ class DataConfig(Section):
     root: str | None = None
     food101_root: str | None = None
     cifar_n_file: str | None = None
+    imagenet_root: str | None = None  # webvision: the ImageNet folder whose val/ holds ILSVRC12 val by class
+    webvision_classes: int = Field(50, ge=1, le=1000)  # webvision: the first K classes (50: mini-WebVision)
     download: bool = False
     decoder: Literal["scaled", "torchvision", "pil", "gpu"] = "scaled"
     max_pixels: int = Field(64_000_000, ge=1)  # larger images count as unreadable, never decoded
@@ -120,7 +122,8 @@ class CoreConfig(Section):
     eval_batch_size: int = Field(512, ge=1)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     progress: bool = True
-    threads: int | None = Field(None, ge=1)  # torch's CPU threads per process; null: torch's default
+    # torch's CPU threads per process: auto (1 under 64-pixel inputs, else torch's), a number, null: torch's
+    threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] | None = "auto"
     optimizer: OptimizerConfig = OptimizerConfig()
     lr_schedule: ScheduleConfig = ScheduleConfig()
     model: ModelConfig = ModelConfig()

@@ -58,7 +58,8 @@ def loader_rate(config: dict[str, Any], splits: Any, options: dict[str, Any], ba
 
 
 def bench(config: dict[str, Any], batches: int = 50) -> str:
-    torch.set_num_threads(config["threads"] or 1)  # a loader worker runs one thread
+    given = config["threads"]
+    torch.set_num_threads(given if isinstance(given, int) else 1)  # a loader worker runs one thread
     splits = build_dataset(config)
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     options = loader_options(config, splits.train, torch.cuda.is_available(), processes)

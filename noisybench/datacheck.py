@@ -14,12 +14,8 @@ from noisybench.datasets import DataSplits, build_dataset, image_files, labels_o
 
 def split_table(splits: DataSplits) -> pd.DataFrame:
     """Images per class (rows) and split (columns), with a total row."""
-    columns = {}
-    for name in ("train", "val", "test", "clean"):
-        dataset = getattr(splits, name)
-        if dataset is not None:
-            counts = np.bincount(labels_of(dataset), minlength=splits.num_classes)
-            columns[name] = counts
+    columns = {name: np.bincount(labels_of(dataset), minlength=splits.num_classes)
+               for name, dataset in splits.named_splits().items()}
     table = pd.DataFrame(columns, index=splits.class_names)
     table.loc["total"] = table.sum()
     return table
@@ -29,8 +25,8 @@ def scan_images(splits: DataSplits, decode: bool) -> dict[str, tuple[int, list[s
     """Per split: (problem count, first problem paths); every file is checked for existence,
     and with ``decode`` opened and decoded too."""
     found = {}
-    for name in ("train", "val", "test", "clean"):
-        files = image_files(getattr(splits, name)) if getattr(splits, name) is not None else None
+    for name, dataset in splits.named_splits().items():
+        files = image_files(dataset)
         if files is None:
             continue
         problems = []

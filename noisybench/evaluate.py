@@ -67,10 +67,10 @@ def score_split(trainer: Any, split: str) -> dict[str, Any]:
                                          if known is not None and known.any() else None)
         result["samples"] = len(pred)
         return result
-    loader = trainer.test_loader if split == "test" else trainer.val_loader
+    loader = trainer.evaluator.test_loader if split == "test" else trainer.evaluator.val_loader
     if loader is None:
         raise ConfigError(f"the run has no {split} split")
-    true, pred = trainer.predict(loader)
+    true, pred = trainer.evaluator.predict(loader)
     return {**metrics.classification(true, pred, num_classes), "samples": len(true)}
 
 

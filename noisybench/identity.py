@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
-
-import numpy as np
 
 from noisybench.config import flatten
 
@@ -28,7 +25,8 @@ NOT_EXPERIMENT = (
     "progress", "threads", "report.", "eval_batch_size", "eval.test",
     "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
     "model.channels_last", "model.compile",
-    "data.root", "data.food101_root", "data.cifar_n_file", "data.download",
+    "data.root", "data.food101_root", "data.cifar_n_file", "data.download", "data.imagenet_root",
+    "data.webvision_classes",  # the classes it keeps are in data.identity already
 )
 # Keys added after runs were recorded without them: the value those runs had in effect.
 IMPLIED_WHEN_ABSENT = {"eval.every": 1, "lsw.meta_gradient": "higher", "lr_schedule.name": "step",
@@ -92,32 +90,3 @@ def resume_refusal(saved: dict[str, Any], current: dict[str, Any], folder: Any) 
         return (f"cannot resume the run in {folder} with epochs={current['epochs']}: it was started with "
                 f"epochs={saved['epochs']}, and epochs may only grow on --resume")
     return None
-
-
-def _digest_strings(digest: Any, values: np.ndarray) -> None:
-    """Hash path strings relative to their common folder, so a moved copy of the data keeps its identity."""
-    strings = [str(v) for v in values]
-    if strings:
-        prefix = os.path.commonprefix([min(strings), max(strings)])
-        cut = prefix.rfind("/") + 1
-        digest.update("\n".join(s[cut:] for s in strings).encode())
-    digest.update(b"\0")
-
-
-def data_identity(name: str, splits: Any) -> str:
-    """A hash of a dataset as read: class names and, for every split, its labels and the
-    files' relative paths (image bytes are not read: a million files would take minutes).
-    Taken before the setting and synthetic noise are applied, which the config records."""
-    from noisybench.datasets import image_paths, labels_of
-
-    digest = hashlib.sha256(canonical([name, list(splits.class_names)]).encode())
-    for array in (splits.train_labels, splits.true_labels, splits.noise_flags, splits.trusted):
-        digest.update(b"-" if array is None else np.ascontiguousarray(array, dtype=np.int64).tobytes())
-    for dataset in (splits.train, splits.val, splits.test, splits.clean):
-        if dataset is None:
-            digest.update(b"-")
-            continue
-        digest.update(np.ascontiguousarray(labels_of(dataset), dtype=np.int64).tobytes())
-        paths = image_paths(dataset)
-        _digest_strings(digest, np.asarray([] if paths is None else paths))
-    return digest.hexdigest()[:16]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from noisybench import identity, records
+from noisybench import extra_tests, identity, records
 from noisybench.config import load_yaml
 from noisybench.errors import NoisybenchError
 
@@ -39,6 +39,8 @@ ABSENT = object()  # a key an experiment does not have
 
 
 def noise_name(noise: dict) -> str:
+    if noise["type"] == "real" and noise.get("rate") is not None:  # a published level (redimagenet)
+        return f"real:{noise['rate']:g}"
     if noise["type"] in ("none", "real"):
         return noise["type"]
     if noise["type"] == "human":
@@ -70,6 +72,7 @@ def record_row(path: Path, data: dict) -> dict:
         "total_seconds": get("efficiency", "total_seconds"),
         "peak_memory_mb": peak / 2**20 if peak is not None else None,
         "folder": str(path.parent),
+        **extra_tests.row_columns(data),
     }
 
 
@@ -130,6 +133,7 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
     """Numeric leaderboard: per group and method, n, failed, and mean/std of each metric."""
     finished = runs[runs["status"] == "finished"]
     failed = runs[runs["status"] == "failed"].groupby(["dataset", "method"]).size()
+    columns = {**METRICS, **extra_tests.metric_columns(runs.columns)}
     rows = []
     for key, group in finished.groupby(GROUP, sort=False):
         row = dict(zip(GROUP, key))
@@ -137,7 +141,7 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
         row["experiment"] = group["experiment"].iloc[0]
         row["n"] = len(group)
         row["failed"] = int(failed.get((row["dataset"], row["method"]), 0))
-        for column in METRICS:
+        for column in columns:
             values = pd.to_numeric(group[column], errors="coerce").dropna()
             row[f"{column}_mean"] = values.mean() if len(values) else np.nan
             row[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
@@ -150,7 +154,7 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
             rows.append({"dataset": dataset, "setting": "?", "noise": "?", "method": method, "model": None,
                          "fingerprint": "", "variant": "", "core": "", "n": 0, "failed": int(count)})
     result = pd.DataFrame(rows)
-    for column in METRICS:
+    for column in columns:
         for stat in ("mean", "std", "n"):
             result[f"{column}_{stat}"] = result.get(f"{column}_{stat}", 0 if stat == "n" else np.nan)
         result[f"{column}_n"] = result[f"{column}_n"].fillna(0).astype(int)
@@ -161,6 +165,10 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
     if any(pd.notna(v) for v in paper):  # the paper columns appear where a paper number matches
         result["paper_test_accuracy"] = paper
         result["difference"] = 100 * result["test_accuracy_mean"] - result["paper_test_accuracy"]
+    for column in extra_tests.metric_columns(runs.columns) if reference is not None else ():
+        found = [paper_number(reference, row, extra_tests.reference_metric(column)) for row in result.itertuples()]
+        if any(pd.notna(v) for v in found):
+            result[f"paper_{column}"] = found
     order = result.assign(_ce=result["method"] != "ce").sort_values(
         ["dataset", "setting", "noise", "_ce", "method", "variant"], kind="stable")
     first = [*KEYS, "variant", "fingerprint", "model", "n", "failed"]
@@ -215,15 +223,15 @@ def reference_noise(path: str | Path, line: int, text: str) -> str | None:
         raise NoisybenchError(f"{path}:{line}: noise '{text}' is no noise kind ({exc})") from None
 
 
-def paper_number(reference: pd.DataFrame, row) -> float:
-    """The paper's test accuracy (%) for this method, dataset, setting, noise kind and rate
-    (``uniform:0.4`` is not ``symmetric:0.4``) and backbone: the first row whose variant
-    describes the run (``described``), else the first of the method as published (variant
-    ""), else NaN."""
+def paper_number(reference: pd.DataFrame, row, metric: str = "test_accuracy") -> float:
+    """The paper's test accuracy (%) (``metric``: a further test set's ``<name>_accuracy``)
+    for this method, dataset, setting, noise kind and rate (``uniform:0.4`` is not
+    ``symmetric:0.4``) and backbone: the first row whose variant describes the run
+    (``described``), else the first of the method as published (variant ""), else NaN."""
     match = reference[(reference["method"] == row.method)
                       & (reference["dataset"] == row.dataset)
                       & (reference["setting"] == row.setting) & (reference["noise_key"] == row.noise)
-                      & (reference["backbone"] == row.model) & (reference["metric"] == "test_accuracy")]
+                      & (reference["backbone"] == row.model) & (reference["metric"] == metric)]
     experiment = getattr(row, "experiment", None)
     for variant, value in zip(match["variant"], match["value"]):
         if variant and isinstance(experiment, dict) and described(variant, experiment, row.method):
@@ -266,7 +274,8 @@ def formatted(board: pd.DataFrame) -> pd.DataFrame:
     out["n"] = board["n"].astype(int)
     if board["failed"].any():
         out["failed"] = board["failed"].astype(int)
-    for column, (label, scale) in METRICS.items():
+    further = extra_tests.metric_columns(c.removesuffix("_mean") for c in board.columns)
+    for column, (label, scale) in {**METRICS, **further}.items():
         if board[f"{column}_mean"].notna().any():
             out[label] = [_cell(m, s, scale, n, runs) for m, s, n, runs in
                           zip(board[f"{column}_mean"], board[f"{column}_std"], board[f"{column}_n"], board["n"])]
@@ -274,6 +283,9 @@ def formatted(board: pd.DataFrame) -> pd.DataFrame:
     if "paper_test_accuracy" in board and board["paper_test_accuracy"].notna().any():
         out["paper test acc"] = [f"{v:.2f}" if pd.notna(v) else "" for v in board["paper_test_accuracy"]]
         out["Δ"] = [f"{v:+.2f}" if pd.notna(v) else "" for v in board["difference"]]
+    for column, (label, _) in further.items():
+        if f"paper_{column}" in board and board[f"paper_{column}"].notna().any():
+            out[f"paper {label}"] = [f"{v:.2f}" if pd.notna(v) else "" for v in board[f"paper_{column}"]]
     return out
 
 

@@ -132,6 +132,14 @@ def train_loader(config: dict[str, Any], dataset: Dataset, labels: np.ndarray, o
                       generator=torch.Generator().manual_seed(seed), **options)
 
 
+def shuffled_loader(config: dict[str, Any], dataset: Dataset, options: dict[str, Any]) -> DataLoader:
+    """Shuffled by (seed, epoch) with keyed augmentation, as the training loader without a
+    subset: the clean set's fine-tuning epochs (numbered after the training epochs)."""
+    return DataLoader(KeyedDataset(dataset), batch_size=config["batch_size"],
+                      sampler=EpochShuffle(len(dataset), config["seed"]),
+                      generator=torch.Generator().manual_seed(config["seed"]), **options)
+
+
 class PassSampler(Sampler[tuple[int, int]]):
     """A method's loader (``Run.loader``): in order, or shuffled by its own generator,
     which ``reseed`` resets; pass p after a reseed with s is keyed by the stream (s, p)."""
@@ -166,4 +174,16 @@ def eval_loader(config: dict[str, Any], dataset: Dataset, options: dict[str, Any
     from the global generator that draw would make training depend on the evaluation schedule."""
     return DataLoader(dataset, batch_size=config["eval_batch_size"], shuffle=False,
                       generator=torch.Generator().manual_seed(config["seed"]), **options)
+
+
+def stop_workers(loader: DataLoader | None) -> None:
+    """Stop a loader's persistent worker processes now, in this order: the stop message, then
+    the join. Left to the garbage collector (a persistent iterator sits in a reference cycle),
+    the collector may close the worker queues (their finalisers run before the iterator's
+    ``__del__``) before the stop message is sent: each worker is then joined until torch's
+    5-second time-out and killed, 10 s per loader of two workers at the end of every run."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+        loader._iterator = None
 

@@ -16,6 +16,8 @@
                  indices (c → 5⌊c/5⌋ + (c+1) mod 5, as ELR's code).
 ``human:NAME``   real human noise from CIFAR-N label files (cifar10/cifar100 only): NAME is
                  aggre, worse, random1, random2, random3 (CIFAR-10N) or noisy (CIFAR-100N).
+``real:p``       a published level p of a real-noise dataset that has several (redimagenet:
+                 Red Mini-ImageNet's split file ``red_noise_nl_p``); nothing is flipped here.
 ``instance:r``   part-dependent noise after Xia et al. 2020: each sample gets a flip rate
                  q_i ~ N(r, 0.1²) clipped to [0, 1] and a target distribution
                  softmax(x_i·W_{y_i}) over the other classes (W ~ N(0, 1), x_i the
@@ -31,7 +33,7 @@ import numpy as np
 
 from noisybench.errors import ConfigError
 
-NOISE_TYPES = ("none", "symmetric", "uniform", "asymmetric", "mapped", "instance", "human")
+NOISE_TYPES = ("none", "symmetric", "uniform", "asymmetric", "mapped", "instance", "human", "real")
 CIFAR10_SIMILAR = {"truck": "automobile", "bird": "airplane", "deer": "horse", "cat": "dog", "dog": "cat"}
 HUMAN_LABEL_SETS = ("aggre", "worse", "random1", "random2", "random3", "noisy")
 
@@ -55,7 +57,7 @@ def parse_noise(spec: str | None) -> NoiseSpec:
     kind, sep, rate_text = text.partition(":")
     if kind not in NOISE_TYPES[1:]:
         raise ConfigError(
-            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, uniform:R, asymmetric:R, mapped:R, instance:R or human:NAME"
+            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, uniform:R, asymmetric:R, mapped:R, instance:R, human:NAME or real:P"
         )
     if kind == "human":
         if rate_text not in HUMAN_LABEL_SETS:

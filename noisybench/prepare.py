@@ -24,12 +24,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from noisybench import records
-from noisybench.datasets import file_positions, get_dataset, labels_of
+from noisybench.datasets import data_identity, file_positions, get_dataset, labels_of
 from noisybench.datasets.images import decode, pipeline_short_edge, quiet_torchvision_io
-from noisybench.datasets.prepared import (FORMAT, MANIFEST, QUALITY, SHARD_SIZE, SPLITS, VERSION, read_manifest,
+from noisybench.datasets.prepared import (FORMAT, MANIFEST, QUALITY, SHARD_SIZE, VERSION, read_manifest,
                                           shard_count, shard_paths)
 from noisybench.errors import ConfigError, DataError
-from noisybench.identity import data_identity
 
 KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "PPM": "ppm"}
 
@@ -117,10 +116,7 @@ def split_entries(splits: Any) -> dict[str, dict[str, Any]]:
     training split's files (same images), its positions there."""
     entries: dict[str, dict[str, Any]] = {}
     train_at: dict[str, int] | None = None
-    for name in SPLITS:
-        dataset = getattr(splits, name)
-        if dataset is None:
-            continue
+    for name, dataset in splits.named_splits().items():  # SPLITS, then further test sets (webvision)
         found = file_positions(dataset)
         if found is None:
             raise ConfigError(f"dataset split '{name}' is held in memory: there are no image files to prepare")
@@ -160,6 +156,7 @@ def prepare(config: dict[str, Any], output: str | Path, workers: int | None = No
         "noise": {"type": noise.type, "rate": None if noise.rate != noise.rate else noise.rate,
                   "label_set": noise.label_set},
         "warnings": list(splits.warnings), "true_labels": plain(splits.true_labels),
+        "extra_tests": list(splits.extra_tests),
         "noise_flags": plain(splits.noise_flags), "trusted": plain(splits.trusted),
         "splits": {split: {k: v for k, v in entry.items() if k not in ("files", "positions")}
                    | ({"positions": entry["positions"]} if "source" in entry else {})

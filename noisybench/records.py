@@ -155,4 +155,6 @@ def environment(accelerator: Any) -> dict[str, Any]:
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "git_revision": git_revision(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # threads.py: PASSIVE unless the user chose
+        "torch_threads": torch.get_num_threads(),
     }

@@ -7,7 +7,7 @@ import torch
 from fixtures import write_jpeg, write_lines
 from noisybench.api import make_config, run
 from noisybench.datasets import build_dataset
-from noisybench.engine import choose
+from noisybench.choices import choose
 
 
 def manifest(root, size, count=24):

@@ -213,3 +213,27 @@ def test_a_finished_run_leaves_no_loader_workers_behind(tmp_path):
     before = set(multiprocessing.active_children())
     run_digits(tmp_path, "epochs=2", "data.num_workers=1", "noise=symmetric:0.4", method="smp")
     assert set(multiprocessing.active_children()) == before
+
+
+def test_a_run_with_loader_workers_stops_them_at_once(tmp_path, monkeypatch):
+    """The end of a run stops every loader's workers in order (stop message, then join); torch's
+    garbage-collector path closed their queues first and joined each worker until its 5-second
+    time-out: 26 s after the last epoch line of a run with workers. A join that times out fails this."""
+    import multiprocessing
+    import time
+
+    from noisybench import engine
+
+    finished = []
+    fit = engine.Trainer.fit
+
+    def timed(self, resume):
+        record = fit(self, resume)
+        finished.append(time.perf_counter())  # the record is written: what is left is clean-up
+        return record
+
+    monkeypatch.setattr(engine.Trainer, "fit", timed)
+    before = set(multiprocessing.active_children())
+    run_digits(tmp_path, "epochs=1", "data.num_workers=2")
+    assert time.perf_counter() - finished[0] < 4.5  # under one worker's join time-out, however loaded the machine
+    assert set(multiprocessing.active_children()) == before

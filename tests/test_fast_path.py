@@ -7,7 +7,8 @@ import torch
 from conftest import run_digits
 
 from noisybench.api import make_config
-from noisybench.engine import device_settings, make_optimizer
+from noisybench.choices import device_settings
+from noisybench.optim import make_optimizer
 from noisybench.loaders import loader_options
 
 

@@ -1,98 +1,41 @@
 """Dataset registry and the splits every dataset builds.
 
 A dataset is a function ``build(config) -> DataSplits`` registered with
-``@register_dataset(name)``. Each split yields ``(image, label, index)`` with ``index``
-the position in that split. The training split's labels are the noisy ones; what is
-known of the truth (true labels, or only whether a label is wrong) is kept beside them
-for metrics only. ``build_dataset`` then applies the setting and synthetic noise.
+``@register_dataset(name)`` (both in splits.py, which dataset modules import; this package
+imports the built-in dataset modules on the first lookup). Each split yields ``(image,
+label, index)`` with ``index`` the position in that split. The training split's labels are
+the noisy ones; what is known of the truth (true labels, or only whether a label is wrong)
+is kept beside them for metrics only. ``build_dataset`` then applies the setting and
+synthetic noise. Called by the loop (engine.py), ``noisybench prepare``, ``datacheck`` and
+the command line's ``datasets``.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
-from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
 
+from noisybench.datasets.splits import (  # noqa: F401  (the package's names for the rest of noisybench)
+    DATASETS,
+    UNKNOWN,
+    DatasetInfo,
+    DataSplits,
+    IndexedSubset,
+    RelabelledDataset,
+    data_identity,
+    fetch_items,
+    file_positions,
+    find_normalization,
+    image_files,
+    image_paths,
+    labels_of,
+    register_dataset,
+    stratified_split,
+)
 from noisybench.errors import ConfigError, DataError
-from noisybench.noise import NoiseSpec, apply_noise, parse_noise, similar_classes
-
-UNKNOWN = -1
-
-
-@dataclass
-class DataSplits:
-    """Train (with train and eval transforms), val and test sets of one dataset, and what is known of them.
-
-    ``true_labels`` holds -1 where the true label is unknown. ``noise_flags`` (1 wrong,
-    0 right, -1 unknown) is for datasets that know a label is wrong without knowing the
-    right one (Food-101N's verification); elsewhere it follows from ``true_labels``.
-    ``trusted`` are training indices whose noisy label a human verified as right; ``clean``
-    is a separately labelled clean set (train transforms).
-
-    Images are uint8 (0-255) or float (0-1) tensors that the model normalises on its device
-    with ``normalization`` (found on the training set's ``normalization`` attribute when not
-    given); a dataset whose transforms end in normalised floats leaves it None.
-    """
-
-    train: Dataset
-    train_eval: Dataset
-    val: Dataset | None
-    test: Dataset
-    class_names: list[str]
-    train_labels: np.ndarray
-    true_labels: np.ndarray | None = None
-    noise_flags: np.ndarray | None = None
-    trusted: np.ndarray | None = None
-    clean: Dataset | None = None
-    channels: int = 3
-    instance_features: Callable[[], np.ndarray] | None = None
-    noise: NoiseSpec = field(default_factory=lambda: NoiseSpec("none", 0.0))
-    warnings: list[str] = field(default_factory=list)
-    heldout: Dataset | None = None  # data.cv_folds: the held-out fold (eval transforms), scored at the end
-    heldout_index: np.ndarray | None = None  # its samples' positions in the whole training set
-    identity: str = ""  # a hash of the data as read (identity.data_identity), part of the fingerprint
-    normalization: tuple | None = None  # (mean, std) the model applies; None: items are model-ready floats
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def is_noisy(self) -> np.ndarray | None:
-        """Per training sample: 1 label wrong, 0 right, -1 unknown (None if nothing is known)."""
-        if self.noise_flags is not None:
-            return self.noise_flags
-        if self.true_labels is None:
-            return None
-        flags = (self.train_labels != self.true_labels).astype(np.int8)
-        flags[self.true_labels == UNKNOWN] = UNKNOWN
-        return flags
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    build: Callable[[dict[str, Any]], DataSplits]
-    description: str
-    defaults: dict[str, Any]
-
-
-DATASETS: dict[str, DatasetInfo] = {}
-
-
-def register_dataset(name: str, description: str = "", defaults: dict[str, Any] | None = None):
-    """Register ``build(config) -> DataSplits``; ``defaults`` override the core config defaults."""
-
-    def decorator(build: Callable[[dict[str, Any]], DataSplits]):
-        DATASETS[name] = DatasetInfo(name, build, description, defaults or {})
-        return build
-
-    return decorator
-
+from noisybench.noise import apply_noise, parse_noise, similar_classes
 
 def get_dataset(name: str) -> DatasetInfo:
     _load_builtin()
@@ -110,106 +53,7 @@ def list_datasets() -> list[DatasetInfo]:
 
 def _load_builtin() -> None:
     from noisybench.datasets import cifar, clothing1m, digits, food101n, user  # noqa: F401  (they register)
-
-
-def labels_of(dataset: Dataset) -> np.ndarray:
-    """The labels a dataset's items carry, without loading images."""
-    return np.asarray(dataset.labels)
-
-
-def fetch_items(dataset: Dataset, positions: list[int]) -> list:
-    """Items ``positions`` of ``dataset``: a whole batch at once where it can (in-memory images
-    transform batches, ``__getitems__``), else item by item."""
-    if hasattr(dataset, "__getitems__"):
-        return dataset.__getitems__(positions)
-    return [dataset[i] for i in positions]
-
-
-class RelabelledDataset(Dataset):
-    """A dataset whose items carry the given labels instead of their own."""
-
-    def __init__(self, base: Dataset, labels: np.ndarray):
-        self.base = base
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        image, _, _ = self.base[i]
-        return image, self.labels[i], i
-
-    def __getitems__(self, indices):
-        return [(image, self.labels[i], i) for (image, _, _), i in zip(fetch_items(self.base, indices), indices)]
-
-
-class IndexedSubset(Dataset):
-    """Items ``indices`` of ``base``, renumbered 0..n-1 so per-sample state stays dense."""
-
-    def __init__(self, base: Dataset, indices: np.ndarray):
-        self.base = base
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = torch.as_tensor(labels_of(base)[self.indices])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        image, label, _ = self.base[int(self.indices[i])]
-        return image, label, i
-
-    def __getitems__(self, indices):
-        items = fetch_items(self.base, [int(self.indices[i]) for i in indices])
-        return [(image, label, i) for (image, label, _), i in zip(items, indices)]
-
-
-def find_normalization(dataset: Dataset | None) -> tuple | None:
-    """The (mean, std) a dataset, under any stack of wrappers, declares for its images."""
-    while dataset is not None:
-        if getattr(dataset, "normalization", None) is not None:
-            return dataset.normalization
-        dataset = getattr(dataset, "base", None)
-    return None
-
-
-def image_files(dataset: Dataset):
-    """The ImageFiles under a stack of wrappers, or None for in-memory data."""
-    found = file_positions(dataset)
-    return None if found is None else found[0]
-
-
-def file_positions(dataset: Dataset):
-    """(the ImageFiles under a stack of wrappers, the position there of each item of
-    ``dataset``), or None for in-memory data. An ``IndexedSubset`` (a held-out clean slice)
-    keeps only some of the files, so its items are not the files' first rows."""
-    from noisybench.datasets.images import ImageFiles
-
-    positions = np.arange(len(dataset)) if dataset is not None else None
-    while not isinstance(dataset, ImageFiles):
-        if isinstance(dataset, IndexedSubset):
-            positions = dataset.indices[positions]
-        dataset = getattr(dataset, "base", None)
-        if dataset is None:
-            return None
-    return dataset, positions
-
-
-def image_paths(dataset: Dataset) -> np.ndarray | None:
-    """The file path of each item of ``dataset``, in item order; None for in-memory data."""
-    found = file_positions(dataset)
-    return None if found is None else found[0].paths[found[1]]
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out) positions, ``fraction`` held out per class as nearly as possible."""
-    order = np.arange(len(labels))
-    if fraction <= 0:
-        return order, order[:0]
-    try:
-        kept, held = train_test_split(order, test_size=fraction, stratify=labels, random_state=seed)
-    except ValueError:  # too few samples per class to stratify: a plain random split
-        kept, held = train_test_split(order, test_size=fraction, random_state=seed)
-    return np.sort(kept), np.sort(held)
+    from noisybench.datasets import animal10n, idx, redimagenet, webvision  # noqa: F401  (they register)
 
 
 def hold_out_clean(splits: DataSplits, fraction: float, seed: int) -> None:
@@ -290,8 +134,6 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
     out ``data.clean_fraction`` of the training set as the clean set, and the ``verify``
     setting simulates verification of that fraction.
     """
-    from noisybench.identity import data_identity
-
     name = config["dataset"]
     data = config["data"]
     manifest = None
@@ -318,6 +160,9 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
     setting = config["setting"]
     if spec.type == "human" and splits.noise.type != "human":
         raise ConfigError(f"noise='{config['noise']}': human labels exist for cifar10 and cifar100 only, not '{name}'")
+    if spec.type == "real" and (splits.noise.type != "real" or splits.noise.rate != spec.rate):
+        raise ConfigError(f"noise='{config['noise']}': real:P chooses a noise level of a dataset that publishes several "
+                          f"(redimagenet), not of '{name}'")
     if spec.synthetic:
         if splits.true_labels is None and splits.noise.type == "none":
             splits.true_labels = splits.train_labels.copy()  # the user's labels are taken as clean

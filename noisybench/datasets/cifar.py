@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from noisybench.datasets import DataSplits, register_dataset, stratified_split
+from noisybench.datasets.splits import DataSplits, register_dataset, stratified_split
 from noisybench.datasets.images import normalization
 from noisybench.datasets.memory import BatchAugment, MemoryImages
 from noisybench.errors import DataError

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from noisybench.datasets import UNKNOWN, DataSplits, register_dataset
+from noisybench.datasets.splits import UNKNOWN, DataSplits, register_dataset
 from noisybench.datasets.files import check_images, numbered_lines, parse_label, require_files, require_root
 from noisybench.datasets.images import photo_files
 from noisybench.errors import DataError

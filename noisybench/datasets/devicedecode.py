@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from noisybench.datasets.torchvision_io import quiet_torchvision_io
+
 DEVICE = "device"  # ImageFiles.decoder value once ``gpu`` is resolved on a CUDA machine
 
 
@@ -74,8 +76,6 @@ def collate(items: list) -> Any:
 def decode_jpegs(data: list[np.ndarray], device: torch.device) -> list[torch.Tensor | None]:
     """Batched decode into RGB on ``device``; if the batch fails, image by image (None for
     one that fails alone)."""
-    from noisybench.datasets.images import quiet_torchvision_io
-
     tensors = [torch.from_numpy(d) for d in data]
     with quiet_torchvision_io():
         from torchvision.io import ImageReadMode, decode_jpeg

@@ -14,7 +14,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from noisybench.datasets import DataSplits, register_dataset
+from noisybench.datasets.splits import DataSplits, register_dataset
 from noisybench.datasets.memory import BatchAugment, MemoryImages
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from noisybench.datasets import UNKNOWN, DataSplits, IndexedSubset, register_dataset
+from noisybench.datasets.splits import UNKNOWN, DataSplits, IndexedSubset, register_dataset
 from noisybench.datasets.files import check_images, numbered_lines, require_files, require_root
 from noisybench.datasets.images import photo_files
 from noisybench.errors import DataError

@@ -22,9 +22,6 @@ the loader workers; the run reports them once and lists them in ``samples.csv``.
 from __future__ import annotations
 
 import io
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,6 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from noisybench.datasets import draws
+from noisybench.datasets.torchvision_io import quiet_torchvision_io
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -89,16 +87,6 @@ def image_header(data: bytes, max_pixels: int) -> tuple[str | None, str, int]:
         if image.width * image.height > max_pixels:
             raise TooLarge(f"{image.width}x{image.height} pixels")
         return image.format, image.mode, min(image.size)
-
-
-@contextmanager
-def quiet_torchvision_io() -> Iterator[None]:
-    """torchvision 0.29 marks its image decoders and encoders deprecated in favour of
-    TorchCodec, which needs a system FFmpeg; they remain the fastest measured here, so the
-    notice is silenced where they are called."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
-        yield
 
 
 def decode_torchvision(data: bytes) -> torch.Tensor:

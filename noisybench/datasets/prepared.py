@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from noisybench.datasets import DataSplits, IndexedSubset
+from noisybench.datasets.splits import DataSplits, IndexedSubset
 from noisybench.datasets.images import ImageFiles, photo_files, pipeline_short_edge
 from noisybench.errors import DataError
 from noisybench.noise import NoiseSpec
@@ -160,5 +160,6 @@ def load_splits(config: dict[str, Any]) -> tuple[DataSplits, dict[str, Any]]:
         noise=NoiseSpec(noise["type"], float("nan") if noise["rate"] is None else noise["rate"],
                         label_set=noise.get("label_set")),
         warnings=list(manifest["warnings"]),
+        extra_tests={name: split(name, False) for name in manifest.get("extra_tests", [])},
     )
     return splits, manifest

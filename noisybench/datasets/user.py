@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from noisybench.datasets import UNKNOWN, DataSplits, register_dataset, stratified_split
+from noisybench.datasets.splits import UNKNOWN, DataSplits, register_dataset, stratified_split
 from noisybench.datasets.files import check_images
 from noisybench.datasets.images import photo_files
 from noisybench.errors import DataError
