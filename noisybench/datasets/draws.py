@@ -58,7 +58,7 @@ def uniforms(key: int, indices: Sequence[int] | np.ndarray, count: int) -> np.nd
     """``len(indices)`` × ``count`` uniform numbers in [0, 1) (53 bits each), a row per sample."""
     keys = sample_keys(key, indices)
     with np.errstate(over="ignore"):
-        words = np.stack([mix64(keys + np.uint64(j + 1) * np.uint64(GOLDEN)) for j in range(count)], axis=1)
+        words = mix64(keys[:, None] + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GOLDEN))
     return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
@@ -85,6 +85,9 @@ def seeded(index: int) -> Iterator[None]:
     if key is None:
         yield
         return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(sample_keys(key, [index])[0] >> np.uint64(1)))
+    state = torch.get_rng_state()  # the CPU generator's alone: torch.manual_seed and fork_rng would
+    torch.default_generator.manual_seed(int(sample_keys(key, [index])[0] >> np.uint64(1)))  # visit every device: ms
+    try:
         yield
+    finally:
+        torch.set_rng_state(state)
