@@ -126,17 +126,16 @@ def train_loader(config: dict[str, Any], dataset: Dataset, labels: np.ndarray, o
     Its own generator: starting an iteration draws a worker seed, which from the global
     generator would make the run's random stream depend on the worker count."""
     subset = config["data"]["epoch_subset"]
-    seed = config["seed"]
-    sampler = BalancedEpochSampler(labels, subset, seed) if subset else EpochShuffle(len(dataset), seed)
-    return DataLoader(KeyedDataset(dataset), batch_size=config["batch_size"], sampler=sampler, drop_last=False,
-                      generator=torch.Generator().manual_seed(seed), **options)
+    return shuffled_loader(config, dataset, options, BalancedEpochSampler(labels, subset, config["seed"]) if subset
+                           else None)
 
 
-def shuffled_loader(config: dict[str, Any], dataset: Dataset, options: dict[str, Any]) -> DataLoader:
-    """Shuffled by (seed, epoch) with keyed augmentation, as the training loader without a
-    subset: the clean set's fine-tuning epochs (numbered after the training epochs)."""
+def shuffled_loader(config: dict[str, Any], dataset: Dataset, options: dict[str, Any],
+                    sampler: Sampler | None = None) -> DataLoader:
+    """Shuffled by (seed, epoch) (or by ``sampler``), with keyed augmentation: the training
+    loader, and the clean set's fine-tuning epochs (numbered after the training epochs)."""
     return DataLoader(KeyedDataset(dataset), batch_size=config["batch_size"],
-                      sampler=EpochShuffle(len(dataset), config["seed"]),
+                      sampler=sampler or EpochShuffle(len(dataset), config["seed"]),
                       generator=torch.Generator().manual_seed(config["seed"]), **options)
 
 
