@@ -43,6 +43,7 @@ from noisybench.datasets import DataSplits, build_dataset, image_files
 from noisybench.errors import RunInterrupted
 from noisybench.evaluation import Evaluator, kept_networks, test_best_epoch
 from noisybench.lock import RunLock
+from noisybench.outputs import claim_run_folder
 from noisybench.logs import logger, run_logging
 from noisybench.loaders import eval_loader, loader_options, shuffled_loader, stop_workers, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
@@ -379,6 +380,7 @@ def train(
     """
     output = Path(output)
     try:
+        claim_run_folder(output)  # outputs.py: a folder of other files is refused, untouched
         with RunLock(output):
             record = prior_record(config, output, resume)
             if record is not None:
