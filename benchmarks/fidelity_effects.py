@@ -13,6 +13,8 @@ run per seed:
   - dividemix under data.epoch_subset (half the training set per epoch): the co-divide on
     the epoch's subset (as the authors' Clothing1M code) and on the whole training set
   - elr: best_val picked on clean and on noisy (data.val_noise) validation labels
+  - coteaching (schedule code) with each label flipped independently with probability R
+    (their noisify) and on the training images without random crops (their input)
   - coteaching under Adam (lr 0.001, as their main.py): the mean loss of the kept samples
     (noisybench) and that mean divided once more by the number kept (their loss_coteaching)
   - elr with noisy validation and a cosine schedule: one descent over the run (noisybench)
@@ -115,6 +117,42 @@ def warm_restarts(overrides: list[str]):
         engine.make_scheduler = original
 
 
+@contextmanager
+def binomial_noise(overrides: list[str]):
+    """Their noisify: each label moves independently with probability R (a transition
+    matrix), not exactly round(R·n_c) per class."""
+    import noisybench.noise as noise
+
+    original = noise._per_class_flips
+    noise._per_class_flips = lambda labels, rate, rng: np.flatnonzero(rng.random(len(labels)) < rate)
+    try:
+        yield []
+    finally:
+        noise._per_class_flips = original
+
+
+@contextmanager
+def plain_images(overrides: list[str]):
+    """Their Co-teaching input: the training images as they are (no random crop)."""
+    import noisybench.engine as engine
+
+    original = engine.build_dataset
+
+    def without_augmentation(config):
+        splits = original(config)
+        images = splits.train
+        while not hasattr(images, "augment"):  # under RelabelledDataset and the like
+            images = images.base
+        images.augment = None
+        return splits
+
+    engine.build_dataset = without_augmentation
+    try:
+        yield []
+    finally:
+        engine.build_dataset = original
+
+
 def accuracy(models, dataset) -> float:
     """Accuracy of the sum of ``models``' logits on ``dataset``, in eval mode, no gradients."""
     from noisybench.run import evaluating
@@ -175,6 +213,8 @@ def contenders(epochs: int, subset: int) -> dict[str, tuple[str, list[str], obje
         "elr noisy val": ("elr", ["noise=uniform:0.4", "data.val_noise=true"], None),
         "coteaching adam mean loss": ("coteaching", adam, None),
         "coteaching adam loss/num_kept": ("coteaching", adam, loss_over_num_kept),
+        "coteaching binomial noise": ("coteaching", ["noise=symmetric:0.4"], binomial_noise),
+        "coteaching plain images": ("coteaching", ["noise=symmetric:0.4"], plain_images),
         "elr cosine one descent": ("elr", elr_cosine, None),
         "elr cosine warm restarts": ("elr", elr_cosine, warm_restarts),
         "dividemix authors' report": ("dividemix", ["noise=symmetric:0.4", f"data.epoch_subset={subset}",
