@@ -58,7 +58,7 @@ def test_clothing1m_runs_in_each_setting(tmp_path):
     root = f"data.root={tmp_path / 'data'}"
     m = run("ce", "clothing1m", tmp_path / "noisy", [*SMALL, root])
     assert m["labels"]["noisy_accuracy"] == pytest.approx(28 / 42)
-    assert m["noise"] == {"type": "real", "rate": None}
+    assert m["noise"] == {"type": "real", "rate": None, "realised_rate": pytest.approx(14 / 42)}  # the wrong labels known
     run("ce", "clothing1m", tmp_path / "verify", [*SMALL, root, "setting=verify"], plugins=[TrustedProbe()])
     assert len(TrustedProbe.seen) == 28
     m = run("ce", "clothing1m", tmp_path / "clean", [*SMALL, root, "setting=clean", "finetune.epochs=2"])
@@ -199,7 +199,8 @@ def test_cifar10n_human_labels(tmp_path):
     assert np.array_equal(splits.true_labels, clean)
     assert splits.noise.rate == pytest.approx(0.4) and splits.noise.label_set == "worse"
     m = run("ce", "cifar10", tmp_path / "run", [*SMALL, f"data.root={tmp_path}", "noise=human:worse"])
-    assert m["noise"] == {"type": "human", "rate": pytest.approx(0.4), "label_set": "worse"}
+    assert m["noise"] == {"type": "human", "rate": pytest.approx(0.4), "label_set": "worse",
+                          "realised_rate": pytest.approx(1 - m["labels"]["noisy_accuracy"])}  # over the training labels
 
 
 def test_cifar10n_file_for_another_order_is_refused(tmp_path):
