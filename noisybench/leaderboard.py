@@ -274,11 +274,18 @@ def load_reference(path: str | Path = REFERENCE) -> pd.DataFrame:
     return frame
 
 
+FOREIGN_NOISE = ("flip2", "clmatrix")  # noise papers used that noisybench does not make (comparing.md)
+
+
 def reference_noise(path: str | Path, line: int, text: str) -> str | None:
+    """A row's noise as records name it; None for ``unspecified``; a kind noisybench does not
+    make (``FOREIGN_NOISE``) as it is written, which no run's noise equals."""
     from noisybench.noise import UNSTATED, noise_key
 
     if text == UNSTATED:
         return None
+    if text.partition(":")[0] in FOREIGN_NOISE:
+        return text
     try:
         return noise_key(text)
     except NoisybenchError as exc:

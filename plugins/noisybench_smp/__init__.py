@@ -41,6 +41,16 @@ PROTOTYPE_METHODS = ("density", "kmeans++", "density_euclidean")
 SIMILARITIES = ("cosine", "euclidean")
 
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "label correction",
+    "paper": "Han, Luo & Wang, ICCV 2019",
+    "code": None,
+    "checked": "Algorithm 1 on hand cases (the rank threshold S_c, density rho, eta, the prototype walk with "
+               "eta < 0.95, sigma as a mean), eq. 8 written out on random data, and label recovery on two clusters "
+               "per class",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "start_epoch": "first correcting epoch; auto: once the model is ready (val gain flattens, readiness.py)",
