@@ -84,6 +84,7 @@ class DataConfig(Section):
     prepared: str | None = None  # a folder written by `noisybench data prepare`, read instead of data.root
     split_seed: int = Field(0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(0.1, ge=0, lt=1)
+    val_noise: bool = False  # the synthetic noise applies to the validation labels too (ELR's code)
     test_fraction: float = Field(0.2, ge=0, lt=1)
     clean_fraction: float = Field(0.1, ge=0, lt=1)
     epoch_subset: int = Field(0, ge=0)

@@ -45,7 +45,7 @@ from noisybench.evaluation import Evaluator, kept_networks, test_best_epoch
 from noisybench.lock import RunLock
 from noisybench.outputs import claim_run_folder
 from noisybench.logs import logger, run_logging
-from noisybench.loaders import eval_loader, loader_options, stop_workers, train_loader
+from noisybench.loaders import eval_loader, loader_options, shuffled_loader, stop_workers, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.optim import follow_schedule, make_optimizer, make_scheduler, step_scheduler
 from noisybench.persistence import Checkpoints, Progress, interrupted, prior_record
@@ -309,8 +309,7 @@ class Trainer:
         epochs = self.config["finetune"]["epochs"]
         epochs = (0 if self.run.clean_used else 5) if epochs is None else epochs
         if epochs:
-            loader = DataLoader(self.splits.clean, batch_size=self.config["batch_size"], shuffle=True,
-                                **self.run.loader_options)
+            loader = shuffled_loader(self.config, self.splits.clean, self.run.loader_options)  # keyed augmentation
             self.clean_loader = self.accelerator.prepare_data_loader(loader)
         return epochs
 

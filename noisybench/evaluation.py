@@ -5,9 +5,9 @@ Called by the loop (engine.py) after each epoch and at the end of a run, and by
 ``noisybench evaluate`` (evaluate.py); persistence.py checkpoints the best epoch and writes
 ``best/`` when it changes.
 
-To change the best-epoch rule, read ``BestEpoch.offer``. To keep the best weights of more
-networks than the main model, change ``kept_networks``: the rest (keeping, checkpointing,
-restoring, testing with them in place) is written for any set of named networks.
+To change the best-epoch rule, read ``BestEpoch.offer``. ``kept_networks`` names the networks
+whose best weights are kept (the main model and every further network); the rest (keeping,
+checkpointing, restoring, testing with them in place) is written for any set of named networks.
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ def evaluation_record(schedule: dict[str, Any], history: list[dict[str, Any]]) -
 
 def kept_networks(run: Run) -> dict[str, torch.nn.Module]:
     """The networks whose weights the best epoch keeps, to test them at the end when that
-    epoch was not tested: the main model."""
-    return {MAIN: run.accelerator.unwrap_model(run.model)}
+    epoch was not tested: the main model and every further network a method added (a peer
+    that evaluates with it: co-teaching's mean, DivideMix's ensemble), as ``best/`` holds them."""
+    unwrap = run.accelerator.unwrap_model
+    return {MAIN: unwrap(run.model), **{f"network_{name}": unwrap(n.model) for name, n in run.networks.items()}}
 
 
 def weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:

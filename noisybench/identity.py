@@ -31,7 +31,11 @@ NOT_EXPERIMENT = (
 # Keys added after runs were recorded without them: the value those runs had in effect.
 IMPLIED_WHEN_ABSENT = {"eval.every": 1, "lsw.meta_gradient": "higher", "lr_schedule.name": "step",
                        "lr_schedule.warmup_epochs": 0, "lr_schedule.warmup_lr": 1e-5, "lr_schedule.min_lr": 0.0,
-                       "data.cv_folds": 0, "data.cv_fold": 0, "data.crop_padding": "auto", "data.flip": "auto"}
+                       "data.cv_folds": 0, "data.cv_fold": 0, "data.val_noise": False, "data.crop_padding": "auto", "data.flip": "auto",
+                       "coteaching.schedule": "algorithm", "coteaching.evaluate": "mean"}
+# Keys added at a value that leaves every earlier run as it was: left out of the experiment
+# at that value, so the fingerprints of the runs that do not use them stay as they were.
+LEFT_OUT_AT = {"data.val_noise": False}
 # Keys that may change on --resume besides those: epochs may grow (the run continues).
 RESUMABLE = ("epochs",)
 
@@ -42,7 +46,8 @@ def is_experiment_key(key: str) -> bool:
 
 def config_experiment(config: dict[str, Any]) -> dict[str, Any]:
     """The experiment-defining keys of a (nested) config, flattened, ``seed`` included."""
-    return {k: v for k, v in flatten(config).items() if is_experiment_key(k)}
+    return {k: v for k, v in flatten(config).items()
+            if is_experiment_key(k) and not (k in LEFT_OUT_AT and LEFT_OUT_AT[k] == v)}
 
 
 def experiment(config: dict[str, Any], data_identity: str, processes: int, mixed_precision: str) -> dict[str, Any]:

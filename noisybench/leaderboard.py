@@ -45,6 +45,7 @@ METRICS = {  # column: (label, scale to percent)
     "peak_memory_mb": ("peak MB", 1),
 }
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.csv"  # in a source checkout
+ABSENT = object()  # a key an experiment does not have
 
 
 def noise_name(noise: dict) -> str:
@@ -135,6 +136,8 @@ def load_runs(root: str | Path) -> pd.DataFrame:
         raise NoisybenchError(f"no such folder: {root}")
     rows = []
     for path in sorted(root.rglob(records.METRICS_FILE)):
+        if fold_run(path.parent):
+            continue
         data = records.read_record(path)
         if data is None:  # truncated, not JSON, not a record, not a regular file: say so and go on
             print(f"warning: skipping {path}: not a readable metrics.json", file=sys.stderr)
@@ -145,7 +148,7 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             reason = str(exc).removeprefix(f"{path}: ")
             print(f"warning: skipping {path}: not a metrics.json this noisybench reads ({reason})", file=sys.stderr)
     for path in sorted(root.rglob("failed.json")):
-        if not (path.parent / records.METRICS_FILE).exists():
+        if not (path.parent / records.METRICS_FILE).exists() and not fold_run(path.parent):
             try:
                 failed = json.loads(read_bytes(path, MIB, "failure record"))
                 method, seed = failed["method"], failed["seed"]
@@ -160,6 +163,14 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     if not rows:
         raise NoisybenchError(f"no run records (metrics.json) under {root}")
     return pd.DataFrame(rows)
+
+
+def fold_run(folder: Path) -> bool:
+    """A cross-validation fold of a run (``export --folds``: ``RUN/folds/fold<k>/``): it trains
+    on part of its run's data to score the rest, and is no experiment of its own to rank."""
+    from noisybench.folds import FOLDS_DIR
+
+    return folder.parent.name == FOLDS_DIR and (folder.parent.parent / records.CONFIG_FILE).is_file()
 
 
 def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -186,7 +197,7 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
         if (dataset, method) not in listed:  # every run of it failed
             rows.append({"dataset": dataset, "setting": "?", "noise": "?", "method": method, "model": None,
                          "fingerprint": "", "variant": "", "core": "", "n": 0, "failed": int(count)})
-    result = pd.DataFrame(rows).drop(columns="experiment", errors="ignore")
+    result = pd.DataFrame(rows)
     for column in columns:
         for stat in ("mean", "std", "n"):
             result[f"{column}_{stat}"] = result.get(f"{column}_{stat}", 0 if stat == "n" else np.nan)
@@ -206,7 +217,7 @@ def table(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataF
         ["dataset", "setting", "noise", "_ce", "method", "variant"], kind="stable")
     first = [*KEYS, "variant", "fingerprint", "model", "n", "failed"]
     order = order[first + [c for c in order.columns if c not in first]]
-    return order.drop(columns=["_ce", "core"]).reset_index(drop=True)
+    return order.drop(columns=["_ce", "core", "experiment"], errors="ignore").reset_index(drop=True)
 
 
 def method_free(found: dict, method: str) -> dict:
@@ -240,7 +251,9 @@ REFERENCE_COLUMNS = ["method", "variant", "dataset", "setting", "noise", "backbo
 
 
 def load_reference(path: str | Path = REFERENCE) -> pd.DataFrame:
-    """benchmarks/reference.csv (or the --reference file), checked: its columns, numbers as values."""
+    """benchmarks/reference.csv (or the --reference file), checked: its columns, numbers as values,
+    and ``noise_key``, each row's noise in the form records give it (None for ``unspecified``: a
+    source that does not say which noise it used matches no run)."""
     import io
 
     try:
@@ -257,18 +270,61 @@ def load_reference(path: str | Path = REFERENCE) -> pd.DataFrame:
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise NoisybenchError(f"{path}:{row + 2}: value '{frame['value'].iloc[row]}' is not a number")
     frame["value"] = values
+    frame["noise_key"] = [reference_noise(path, line, text) for line, text in enumerate(frame["noise"], start=2)]
     return frame
 
 
+FOREIGN_NOISE = ("flip2", "clmatrix")  # noise papers used that noisybench does not make (comparing.md)
+
+
+def reference_noise(path: str | Path, line: int, text: str) -> str | None:
+    """A row's noise as records name it; None for ``unspecified``; a kind noisybench does not
+    make (``FOREIGN_NOISE``) as it is written, which no run's noise equals."""
+    from noisybench.noise import UNSTATED, noise_key
+
+    if text == UNSTATED:
+        return None
+    if text.partition(":")[0] in FOREIGN_NOISE:
+        return text
+    try:
+        return noise_key(text)
+    except NoisybenchError as exc:
+        raise NoisybenchError(f"{path}:{line}: noise '{text}' is no noise kind ({exc})") from None
+
+
 def paper_number(reference: pd.DataFrame, row, metric: str = "test_accuracy") -> float:
-    """The paper's test accuracy (%) for this method (in its default form), dataset,
-    setting, noise and backbone; the first such row of the file, or NaN. ``metric``: another
-    test set's (a further test set's ``<name>_accuracy``)."""
-    match = reference[(reference["method"] == row.method) & (reference["variant"] == "")
+    """The paper's test accuracy (%) (``metric``: a further test set's ``<name>_accuracy``)
+    for this method, dataset, setting, noise kind and rate (``uniform:0.4`` is not
+    ``symmetric:0.4``) and backbone: the first row whose variant describes the run
+    (``described``), else the first of the method as published (variant ""), else NaN."""
+    match = reference[(reference["method"] == row.method)
                       & (reference["dataset"] == row.dataset)
-                      & (reference["setting"] == row.setting) & (reference["noise"] == row.noise)
+                      & (reference["setting"] == row.setting) & (reference["noise_key"] == row.noise)
                       & (reference["backbone"] == row.model) & (reference["metric"] == metric)]
-    return float(match["value"].iloc[0]) if len(match) else np.nan
+    experiment = getattr(row, "experiment", None)
+    for variant, value in zip(match["variant"], match["value"]):
+        if variant and isinstance(experiment, dict) and described(variant, experiment, row.method):
+            return float(value)
+    plain = match[match["variant"] == ""]
+    return float(plain["value"].iloc[0]) if len(plain) else np.nan
+
+
+def described(variant: str, experiment: dict, method: str) -> bool:
+    """Whether a reference row's variant, "key=value" pairs (a config key, or one of the
+    method's options without its section: ``samples_per_class=320``), holds for the run's
+    experiment; free text ("trained on D^n, early stop on D^c") describes no run."""
+    from noisybench.config import read_yaml
+
+    pairs = [token.partition("=") for token in variant.replace(",", " ").split()]
+    for key, sep, text in pairs:
+        found = experiment.get(key, experiment.get(f"{method}.{key}", ABSENT))
+        if not sep or found is ABSENT:
+            return False
+        wanted = read_yaml(text)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (found, wanted))
+        if (float(found) != float(wanted)) if numbers else (identity.canonical(found) != identity.canonical(wanted)):
+            return False
+    return True
 
 
 def _cell(mean: float, std: float, scale: float, n: int, runs: int) -> str:
@@ -333,18 +389,35 @@ def render(board: pd.DataFrame, fmt: str) -> str:
     raise NoisybenchError(f"--format {fmt}: expected markdown, csv, latex or html")
 
 
+def experiment_names(runs: pd.DataFrame) -> pd.Series:
+    """Each finished run's name in the plots: its table row's method and variant, and the
+    dataset, setting and noise where the runs span several tables; the runs of one name are
+    the seeds of one experiment, pooled as the table pools them."""
+    board = table(runs)
+    several = len(board.groupby(KEYS[:3])) > 1
+    names = {}
+    for row in board[board["n"] > 0].itertuples():
+        name = row.method + (f" [{row.variant}]" if row.variant else "")
+        names[(row.dataset, row.setting, row.noise, row.method, row.fingerprint)] = (
+            f"{name} ({row.dataset}, {row.setting}, {row.noise})" if several else name)
+    finished = runs[runs["status"] == "finished"]
+    return pd.Series([names[tuple(r)] for r in finished[GROUP].itertuples(index=False)], index=finished.index)
+
+
 def write_plots(runs: pd.DataFrame, folder: Path) -> list[Path]:
-    """accuracy_vs_time.png and, for correcting methods, label_curves.png in ``folder``."""
+    """accuracy_vs_time.png and, for correcting methods, label_curves.png in ``folder``, one
+    series per experiment (``experiment_names``)."""
     from noisybench import plots
 
+    finished = runs[runs["status"] == "finished"].assign(experiment_name=experiment_names(runs))
     written = [folder / "accuracy_vs_time.png"]
-    plots.accuracy_vs_time(runs, written[0])
+    plots.accuracy_vs_time(finished, written[0])
     histories: dict[str, list] = {}
-    for row in runs[runs["status"] == "finished"].itertuples():
+    for row in finished.itertuples():
         record = records.read_record(Path(row.folder) / records.METRICS_FILE) or {}
         if isinstance(record.get("history"), list) and all(isinstance(h, dict) for h in record["history"]):
-            histories.setdefault(row.method, []).append(record["history"])
-    if plots.label_curves(histories, folder / "label_curves.png", plots.title(runs[runs["status"] == "finished"])):
+            histories.setdefault(row.experiment_name, []).append(record["history"])
+    if plots.label_curves(histories, folder / "label_curves.png", plots.title(finished)):
         written.append(folder / "label_curves.png")
     return written
 

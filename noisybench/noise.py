@@ -1,6 +1,12 @@
 """Synthetic label noise with an exact, seeded flip count.
 
-``symmetric:r``  in each class, round(r·n_c) samples move to a uniformly drawn other class.
+``symmetric:r``  in each class, round(r·n_c) samples move to a uniformly drawn other class
+                 (Co-teaching's "symmetric": every flipped label changes, so r of the labels
+                 are wrong).
+``uniform:r``    round(r·n) samples drawn from the whole training set get a label drawn
+                 uniformly from all K classes, their own included (the "symmetric" noise of
+                 the ELR and DivideMix code and most CIFAR code): a fraction r·(K−1)/K of the
+                 labels is wrong (40% on CIFAR-10 is 36%, 80% is 72%).
 ``asymmetric:r`` in each class, round(r·n_c) samples move to class (c+1) mod K (pair flip).
 ``mapped:r``     the "asymmetric" noise of the CIFAR papers (Patrini et al. 2017, as DivideMix
                  and ELR): in each mapped class, round(r·n_c) samples move to its similar
@@ -27,7 +33,7 @@ import numpy as np
 
 from noisybench.errors import ConfigError
 
-NOISE_TYPES = ("none", "symmetric", "asymmetric", "mapped", "instance", "human", "real")
+NOISE_TYPES = ("none", "symmetric", "uniform", "asymmetric", "mapped", "instance", "human", "real")
 CIFAR10_SIMILAR = {"truck": "automobile", "bird": "airplane", "deer": "horse", "cat": "dog", "dog": "cat"}
 HUMAN_LABEL_SETS = ("aggre", "worse", "random1", "random2", "random3", "noisy")
 
@@ -40,7 +46,7 @@ class NoiseSpec:
 
     @property
     def synthetic(self) -> bool:
-        return self.type in ("symmetric", "asymmetric", "mapped", "instance")
+        return self.type in ("symmetric", "uniform", "asymmetric", "mapped", "instance")
 
 
 def parse_noise(spec: str | None) -> NoiseSpec:
@@ -51,7 +57,7 @@ def parse_noise(spec: str | None) -> NoiseSpec:
     kind, sep, rate_text = text.partition(":")
     if kind not in NOISE_TYPES[1:]:
         raise ConfigError(
-            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, asymmetric:R, mapped:R, instance:R, human:NAME or real:P"
+            f"noise='{text}': unknown noise type '{kind}'; expected none, symmetric:R, uniform:R, asymmetric:R, mapped:R, instance:R, human:NAME or real:P"
         )
     if kind == "human":
         if rate_text not in HUMAN_LABEL_SETS:
@@ -64,6 +70,39 @@ def parse_noise(spec: str | None) -> NoiseSpec:
     if not sep or not 0.0 <= rate < 1.0:
         raise ConfigError(f"noise='{text}': the rate after ':' must be a number in [0, 1)")
     return NoiseSpec(kind, rate)
+
+
+UNSTATED = "unspecified"  # a reference number whose source does not say which noise it used
+
+
+def noise_key(text: str) -> str:
+    """The canonical name of a noise setting, as records and the leaderboard write it:
+    ``"symmetric:0.40"`` -> ``"symmetric:0.4"``; ``none``, ``real`` and ``human:NAME`` as
+    they are. ConfigError for anything else (``unspecified`` included: it names no kind)."""
+    if text in ("none", "real"):
+        return text
+    spec = parse_noise(text)
+    return f"human:{spec.label_set}" if spec.type == "human" else f"{spec.type}:{spec.rate:g}"
+
+
+def realised_rate(flags: np.ndarray | None) -> float | None:
+    """The fraction of training labels that are wrong, over the samples whose truth is known
+    (``flags``: 1 wrong, 0 right, -1 unknown); None where none is known. What a run trained
+    on, whatever the noise's name says (``uniform:0.4`` on 10 classes: about 0.36)."""
+    if flags is None:
+        return None
+    known = np.asarray(flags)[np.asarray(flags) >= 0]
+    return float(np.mean(known == 1)) if len(known) else None
+
+
+def noise_record(spec: NoiseSpec, flags: np.ndarray | None) -> dict:
+    """metrics.json's ``noise``: the kind and nominal rate (the measured rate for human
+    labels, null for real-world noise), the CIFAR-N label set, and the realised rate."""
+    record: dict = {"type": spec.type, "rate": None if spec.rate != spec.rate else spec.rate}
+    if spec.label_set:
+        record["label_set"] = spec.label_set
+    record["realised_rate"] = realised_rate(flags)
+    return record
 
 
 def _per_class_flips(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -92,11 +131,12 @@ def apply_noise(
     labels: np.ndarray,
     num_classes: int,
     spec: NoiseSpec,
-    seed: int,
+    seed: int | list[int],
     features: np.ndarray | None = None,
     targets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Noisy copy of ``labels`` under ``spec``; every flipped sample changes class.
+    """Noisy copy of ``labels`` under ``spec``; every flipped sample changes class, but under
+    ``uniform`` a redrawn label may come out as the true one.
     ``targets``: the class map of ``mapped`` noise (``similar_classes``)."""
     labels = np.asarray(labels, dtype=np.int64)
     noisy = labels.copy()
@@ -109,6 +149,9 @@ def apply_noise(
         flip = _per_class_flips(labels, spec.rate, rng)
         shift = rng.integers(1, num_classes, size=len(flip))
         noisy[flip] = (labels[flip] + shift) % num_classes
+    elif spec.type == "uniform":
+        chosen = rng.choice(len(labels), size=int(round(spec.rate * len(labels))), replace=False)
+        noisy[chosen] = rng.integers(0, num_classes, size=len(chosen))
     elif spec.type == "asymmetric":
         flip = _per_class_flips(labels, spec.rate, rng)
         noisy[flip] = (labels[flip] + 1) % num_classes

@@ -72,18 +72,18 @@ def integer_epochs(ax) -> None:
 
 
 def accuracy_vs_time(runs, path: Path) -> None:
-    """Test accuracy against training time, one colour per method: every seed as a dot,
-    the mean with one standard deviation as error bars, labelled with the seeds it pools."""
-    finished = runs[runs["status"] == "finished"]
+    """Test accuracy against training time, one colour per experiment (``experiment_name``,
+    the seeds the leaderboard pools into one row): every seed as a dot, the mean with one
+    standard deviation as error bars, labelled with the seeds it pools."""
     figure, ax = pyplot().subplots(figsize=(5.5, 4))
-    for method, group in sorted(finished.groupby("method"), key=lambda item: item[0]):
+    for name, group in sorted(runs.groupby("experiment_name"), key=lambda item: item[0]):
         x, y = group["total_seconds"].astype(float), 100 * group["test_accuracy"].astype(float)
         points = ax.scatter(x, y, alpha=0.4, s=18)
         ax.errorbar(x.mean(), y.mean(), xerr=x.std(ddof=1) if len(x) > 1 else None,
                     yerr=y.std(ddof=1) if len(y) > 1 else None, fmt="o", color=points.get_facecolor()[0][:3],
-                    capsize=3, label=f"{method} (n={len(group)})")
+                    capsize=3, label=f"{name} (n={len(group)})")
         ax.annotate(f"n={len(group)}", (x.mean(), y.mean()), xytext=(5, 5), textcoords="offset points", fontsize=7)
-    ax.set_title(title(finished), fontsize=9)
+    ax.set_title(title(runs), fontsize=9)
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)
@@ -91,27 +91,27 @@ def accuracy_vs_time(runs, path: Path) -> None:
 
 
 def label_curves(histories: dict[str, list[list[dict]]], path: Path, heading: str = "") -> bool:
-    """Label accuracy and fraction of labels changed per epoch for correcting methods
-    (mean over seeds, band of ±1 std, the seed count in the legend), under ``heading``.
-    Returns False if no method corrects labels."""
+    """Label accuracy and fraction of labels changed per epoch for the experiments (name:
+    their seeds' histories) that correct labels (mean over seeds, band of ±1 std, the seed
+    count in the legend), under ``heading``. Returns False if none corrects labels."""
     curves = {}
-    for method, runs in sorted(histories.items()):
+    for name, runs in sorted(histories.items()):
         acc = [[h.get("label_accuracy") for h in run] for run in runs]
         changed = [[h.get("changed_fraction") for h in run] for run in runs]
         if any(v is not None for run in acc for v in run):
             length = min(len(run) for run in acc)  # seeds of one config have equal lengths
-            curves[f"{method} (n={len(runs)})"] = (np.array([r[:length] for r in acc], dtype=float),
-                              np.array([r[:length] for r in changed], dtype=float))
+            curves[f"{name} (n={len(runs)})"] = (np.array([r[:length] for r in acc], dtype=float),
+                                                np.array([r[:length] for r in changed], dtype=float))
     if not curves:
         return False
     figure, axes = pyplot().subplots(1, 2, figsize=(9, 3.5))
-    for method, (acc, changed) in curves.items():
+    for name, (acc, changed) in curves.items():
         for ax, values in zip(axes, (acc, changed)):
             epochs = np.arange(1, values.shape[1] + 1)
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # epochs before the first correction
                 mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-            ax.plot(epochs, 100 * mean, label=method)
+            ax.plot(epochs, 100 * mean, label=name)
             ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), alpha=0.2)
     axes[0].set_ylabel("training-label accuracy (%)")
     axes[1].set_ylabel("labels changed (%)")

@@ -63,12 +63,11 @@ def model_card(config: dict[str, Any], splits: DataSplits, networks: list[str], 
 
 
 def noise_record(splits: DataSplits) -> dict[str, Any]:
-    """Noise type and rate (the measured rate for human labels, null for real-world noise)."""
-    rate = splits.noise.rate
-    record: dict[str, Any] = {"type": splits.noise.type, "rate": None if rate != rate else rate}
-    if splits.noise.label_set:
-        record["label_set"] = splits.noise.label_set
-    return record
+    """Noise type and rate (the measured rate for human labels, null for real-world noise)
+    and the realised rate, the fraction of training labels that are wrong (noise.py)."""
+    from noisybench import noise
+
+    return noise.noise_record(splits.noise, splits.is_noisy())
 
 
 def peak_memory(device: torch.device) -> tuple[int, int]:

@@ -289,18 +289,22 @@ class Run:
 
     def views(self, indices: torch.Tensor, count: int = 2) -> list[Any]:
         """``count`` further augmentations of training samples ``indices`` (each drawn afresh
-        with the training transforms, as the loader draws its own), batched and on the run's
-        device, for methods that compare views of one batch (MixMatch's two augmentations).
-        Drawn in this process: cheap for in-memory data, a decode per image for files."""
+        with the training transforms, as the loader draws its own, view v of the epoch keyed
+        by (seed, epoch, v, index)), batched and on the run's device, for methods that compare
+        views of one batch (MixMatch's two augmentations). Drawn in this process: cheap for
+        in-memory data, a decode per image for files."""
         from torch.utils.data import default_collate
 
         from noisybench.datasets import fetch_items
 
+        from noisybench.datasets.draws import TRAIN, drawing, stream
+
         positions = [int(i) for i in torch.as_tensor(indices).cpu()]
         collate = self.loader_options.get("collate_fn", default_collate)
         out = []
-        for _ in range(count):
-            out.append(send_to_device(collate(fetch_items(self.train_set, positions))[0], self.device))
+        for view in range(1, count + 1):  # view 0 is the loader's
+            with drawing(stream(TRAIN, self.config["seed"], self.epoch, view)):
+                out.append(send_to_device(collate(fetch_items(self.train_set, positions))[0], self.device))
         return out
 
     def eval_logits(self, images: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -314,14 +318,16 @@ class Run:
         """A DataLoader over ``dataset`` kept for the whole run, so its workers (persistent
         with ``data.persistent_workers``) are started once, not at every pass. A shuffled
         one draws its order from a generator reseeded with ``seed`` here: the order depends on
-        the seed alone, as a new loader's would. Items come as the dataset gives them (uint8
-        images: the model normalises)."""
+        the seed alone, as a new loader's would, and pass p after it draws its augmentations
+        from the stream (seed, p), whatever the worker count. Items come as the dataset
+        gives them (uint8 images: the model normalises)."""
+        from noisybench.loaders import method_loader
+
         key = (dataset, batch_size, shuffle)
         if key not in self._loaders:
-            self._loaders[key] = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                                            generator=torch.Generator(), **self.loader_options)
+            self._loaders[key] = method_loader(dataset, batch_size, shuffle, self.loader_options)
         loader = self._loaders[key]
-        loader.generator.manual_seed(seed)
+        loader.sampler.reseed(seed)
         return loader
 
     def extract_features(self, indices: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -34,7 +34,7 @@ def test_method_and_dataset_can_come_from_the_file(tmp_path):
         ("optimizer.lrr=0.1", "unknown config key 'optimizer.lrr'.*did you mean 'optimizer.lr'"),
         ("ce.q=0.7", "unknown config key 'ce.q'"),
         ("epochs=many", r"config key 'epochs' \(command line\): Input should be a valid integer, got 'many'"),
-        ("noise=uniform:0.2", "unknown noise type 'uniform'"),
+        ("noise=gaussian:0.2", "unknown noise type 'gaussian'"),
         ("setting=dirty", r"config key 'setting' \(command line\): Input should be 'noisy', 'verify' or 'clean', got 'dirty'"),
         ("batch_size=0", r"config key 'batch_size' \(command line\): Input should be greater than or equal to 1, got 0"),
     ],

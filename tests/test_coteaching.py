@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,9 +15,22 @@ from noisybench.errors import ConfigError
 
 
 def test_keep_rate_by_hand():
-    # tau = 0.4, T_k = 10: epoch T trains with R(T - 1) = 1 - min((T - 1) * 0.04, 0.4)
-    assert [keep_rate(epoch, 0.4, 10) for epoch in (1, 2, 6, 11, 12, 30)] == pytest.approx(
+    # Algorithm 1, tau = 0.4, T_k = 10: epoch T trains with R(T - 1) = 1 - min((T - 1) * 0.04, 0.4)
+    assert [keep_rate(epoch, 0.4, 10, "algorithm") for epoch in (1, 2, 6, 11, 12, 30)] == pytest.approx(
         [1.0, 0.96, 0.8, 0.6, 0.6, 0.6])
+
+
+def test_keep_rate_of_the_authors_main_py_by_hand():
+    """main.py: rate_schedule = ones(n_epoch)·τ; rate_schedule[:T_k] = linspace(0, τ**1, T_k); the
+    loop trains epoch = 1..n_epoch−1 with rate_schedule[epoch]. τ = 0.45, T_k = 10: steps of
+    0.05, so 0.95 is kept at epoch 1 and 0.55 from epoch 9."""
+    tau, t_k = 0.45, 10
+    rate_schedule = np.ones(200) * tau
+    rate_schedule[:t_k] = np.linspace(0, tau ** 1, t_k)
+    epochs = range(1, 200)
+    assert [keep_rate(e, tau, t_k) for e in epochs] == pytest.approx([1 - rate_schedule[e] for e in epochs])
+    assert [keep_rate(e, tau, t_k) for e in (1, 2, 8, 9, 10, 11)] == pytest.approx([0.95, 0.9, 0.6, 0.55, 0.55, 0.55])
+    assert keep_rate(1, 0.2, 1) == pytest.approx(0.8)  # linspace(0, τ, 1) = [0]: τ from epoch 1
 
 
 def test_each_network_trains_on_its_peers_small_loss_samples():
@@ -29,21 +43,24 @@ def test_each_network_trains_on_its_peers_small_loss_samples():
 
 
 def test_forget_rate_auto_is_the_synthetic_noise_rate():
-    options = {"forget_rate": "auto", "num_gradual": 10}
+    defaults = {"num_gradual": 10, "schedule": "code", "evaluate": "main"}
+    options = {"forget_rate": "auto", **defaults}
     noisybench_check_options(options=options, config={"noise": "asymmetric:0.3"})
     assert options["forget_rate"] == 0.3
     with pytest.raises(ConfigError, match="needs synthetic noise"):
-        noisybench_check_options(options={"forget_rate": "auto", "num_gradual": 10}, config={"noise": "none"})
+        noisybench_check_options(options={"forget_rate": "auto", **defaults}, config={"noise": "none"})
     with pytest.raises(ConfigError, match="coteaching.num_gradual"):
-        noisybench_check_options(options={"forget_rate": 0.2, "num_gradual": 0}, config={"noise": "none"})
+        noisybench_check_options(options={"forget_rate": 0.2, **defaults, "num_gradual": 0}, config={"noise": "none"})
+    with pytest.raises(ConfigError, match="coteaching.schedule"):
+        noisybench_check_options(options={"forget_rate": 0.2, **defaults, "schedule": "paper"}, config={"noise": "none"})
 
 
 def test_two_networks_and_an_ensemble_evaluation(tmp_path):
-    """The record counts both networks; its test accuracy is the mean-softmax ensemble's, as
-    `evaluate` (which rebuilds both from the checkpoint) also finds."""
+    """The record counts both networks; with evaluate=mean its test accuracy is the
+    mean-softmax ensemble's, as `evaluate` (which rebuilds both from the checkpoint) also finds."""
     from noisybench.evaluate import score_split, trained_run
 
-    record = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", method="coteaching")
+    record = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", "coteaching.evaluate=mean", method="coteaching")
     single = run_digits(tmp_path / "ce", "epochs=1")
     assert record["efficiency"]["parameters"] == 2 * single["efficiency"]["parameters"]
     assert record["config"]["coteaching"]["forget_rate"] == 0.4
@@ -87,7 +104,8 @@ def test_predict_evaluates_as_the_run_did(tmp_path):
     write_clothing1m(tmp_path / "data")
     record = run("coteaching", "clothing1m", tmp_path / "run",
                  ["progress=false", "model.name=small_cnn", "data.image_size=16", "epochs=3", "batch_size=16",
-                  "data.num_workers=0", f"data.root={tmp_path / 'data'}", "coteaching.forget_rate=0.2"])
+                  "data.num_workers=0", f"data.root={tmp_path / 'data'}", "coteaching.forget_rate=0.2",
+                  "coteaching.evaluate=mean"])
     assert (tmp_path / "run" / "best" / "network_peer.safetensors").is_file()
     from noisybench.datasets.clothing1m import normalize_key
 

@@ -58,7 +58,7 @@ def test_clothing1m_runs_in_each_setting(tmp_path):
     root = f"data.root={tmp_path / 'data'}"
     m = run("ce", "clothing1m", tmp_path / "noisy", [*SMALL, root])
     assert m["labels"]["noisy_accuracy"] == pytest.approx(28 / 42)
-    assert m["noise"] == {"type": "real", "rate": None}
+    assert m["noise"] == {"type": "real", "rate": None, "realised_rate": pytest.approx(14 / 42)}  # the wrong labels known
     run("ce", "clothing1m", tmp_path / "verify", [*SMALL, root, "setting=verify"], plugins=[TrustedProbe()])
     assert len(TrustedProbe.seen) == 28
     m = run("ce", "clothing1m", tmp_path / "clean", [*SMALL, root, "setting=clean", "finetune.epochs=2"])
@@ -199,7 +199,8 @@ def test_cifar10n_human_labels(tmp_path):
     assert np.array_equal(splits.true_labels, clean)
     assert splits.noise.rate == pytest.approx(0.4) and splits.noise.label_set == "worse"
     m = run("ce", "cifar10", tmp_path / "run", [*SMALL, f"data.root={tmp_path}", "noise=human:worse"])
-    assert m["noise"] == {"type": "human", "rate": pytest.approx(0.4), "label_set": "worse"}
+    assert m["noise"] == {"type": "human", "rate": pytest.approx(0.4), "label_set": "worse",
+                          "realised_rate": pytest.approx(1 - m["labels"]["noisy_accuracy"])}  # over the training labels
 
 
 def test_cifar10n_file_for_another_order_is_refused(tmp_path):
@@ -320,11 +321,11 @@ def test_balanced_epoch_subset(tmp_path):
 
     labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
     sampler = BalancedEpochSampler(labels, total=30, seed=1)
-    first = list(sampler)
+    first = [i for _, i in sampler]  # (stream, index): the epoch's augmentation key and the sample
     assert np.bincount(labels[first]).tolist() == [10, 10, 5]
-    assert list(sampler) == first  # same epoch, same draw
+    assert list(sampler) == [(key, i) for key, i in sampler] and [i for _, i in sampler] == first  # same draw
     sampler.set_epoch(1)
-    assert list(sampler) != first
+    assert [i for _, i in sampler] != first and len({key for key, _ in sampler}) == 1
     m = run("ce", "digits", tmp_path, ["progress=false", "epochs=2", "data.epoch_subset=200"])
     assert [h["samples_trained"] for h in m["history"]] == [200, 200]
 
@@ -368,18 +369,20 @@ def test_paper_configs_resolve():
     assert dividemix["batch_size"] == 32 and dividemix["epochs"] == 81 and dividemix["data"]["epoch_subset"] == 32000
     assert dividemix["dividemix"] == {"warm_up": 1, "p_threshold": 0.5, "temperature": 0.5, "alpha": 0.5,
                                       "lambda_u": 0.0, "confidence_penalty": True}
-    for name, noise, epochs, milestones, elr in (("cifar10_elr", "symmetric:0.4", 150, None, (0.7, 3.0)),
+    for name, noise, epochs, milestones, elr in (("cifar10_elr", "uniform:0.4", 150, None, (0.7, 3.0)),
                                                   ("cifar10_asym_elr", "mapped:0.4", 120, [40, 80], (0.9, 1.0)),
-                                                  ("cifar100_elr", "symmetric:0.4", 150, [80, 120], (0.9, 7.0))):
+                                                  ("cifar100_elr", "uniform:0.4", 150, [80, 120], (0.9, 7.0))):
         config = make_config("elr", config_file=folder / f"{name}.yaml")
         assert (config["noise"], config["epochs"], config["lr_schedule"]["milestones"]) == (noise, epochs, milestones)
+        assert (config["data"]["val_fraction"], config["data"]["val_noise"]) == (0.1, True)  # 45,000 / 5,000 noisy
         assert config["model"]["name"] == "resnet34_cifar" and config["batch_size"] == 128
         assert config["optimizer"]["lr"] == 0.02 and config["optimizer"]["weight_decay"] == 1e-3
         assert (config["elr"]["beta"], config["elr"]["lambda"]) == elr
     coteaching = make_config("coteaching", config_file=folder / "cifar10_coteaching.yaml")
     assert coteaching["model"]["name"] == "cnn9" and coteaching["optimizer"]["name"] == "adamw"
-    assert coteaching["noise"] == "asymmetric:0.45" and coteaching["epochs"] == 200
-    assert coteaching["coteaching"] == {"forget_rate": 0.45, "num_gradual": 10}  # auto: the noise rate
+    assert coteaching["noise"] == "asymmetric:0.45" and coteaching["epochs"] == 199  # main.py's range(1, 200)
+    assert coteaching["coteaching"] == {"forget_rate": 0.45, "num_gradual": 10,  # auto: the noise rate
+                                        "schedule": "code", "evaluate": "main"}
 
 
 def write_any(name, root):
@@ -441,16 +444,20 @@ def test_batched_augmentation_matches_torchvision_in_distribution():
     RandomHorizontalFlip, with the same (uniform) distribution of offsets and flips."""
     from torchvision.transforms import v2
 
+    from noisybench.datasets.draws import drawing, stream
     from noisybench.datasets.memory import BatchAugment
 
     torch.manual_seed(0)
     image = torch.arange(1, 3 * 6 * 6 + 1, dtype=torch.uint8).reshape(3, 6, 6)  # every pixel distinct, none 0
     draws = 2700
-    batched = BatchAugment(padding=2, flip=True)(image.expand(draws, -1, -1, -1).clone())
+    augment = BatchAugment(padding=2, flip=True)
+    with drawing(stream(1, 0, 3, 0)):  # keyed by sample, as a loader fetches
+        keyed = augment(image.expand(draws, -1, -1, -1).clone(), range(draws))
+    batched = augment(image.expand(draws, -1, -1, -1).clone(), range(draws))  # torch's generator
     per_sample = v2.Compose([v2.RandomCrop(6, padding=2), v2.RandomHorizontalFlip()])
     reference = [per_sample(image) for _ in range(draws)]
     counts = []
-    for outputs in (batched, reference):
+    for outputs in (batched, reference, keyed):
         found = crop_positions(outputs, image, 2)
         tally = np.zeros((5, 5, 2))
         for t, l, f in found:
@@ -461,6 +468,7 @@ def test_batched_augmentation_matches_torchvision_in_distribution():
         assert np.abs(frequencies - expected).max() < 0.012  # ~4.5 sd of a binomial(2700, 1/50)
         assert abs(frequencies[..., 1].sum() - 0.5) < 0.04
     assert 0.5 * np.abs(counts[0] - counts[1]).sum() < 0.12  # total variation between the two
+    assert 0.5 * np.abs(counts[2] - counts[1]).sum() < 0.12
 
 
 def test_memory_images_normalise_like_torchvision():
@@ -491,7 +499,7 @@ def test_noisy_in_memory_training_data_is_augmented_a_batch_at_a_time():
     base = splits.train.base
     calls = []
     augment = base.augment
-    base.augment = lambda images: calls.append(len(images)) or augment(images)
+    base.augment = lambda images, indices: calls.append(len(images)) or augment(images, indices)
     seen = []
     for images, labels, indices in DataLoader(splits.train, batch_size=100, shuffle=False):
         assert images.shape[1:] == (1, 8, 8)

@@ -37,11 +37,13 @@ def test_evaluate_says_when_the_checkpoint_is_not_the_record(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def two_process_smp(tmp_path_factory):
-    """SMP on digits under two processes; its last labels come from the final model's features."""
+    """SMP on digits under two processes, each with a loader worker (augmentation keyed by
+    sample, whichever process and worker load it); its last labels come from the final
+    model's features."""
     out = tmp_path_factory.mktemp("two") / "run"
     proc = noisybench_subprocess("run", "--method", "smp", "--dataset", "digits", "--output", str(out), "epochs=2",
                                  "progress=false", "noise=symmetric:0.4", "smp.start_epoch=1", "smp.max_changed=null",
-                                 "batch_size=100",
+                                 "batch_size=100", "data.num_workers=1",
                                  processes=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out

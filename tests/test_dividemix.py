@@ -102,3 +102,42 @@ def test_dividemix_under_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["experiment"]["num_processes"] == 2 and record["detection"]["auc"] > 0.5
+
+
+def test_under_an_epoch_subset_the_co_divide_scores_and_divides_that_subset_only():
+    """As the authors' Clothing1M code: each epoch's mixture is fitted to the losses of the
+    epoch's sampled subset (the one it then trains on), not of the whole training set."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from noisybench_dividemix import noisybench_epoch_start
+
+    from noisybench.loaders import BalancedEpochSampler
+
+    labels = torch.arange(40) % 4
+    asked = []
+
+    def predict(indices=None):
+        asked.append(indices)
+        chosen = torch.arange(40) if indices is None else indices
+        logits = torch.full((len(chosen), 4), -4.0)
+        logits[torch.arange(len(chosen)), (labels[chosen] + (chosen % 3 == 0)) % 4] = 4.0  # every third: wrong
+        return logits, None
+
+    run = SimpleNamespace(options={"warm_up": 1}, config={"seed": 3, "data": {"epoch_subset": 12}}, noisy_labels=labels,
+                          state={"w": torch.full((2, 40), 7.0)}, scratch={}, phase=lambda name: nullcontext(),
+                          predict=predict)
+    noisybench_epoch_start(run=run, epoch=2)
+    sampler = BalancedEpochSampler(labels.numpy(), 12, 3)
+    sampler.set_epoch(2)
+    subset = sorted(i for _, i in sampler)
+    assert [a.tolist() for a in asked] == [subset, subset]  # both networks, the epoch's 12 samples
+    w = run.state["w"]
+    outside = torch.ones(40, dtype=torch.bool)
+    outside[subset] = False
+    assert (w[:, outside] == 7.0).all()  # not trained this epoch: untouched
+    wrong = torch.as_tensor(subset) % 3 == 0
+    assert (w[:, subset][:, wrong] < 0.5).all() and (w[:, subset][:, ~wrong] > 0.5).all()
+    run.config["data"]["epoch_subset"] = 0
+    noisybench_epoch_start(run=run, epoch=2)
+    assert asked[-1] is None and (run.state["w"] != 7.0).all()  # no subset: the whole set

@@ -34,7 +34,7 @@ def test_record_has_the_documented_schema(clean_ce_run):
     assert m["experiment"]["seed"] == 0 and m["experiment"]["num_processes"] == 1
     assert m["experiment"]["mixed_precision"] == "no" and len(m["experiment"]["data.identity"]) == 16
     assert "progress" not in m["experiment"] and "eval_batch_size" not in m["experiment"]
-    assert m["noise"] == {"type": "none", "rate": 0.0}
+    assert m["noise"] == {"type": "none", "rate": 0.0, "realised_rate": 0.0}
     assert set(m["test"]) == {"accuracy", "macro_precision", "macro_recall", "macro_f1"}
     assert all(0.0 <= v <= 1.0 for v in m["test"].values())
     assert set(m["best_val"]) == {"epoch", "accuracy", "test_accuracy"}
@@ -69,9 +69,9 @@ def test_run_folder_holds_config_samples_confusion_and_checkpoint(clean_ce_run):
 
 def test_noise_is_recorded_and_true_labels_kept(tmp_path):
     m = run_digits(tmp_path, "epochs=1", "noise=asymmetric:0.4")
-    assert m["noise"] == {"type": "asymmetric", "rate": 0.4}
     samples = pd.read_csv(tmp_path / "samples.csv")
     flipped = samples[samples.noisy_label != samples.true_label]
+    assert m["noise"] == {"type": "asymmetric", "rate": 0.4, "realised_rate": len(flipped) / len(samples)}
     assert len(flipped) / len(samples) == pytest.approx(0.4, abs=10 / len(samples))
     assert ((flipped.true_label + 1) % 10 == flipped.noisy_label).all()
     assert m["labels"]["noisy_accuracy"] == pytest.approx(1 - len(flipped) / len(samples))

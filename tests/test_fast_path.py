@@ -114,8 +114,13 @@ def test_run_loader_is_kept_and_its_order_depends_on_the_seed_alone(tmp_path):
     again = run.loader(data, 5, shuffle=True, seed=3)
     assert again is first  # one loader (and one set of workers) for the run
     assert [int(i) for (batch,) in again for i in batch] == order
-    fresh = torch.utils.data.DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(3))
-    assert [int(i) for (batch,) in fresh for i in batch] == order  # as a new loader with that seed
+    assert order == torch.randperm(20, generator=torch.Generator().manual_seed(3)).tolist()  # the seed's permutation
+    second = [int(i) for (batch,) in again for i in batch]  # the next pass continues that generator
+    with_worker = Run("x", {}, Acc(), None, None, None, None, None, torch.zeros(1), ["a"], 1,
+                      loader_options={"num_workers": 1, "persistent_workers": True})
+    loader = with_worker.loader(data, 5, shuffle=True, seed=3)
+    assert [[int(i) for (batch,) in loader for i in batch] for _ in range(2)] == [order, second]  # workers or none
+    with_worker._loaders.clear()
 
 
 def test_the_gpu_decoder_is_selected_only_with_cuda(monkeypatch):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from noisybench.errors import ConfigError
-from noisybench.noise import NoiseSpec, apply_noise, parse_noise
+from noisybench.noise import NoiseSpec, apply_noise, noise_record, parse_noise, realised_rate
 
 
 def labels_of(counts):
@@ -73,4 +73,55 @@ def test_bad_noise_spec_names_the_fault(spec, message):
 
 def test_parse_noise():
     assert parse_noise("asymmetric:0.4") == NoiseSpec("asymmetric", 0.4)
+    assert parse_noise("uniform:0.8") == NoiseSpec("uniform", 0.8) and parse_noise("uniform:0.8").synthetic
     assert parse_noise("none") == NoiseSpec("none", 0.0)
+
+
+@pytest.mark.parametrize("rate", [0.4, 0.8])
+def test_realised_flip_fraction_of_uniform_and_symmetric_noise_on_a_large_label_vector(rate):
+    """``uniform:R`` redraws round(R·n) labels from all K classes, so (K−1)/K·R of them end up
+    wrong (40% on 10 classes: 36%); ``symmetric:R`` moves exactly R of them to another class."""
+    true = labels_of([20_000] * 10)
+    uniform = apply_noise(true, 10, NoiseSpec("uniform", rate), seed=5)
+    wrong = uniform != true
+    assert abs(wrong.mean() - rate * 9 / 10) < 0.003  # five binomial standard deviations of 200,000 labels
+    assert realised_rate((uniform != true).astype(np.int8)) == wrong.mean()
+    assert set(uniform[wrong & (true == 3)]) == set(range(10)) - {3}  # every other class is reached
+    symmetric = apply_noise(true, 10, NoiseSpec("symmetric", rate), seed=5)
+    assert (symmetric != true).mean() == rate
+
+
+def test_uniform_noise_redraws_round_r_n_samples_chosen_over_the_whole_set():
+    """Chosen over the whole set, not per class: the changed labels of a class vary around
+    their expectation; every sample that changed was one of round(R·n) redrawn."""
+    true = labels_of([1000] * 4)
+    noisy = apply_noise(true, 4, NoiseSpec("uniform", 0.5), seed=0)
+    changed = [int(np.sum(noisy[true == c] != c)) for c in range(4)]
+    assert len(set(changed)) > 1 and sum(changed) <= 2000
+    assert abs(sum(changed) - 2000 * 3 / 4) < 5 * np.sqrt(2000 * 3 / 16)
+
+
+def test_noise_record_names_kind_rate_and_the_realised_rate_over_known_labels():
+    flags = np.array([1, 0, 0, 1, -1, -1], dtype=np.int8)
+    assert noise_record(NoiseSpec("uniform", 0.4), flags) == {"type": "uniform", "rate": 0.4, "realised_rate": 0.5}
+    human = noise_record(NoiseSpec("human", 0.18, "aggre"), np.zeros(4, dtype=np.int8))
+    assert human == {"type": "human", "rate": 0.18, "label_set": "aggre", "realised_rate": 0.0}
+    assert noise_record(NoiseSpec("real", float("nan")), None) == {"type": "real", "rate": None, "realised_rate": None}
+    assert realised_rate(np.full(3, -1)) is None
+
+
+def test_val_noise_gives_the_validation_labels_the_runs_noise_and_leaves_training_alone():
+    """data.val_noise (ELR's code: 5,000 noisy validation images): the val labels get the
+    training set's kind of noise, drawn apart from it; the training labels stay as they were."""
+    from noisybench.api import make_config
+    from noisybench.datasets import build_dataset, labels_of
+
+    clean, noisy = (build_dataset(make_config("ce", "digits", None, ["noise=asymmetric:0.4", *o]))
+                    for o in ([], ["data.val_noise=true"]))
+    assert np.array_equal(clean.train_labels, noisy.train_labels)
+    truth, labels = labels_of(clean.val), labels_of(noisy.val)
+    changed = labels != truth
+    assert abs(changed.mean() - 0.4) <= 10 / len(truth) and np.array_equal(labels[changed], (truth[changed] + 1) % 10)
+    for bad, message in (("noise=none", "not synthetic"), ("noise=instance:0.3", "not instance")):
+        with pytest.raises(ConfigError, match=message):
+            build_dataset(make_config("ce", "digits", None, [bad, "data.val_noise=true"]))

@@ -141,6 +141,37 @@ def test_reference_joins_where_the_setting_matches(records, tmp_path):
     assert "| 95.00 | +1.00 |" in text
 
 
+def test_leaderboard_after_export_folds_has_the_rows_it_had(tmp_path, capsys):
+    """Cross-validation fold runs (RUN/folds/fold<k>/) train on part of their run's data: no
+    rows of their own, and no data.cv_fold variant on the run's row."""
+    runs = tmp_path / "runs"
+    run_digits(runs / "ce", "epochs=1", "noise=symmetric:0.4", "batch_size=256")
+    before = leaderboard.table(leaderboard.load_runs(runs))
+    assert main(["export", str(runs / "ce"), "--folds", "2", "epochs=1"]) == 0
+    assert len(list((runs / "ce" / "folds").rglob("metrics.json"))) == 2
+    pd.testing.assert_frame_equal(leaderboard.table(leaderboard.load_runs(runs)), before)
+
+
+def test_plots_draw_one_series_per_experiment_as_the_table_pools_runs(tmp_path, monkeypatch):
+    """Two experiments of one method (another epoch count) are two rows of the table and two
+    series of each plot, named by the row's variant; seeds of one experiment are one series."""
+    from noisybench import plots
+
+    for seed, epochs in ((0, 1), (1, 1), (0, 2)):
+        folder = write_record(tmp_path / f"e{epochs}", "smp", seed, 0.9 + seed / 100, [1.0] * epochs, label=0.9)
+        record = json.loads((folder / "metrics.json").read_text())
+        record.update(schema_version=2, experiment={"method": "smp", "epochs": epochs, "seed": seed})
+        (folder / "metrics.json").write_text(json.dumps(record))
+    runs = leaderboard.load_runs(tmp_path)
+    legends = []
+    monkeypatch.setattr(plots, "save", lambda figure, path: legends.append(
+        sorted(t.get_text() for t in figure.axes[0].get_legend().get_texts())))
+    leaderboard.write_plots(runs, tmp_path)
+    board = leaderboard.table(runs)
+    assert sorted(board.variant) == ["epochs=1", "epochs=2"]
+    assert legends == [["smp [epochs=1] (n=2)", "smp [epochs=2] (n=1)"], ["smp [epochs=1]", "smp [epochs=2]"]]
+
+
 # -- the reference file -----------------------------------------------------------------------
 
 TABLE_ROWS = {  # numbers in each paper's result tables
@@ -184,14 +215,70 @@ def test_reference_is_complete_and_every_row_parses():
     lsw = ref[(ref.method == "lsw") & (ref.dataset == "clothing1m")]
     assert sorted(lsw.value) == [74.95, 75.91]
     elr = ref[(ref.method == "elr") & (ref.variant == "") & (ref.dataset == "cifar10")].set_index("noise")["value"]
-    assert elr.to_dict() == {"symmetric:0.2": 91.16, "symmetric:0.4": 89.15, "symmetric:0.6": 86.12,
-                             "symmetric:0.8": 73.86, "mapped:0.4": 90.12}
+    assert elr.to_dict() == {"uniform:0.2": 91.16, "uniform:0.4": 89.15, "uniform:0.6": 86.12,
+                             "uniform:0.8": 73.86, "mapped:0.4": 90.12}
     coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10") & (ref.backbone == "cnn9")
                      & ~ref.noise.str.startswith("human")].set_index("noise")["value"]  # CIFAR-N and MW-Net rows aside
     assert coteaching.to_dict() == {"asymmetric:0.45": 72.85, "symmetric:0.5": 74.49, "symmetric:0.2": 82.18}
     cifar_n = ref[ref.noise.str.startswith("human:") & ref.method.isin(["jocor", "coteachingplus"])]
     cifar_n = cifar_n.set_index(["method", "noise"])["value"]
     assert (cifar_n["jocor", "human:aggre"], cifar_n["coteachingplus", "human:worse"], len(cifar_n)) == (91.44, 83.26, 12)
+
+
+def test_every_reference_row_names_a_kind_the_leaderboard_matches():
+    """Each row's noise is a kind a run can have (as its record names it), but for the rows
+    whose source states no noise (LSW Table 7), marked ``unspecified`` and matched by no run;
+    ELR's "symmetric" rows are ``uniform`` (their code redraws from all classes), Co-teaching's
+    ``symmetric`` (theirs flips to another class)."""
+    ref = leaderboard.load_reference(REFERENCE)
+    unstated = ref[ref["noise_key"].isna()]
+    assert set(unstated["noise"]) == {"unspecified"}
+    assert unstated["source"].str.startswith("LSW 2024 Table 7").all() and len(unstated) == 14
+    assert (ref.loc[ref["noise_key"].notna(), "noise_key"] == ref.loc[ref["noise_key"].notna(), "noise"]).all()
+    by_source = ref.assign(kind=ref["noise"].str.split(":").str[0]).groupby(
+        ref["source"].str.extract(r"^(ELR authors|Co-teaching authors|LSW 2024)")[0])["kind"].agg(set)
+    assert by_source.to_dict() == {"ELR authors": {"uniform", "mapped"}, "Co-teaching authors": {"symmetric", "asymmetric"},
+                                   "LSW 2024": {"symmetric", "asymmetric", "instance", "unspecified", "real"}}
+
+
+def test_a_paper_number_sits_beside_a_run_only_of_its_noise_kind_and_rate(tmp_path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("method,variant,dataset,setting,noise,backbone,metric,value,source\n"
+                   "ce,,digits,noisy,uniform:0.40,small_cnn,test_accuracy,80.00,redrawn from all classes\n"
+                   "smp,,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,95.00,flipped to another class\n")
+    for method, noise in (("ce", {"type": "symmetric", "rate": 0.4}), ("smp", {"type": "uniform", "rate": 0.4}),
+                          ("lsw", {"type": "uniform", "rate": 0.4})):
+        write_record(tmp_path / "runs", method, 0, 0.9, [1.0], noise=noise)
+    write_record(tmp_path / "more", "ce", 0, 0.9, [1.0], noise={"type": "uniform", "rate": 0.4})
+    board = leaderboard.table(leaderboard.load_runs(tmp_path / "runs"), leaderboard.load_reference(ref))
+    assert "paper_test_accuracy" not in board  # the same rate, another kind: no paper number anywhere
+    board = leaderboard.table(leaderboard.load_runs(tmp_path / "more"), leaderboard.load_reference(ref))
+    assert board.iloc[0].noise == "uniform:0.4" and board.iloc[0].paper_test_accuracy == 80.0
+    (tmp_path / "bad.csv").write_text(ref.read_text() + "ce,,digits,noisy,gaussian:0.4,small_cnn,test_accuracy,1,x\n")
+    with pytest.raises(NoisybenchError, match=r"bad.csv:4: noise 'gaussian:0.4'"):
+        leaderboard.load_reference(tmp_path / "bad.csv")
+
+
+def test_a_reference_row_of_a_variant_sits_beside_the_runs_of_that_variant(tmp_path):
+    """A row whose variant is key=value pairs (a config key, or the method's option without
+    its section) belongs beside runs of those values; free text beside none; the published
+    row (no variant) beside the others."""
+    ref = tmp_path / "ref.csv"
+    ref.write_text("method,variant,dataset,setting,noise,backbone,metric,value,source\n"
+                   "smp,\"lr_schedule.name=cosine, samples_per_class=320\",digits,noisy,symmetric:0.4,small_cnn,"
+                   "test_accuracy,91.00,cosine and m=320\n"
+                   "smp,trained on something else,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,50.00,free text\n"
+                   "smp,,digits,noisy,symmetric:0.4,small_cnn,test_accuracy,95.00,as published\n")
+    for name, schedule, m in (("a", "cosine", 320), ("b", "cosine", 1280), ("c", "step", 320)):
+        folder = write_record(tmp_path / name, "smp", 0, 0.9, [1.0])
+        record = json.loads((folder / "metrics.json").read_text())
+        record.update(schema_version=2, experiment={"method": "smp", "lr_schedule.name": schedule,
+                                                    "smp.samples_per_class": m, "seed": 0})
+        (folder / "metrics.json").write_text(json.dumps(record))
+    reference = leaderboard.load_reference(ref)
+    found = {name: leaderboard.table(leaderboard.load_runs(tmp_path / name), reference).iloc[0].paper_test_accuracy
+             for name in "abc"}
+    assert found == {"a": 91.0, "b": 95.0, "c": 95.0}
 
 
 # -- sweeps -----------------------------------------------------------------------------------

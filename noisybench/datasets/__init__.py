@@ -116,6 +116,19 @@ def simulate_verification(splits: DataSplits, fraction: float, seed: int) -> Non
     splits.trusted = np.sort(verified[right])
 
 
+def noisy_validation(splits: DataSplits, spec: NoiseSpec, seed: int, targets: np.ndarray | None) -> None:
+    """``data.val_noise``: the validation labels get the training set's kind of noise, drawn
+    apart from it (ELR's code keeps 5,000 noisy CIFAR images for validation): best_val then
+    picks by accuracy on noisy labels, as a user without clean labels would."""
+    if splits.val is None:
+        raise ConfigError("data.val_noise=true: this dataset has no validation split (data.val_fraction=0?)")
+    if spec.type == "instance":
+        raise ConfigError("data.val_noise=true applies symmetric, uniform, asymmetric and mapped noise, not instance")
+    labels = labels_of(splits.val)
+    splits.val = RelabelledDataset(splits.val, apply_noise(labels, splits.num_classes, spec, seed=[seed, 1],
+                                                           targets=targets))
+
+
 def build_dataset(config: dict[str, Any]) -> DataSplits:
     """Build the configured dataset, then apply the setting and the synthetic noise (seeded by ``seed``).
 
@@ -172,6 +185,10 @@ def build_dataset(config: dict[str, Any]) -> DataSplits:
         splits.train_eval = RelabelledDataset(splits.train_eval, noisy)
         splits.train_labels = noisy
         splits.noise = spec
+        if data["val_noise"]:
+            noisy_validation(splits, spec, config["seed"], targets)
+    if data["val_noise"] and not spec.synthetic:
+        raise ConfigError(f"data.val_noise=true adds the run's synthetic noise to the validation labels; noise='{config['noise']}' is not synthetic")
     if setting == "verify" and splits.trusted is None and fully_known:
         simulate_verification(splits, data["clean_fraction"], data["split_seed"])
     if setting == "verify" and splits.trusted is None:

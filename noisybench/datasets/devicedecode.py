@@ -6,8 +6,9 @@ it). ``collate`` keeps a batch's as a plain list, which Accelerate leaves on the
 the model's ``InputNormalize`` calls ``decode_batch`` on its device: one batched
 ``torchvision.io.decode_jpeg``, then per image the paper pipeline's resize (short edge,
 antialiased) and its random crop and flip (a training split) or centre crop. The crop and
-flip are drawn in the loader worker, with RandomCrop's and RandomHorizontalFlip's
-distributions, and travel with the item: a batch gives the same images however often a
+flip are drawn when the item is loaded, with RandomCrop's and RandomHorizontalFlip's
+distributions, from torch's generator seeded for the sample (draws.py: the same in any
+worker), and travel with the item: a batch gives the same images however often a
 method forwards it (LSW's meta-step forwards the noisy batch more than once).
 
 Selected only where CUDA is present and for the photo pipeline (crops of 96 pixels and

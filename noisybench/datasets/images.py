@@ -19,6 +19,9 @@ edge of 256). Only regular files of at most ``4 x data.max_pixels`` bytes (plus 
 read (inputs.py): a FIFO, a device, a symlink loop or a 12 GiB sparse file counts as
 unreadable instead of blocking or filling memory.
 
+Random transforms (crop, flip) draw from torch's generator seeded for the sample by the
+batch's stream (draws.py), so an image gets the same crop whichever worker reads it.
+
 Corrupt-image policy: an image that cannot be read or decoded (truncated, not an image,
 missing, too large) does not stop the run. It is decoded as a constant image of the dataset's mean
 colour, which is all zeros after normalisation, and keeps its label and index, so the
@@ -36,6 +39,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from noisybench.datasets import draws
 from noisybench.datasets.pngcheck import png_intact
 from noisybench.datasets.torchvision_io import quiet_torchvision_io
 from noisybench.inputs import NotRegular, is_regular, open_regular, read_bytes
@@ -205,9 +209,10 @@ class ImageFiles(Dataset):
             return Image.new("RGB", self.fallback_size, self._fill)
 
     def __getitem__(self, i: int):
-        if self.decoder == "device":
-            return self.encoded(i), self.labels[i], i
-        return self.transform(self.load(i)), self.labels[i], i
+        with draws.seeded(i):  # a random crop and flip drawn for (stream, i): the same in any worker
+            if self.decoder == "device":
+                return self.encoded(i), self.labels[i], i
+            return self.transform(self.load(i)), self.labels[i], i
 
     def encoded(self, i: int):
         """Item ``i`` for the device decoder (devicedecode.py): a JPEG's bytes as they are; any

@@ -4,7 +4,9 @@ Per-sample transforms cost more than the step on images this small (40% of a dig
 went to them). The DataLoader fetches a batch through ``__getitems__``; the batch is cropped
 and flipped with a few tensor operations (normalisation is the model's, on its device), with the distribution of torchvision's
 ``RandomCrop(size, padding)`` (zero padding; offsets uniform over the 2·padding + 1 positions
-in each direction) and ``RandomHorizontalFlip`` (p = 0.5), drawn from torch's generator.
+in each direction) and ``RandomHorizontalFlip`` (p = 0.5), drawn per sample from the
+batch's stream and the sample's index (draws.py: the same whichever worker or process
+fetches it), or from torch's generator outside a keyed fetch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from noisybench.datasets import draws
+
 
 class BatchAugment:
     """Random crop of ``padding`` around each image and a horizontal flip, per sample, batched."""
@@ -22,22 +26,26 @@ class BatchAugment:
     def __init__(self, padding: int, flip: bool):
         self.padding, self.flip = padding, flip
 
-    def offsets(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample (top, left) of the crop in the padded image."""
-        top = torch.randint(0, 2 * self.padding + 1, (count,))
-        left = torch.randint(0, 2 * self.padding + 1, (count,))
-        return top, left
+    def draw(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per sample: (top, left) of the crop in the padded image, and whether it is flipped."""
+        positions = 2 * self.padding + 1
+        key = draws.current()
+        if key is None:
+            count = len(indices)
+            return (torch.randint(0, positions, (count,)), torch.randint(0, positions, (count,)),
+                    torch.rand(count) < 0.5)
+        u = torch.from_numpy(draws.uniforms(key, indices, 3))
+        return (u[:, 0] * positions).long(), (u[:, 1] * positions).long(), u[:, 2] < 0.5
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
         b, _, h, w = images.shape
+        top, left, flipped = self.draw(indices)
         if self.padding:
             padded = torch.nn.functional.pad(images, [self.padding] * 4)
-            top, left = self.offsets(b)
             rows = (top[:, None] + torch.arange(h))[:, :, None]  # B×H×1
             cols = (left[:, None] + torch.arange(w))[:, None, :]  # B×1×W
             images = padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
         if self.flip:
-            flipped = torch.rand(b) < 0.5
             images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
         return images
 
@@ -61,7 +69,7 @@ class MemoryImages(Dataset):
     def batch(self, indices: Sequence[int]) -> torch.Tensor:
         """The (augmented) images of ``indices`` as one B×C×H×W tensor."""
         images = self.images[torch.as_tensor(indices, dtype=torch.long)]
-        return images if self.augment is None else self.augment(images)
+        return images if self.augment is None else self.augment(images, indices)
 
     def __getitems__(self, indices: Sequence[int]) -> list:
         images = self.batch(indices)

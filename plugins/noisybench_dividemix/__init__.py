@@ -13,7 +13,8 @@ predicts by the mean of both networks' softmax.
 Adapted to the core's loop (documented in docs/methods/dividemix.md): each core batch is
 split into its labelled and unlabelled parts by the peer's w, where the authors draw a full
 labelled batch and a full unlabelled batch from two loaders; the second view comes from
-``run.views``; λ_u's ramp moves per epoch.
+``run.views``; λ_u's ramp moves per epoch. Under ``data.epoch_subset`` the co-divide
+scores only the epoch's samples, as the authors' Clothing1M code divides its sampled subset.
 """
 
 from __future__ import annotations
@@ -88,21 +89,30 @@ def networks(run) -> tuple[torch.nn.Module, torch.nn.Module]:
 
 @hookimpl
 def noisybench_epoch_start(run, epoch: int) -> None:
-    """The co-divide: each network's per-sample losses in an eval pass, a mixture each."""
+    """The co-divide: each network's per-sample losses in an eval pass, a mixture each; over
+    the epoch's samples under ``data.epoch_subset`` (the authors' Clothing1M code divides the
+    sampled subset it then trains on), else over the whole training set."""
     if epoch <= run.options["warm_up"]:
         return
+    from noisybench.loaders import epoch_subset
+
+    subset = epoch_subset(run.config, run.noisy_labels.numpy(), epoch)
+    chosen = None if subset is None else torch.as_tensor(subset)
     losses = []
     for name in ("main", PEER):
         run.scratch["eval_network"] = name
         with run.phase("eval_pass"):
-            logits, _ = run.predict()
+            logits, _ = run.predict(chosen)
         run.scratch.pop("eval_network")
-        labels = run.noisy_labels.to(logits.device)
+        labels = (run.noisy_labels if chosen is None else run.noisy_labels[chosen]).to(logits.device)
         losses.append(F.cross_entropy(logits.float(), labels, reduction="none").cpu().numpy())
     with run.phase("gmm"):
         seed = run.config["seed"] * 100_003 + epoch
-        run.state["w"] = torch.stack([torch.as_tensor(clean_probability(loss, seed), dtype=torch.float32)
-                                      for loss in losses])
+        w = run.state["w"].clone()
+        for row, loss in enumerate(losses):  # samples outside the subset keep their last w: they do not train
+            w[row, slice(None) if chosen is None else chosen] = torch.as_tensor(clean_probability(loss, seed),
+                                                                               dtype=torch.float32)
+        run.state["w"] = w
 
 
 def warm_up_step(run, batch) -> StepOutput:
