@@ -169,7 +169,7 @@ def test_plots_draw_one_series_per_experiment_as_the_table_pools_runs(tmp_path, 
     leaderboard.write_plots(runs, tmp_path)
     board = leaderboard.table(runs)
     assert sorted(board.variant) == ["epochs=1", "epochs=2"]
-    assert legends == [["smp [epochs=1] (n=2)", "smp [epochs=2] (n=1)"], ["smp [epochs=1]", "smp [epochs=2]"]]
+    assert legends == [["smp [epochs=1] (n=2)", "smp [epochs=2] (n=1)"], ["smp [epochs=1] (n=2)", "smp [epochs=2] (n=1)"]]  # both with their seed counts
 
 
 # -- the reference file -----------------------------------------------------------------------
