@@ -194,7 +194,7 @@ def test_loss_reads_pseudo_labels_by_sample_index_not_batch_position():
 
 def test_a_class_smaller_than_m_gives_all_its_samples():
     run = SimpleNamespace(noisy_labels=torch.tensor([0, 0, 1, 1, 1, 1, 1]), config={"setting": "noisy"},
-                          options={"samples_per_class": 3, "agreeing_candidates": False}, num_train=7,
+                          options={"samples_per_class": 3, "network_candidates": False}, num_train=7,
                           state={"corrections": 0})
     rng = np.random.default_rng(0)
     assert candidates(run, 0, rng).tolist() == [0, 1]
