@@ -21,7 +21,13 @@ After the last epoch the final model corrects the labels once more, for the reco
 (the paper's Table 2 "Correct Final"): the per-sample outputs and ``labels.corrected_accuracy``
 are those of the final model, ``corrected_accuracy_initial`` those of the first correction.
 Per-sample outputs: ``corrected_label`` (y_hat), ``noise_score`` (max sigma − sigma_y);
-``flagged`` follows as y_hat ≠ y.
+``flagged`` follows as y_hat ≠ y. Each correction also logs what the network's argmax and a
+k-NN vote would have labelled (diagnostics.py), scored by the core against the true labels.
+
+Departures, off by default (measured in docs/methods/smp.md): ``agreeing_candidates`` (each
+correction twice, the second drawing only from samples the first gives their noisy label),
+``network_candidates`` (only samples the network gives their noisy label),
+``centre_features`` (similarities of features less the training set's mean).
 """
 
 from __future__ import annotations
