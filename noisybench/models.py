@@ -271,8 +271,13 @@ def read_weights(path: Path, key: str = "model.pretrained_file") -> dict[str, to
 
 def load_pretrained(backbone: nn.Module, path: Path, in_chans: int) -> int:
     """Load ``path`` into ``backbone``; every tensor but the classifier's must match. Returns
-    the number of tensors loaded. The classifier stays new (the class count differs); a
-    first conv trained on 3 channels is adapted to ``in_chans`` as timm does."""
+    the number of tensors loaded. The classifier is new (the class count differs), with
+    ``nn.Linear``'s own init, as the papers' code replaces a head (``model.fc =
+    nn.Linear(2048, K)``): some architectures' inits are scaled for 1,000 classes, e.g.
+    timm's EfficientNet draws U(±1/√K), whose logits on pretrained features start with a
+    std of 5-12 for K = 10, and fine-tuning from such a head wrecks the pretrained features
+    in its first steps. A first conv trained on 3 channels is adapted to ``in_chans`` as
+    timm does."""
     from timm.models import adapt_input_conv
 
     state = read_weights(path)
@@ -296,6 +301,9 @@ def load_pretrained(backbone: nn.Module, path: Path, in_chans: int) -> int:
         raise ConfigError(f"model.pretrained_file: {path} does not fit {type(backbone).__name__}: "
                           f"{'; '.join(faults)} tensors; is it the weights of another model?")
     backbone.load_state_dict(state, strict=False)
+    head = backbone.get_classifier()
+    if isinstance(head, nn.Linear):  # new, as the papers' code makes it: nn.Linear's own init
+        head.reset_parameters()
     return len(state)
 
 
