@@ -9,7 +9,7 @@ from noisybench import config as cfg
 from noisybench import records
 from noisybench.datasets import get_dataset
 from noisybench.engine import train
-from noisybench.errors import ConfigError
+from noisybench.errors import ConfigError, RunInterrupted
 from noisybench.plugins import config_defaults, installed_methods, make_plugin_manager
 
 
@@ -52,6 +52,7 @@ def make_config(
     others = set(installed_methods()) - {names["method"]}
     layers = [(source, {k: v for k, v in layer.items() if k not in others}) for source, layer in layers]
     pm = make_plugin_manager(names["method"], plugins)
+    sources = {} if sources is None else sources
     config = cfg.resolve(
         method_defaults=config_defaults(pm),
         dataset_defaults=get_dataset(names["dataset"]).defaults,
@@ -61,8 +62,23 @@ def make_config(
         sources=sources,
     )
     config["dataset"] = names["dataset"]
-    pm.hook.noisybench_check_options(options=config[names["method"]], config=config)
+    check_options(pm, config, names["method"], config_defaults(pm), sources)
     return config
+
+
+def check_options(pm: Any, config: dict[str, Any], method: str, defaults: dict[str, Any],
+                  sources: dict[str, str] | None) -> None:
+    """The method's own check of its options; a check that trips over a value of another type
+    (an option set to null, ``smp.alpha=``) becomes one line naming the option."""
+    try:
+        pm.hook.noisybench_check_options(options=config[method], config=config)
+    except (TypeError, AttributeError) as exc:
+        empty = [key for key, value in config[method].items() if value is None and defaults.get(key) is not None]
+        where = f"{method}.{empty[0]}" if empty else method
+        source = (sources or {}).get(where, "default")
+        if empty:
+            raise ConfigError(f"config key '{where}' ({source}): expects a value, got null") from None
+        raise ConfigError(f"method '{method}': its options could not be checked ({exc})") from None
 
 
 def default_output(config: dict[str, Any]) -> Path:
@@ -78,9 +94,31 @@ def run(
     resume: bool = False,
     plugins: Iterable[Any] = (),
 ) -> dict[str, Any]:
-    """Train one method on one dataset; returns the record written to ``output/metrics.json``."""
+    """Train one method on one dataset; returns the record written to ``output/metrics.json``.
+    A stop (Ctrl-C, SIGTERM) that comes once the record is written no longer interrupts: the
+    run is done, and its record is returned."""
+    import time
+
     config = make_config(method, dataset, config_file, overrides, output if resume else None, plugins)
-    return train(config, output or default_output(config), resume=resume, plugins=plugins)
+    output = Path(output or default_output(config))
+    started = time.time_ns()
+    try:
+        return train(config, output, resume=resume, plugins=plugins)
+    except RunInterrupted:
+        record = written_since(output / records.METRICS_FILE, started)
+        if record is None:
+            raise
+        return record
+
+
+def written_since(path: Path, since_ns: int) -> dict[str, Any] | None:
+    """The record at ``path`` if it was written at or after ``since_ns`` (time.time_ns)."""
+    try:
+        if path.stat().st_mtime_ns < since_ns:
+            return None
+    except OSError:
+        return None
+    return records.read_record(path)
 
 
 def describe_config(method: str | None, dataset: str | None, config_file: str | Path | None = None,

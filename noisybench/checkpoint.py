@@ -11,7 +11,9 @@ writes, into ``checkpoint/``:
 Nested state is split by ``encode``: tensors and arrays go to the safetensors file under
 their path; dicts with non-string keys, tuples, numpy scalars and the rest to JSON with
 small tags (``{"__tensor__": key}``, ``{"__items__": [[k, v], ...]}``, ``{"__tuple__": [...]}``).
-Reading never unpickles: safetensors and JSON only.
+Reading never unpickles: safetensors and JSON only. A checkpoint is read as if it came from
+anyone: weights of another shape, a truncated or renamed file, a ``state.json`` whose
+progress says -5 epochs are done, fail in one line naming the file (``check_state``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -88,8 +91,52 @@ def read_tree(folder: Path, stem: str) -> Any:
                               "them could run code)")
     try:
         return decode(json.loads((folder / f"{stem}.json").read_text()), load_file(str(folder / f"{stem}.safetensors")))
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{folder}: cannot read {stem}.json/.safetensors: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"{folder / stem}.json/.safetensors: not a checkpoint this noisybench wrote ({reason})") from None
+
+
+class SavedProgress(BaseModel):
+    """The parts of a checkpoint's progress a resumed run counts on, checked before it is used."""
+
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+    epochs_done: int = Field(ge=0, le=10**6, strict=True)
+    history: list[dict]
+    best_val: dict
+    epoch_seconds: list[float]
+    phase_seconds: dict[str, float]
+    method_state: dict
+
+    @model_validator(mode="after")
+    def one_entry_per_epoch(self) -> "SavedProgress":
+        if len(self.history) != self.epochs_done:
+            raise ValueError(f"epochs_done {self.epochs_done} but {len(self.history)} epochs in its history")
+        return self
+
+
+class SavedState(BaseModel):
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+    optimizer: dict
+    scheduler: dict
+    networks: dict = {}
+    progress: SavedProgress
+    scaler: dict | None = None
+
+
+def check_state(state: Any, folder: Path) -> None:
+    """Refuse a state.json that this noisybench could not have written, naming its first fault."""
+    try:
+        SavedState.model_validate(state)
+        for name, optimizer in [("optimizer", state["optimizer"]), *state.get("networks", {}).items()]:
+            if not isinstance(optimizer, dict) or not {"state", "param_groups"} <= set(optimizer):
+                raise ValueError(f"{name}: not an optimizer's state")
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the top level"
+        raise ConfigError(f"{folder / STATE_FILE}.json: {where}: {error['msg'].removeprefix('Value error, ')}; "
+                          "not a checkpoint this noisybench wrote") from None
+    except ValueError as exc:
+        raise ConfigError(f"{folder / STATE_FILE}.json: {exc}; not a checkpoint this noisybench wrote") from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -157,7 +204,21 @@ def load_model(folder: Path, model: torch.nn.Module, file: str = MODEL_FILE) -> 
     if not path.is_file():
         raise ConfigError(f"{folder}: no {file}; not a checkpoint this noisybench wrote (or not of this method)")
     device = next(model.parameters()).device
-    model.load_state_dict(load_file(str(path), device=str(device)))
+    load_weights(model, path, str(device))
+
+
+def load_weights(model: torch.nn.Module, path: Path, device: str = "cpu") -> None:
+    """The safetensors file ``path`` into ``model``; a file that is not one, or holds weights of
+    another model or shape, fails naming it."""
+    try:
+        weights = load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: not a safetensors file of weights ({' '.join(str(exc).split())[:200]})") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise ConfigError(f"{path}: does not fit the run's model ({first[:200]})") from None
 
 
 def load(folder: Path, accelerator: Any, model: torch.nn.Module,
@@ -166,7 +227,11 @@ def load(folder: Path, accelerator: Any, model: torch.nn.Module,
     the saved state."""
     load_models(folder, accelerator, model, networks)
     state = read_tree(folder, STATE_FILE)
+    check_state(state, folder)
     rng = folder / f"rng_{accelerator.process_index}.json"
     if rng.is_file():  # a checkpoint of fewer processes has none for this one: refused later, by the experiment
-        set_rng_state(read_tree(folder, f"rng_{accelerator.process_index}"))
+        try:
+            set_rng_state(read_tree(folder, f"rng_{accelerator.process_index}"))
+        except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+            raise ConfigError(f"{rng}: not a random state this noisybench wrote ({str(exc)[:200]})") from None
     return state

@@ -16,6 +16,22 @@ def dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of config keys")
 
 
+def sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """compare's launcher and resources (checked by launchers.parse_resources)."""
+    parser.add_argument("--launcher", default="local", choices=["local", "slurm"],
+                        help="local: on this machine (default); slurm: one Slurm job per run, through submitit")
+    parser.add_argument("--jobs", help="runs at once (local default 1, in this process; slurm default: all)")
+    parser.add_argument("--gpus-per-run", help="GPUs of each run, one process each (local default 1 where there "
+                        "are GPUs; slurm default 1)")
+    parser.add_argument("--cpus-per-run", help="slurm: CPUs of each run")
+    parser.add_argument("--partition", help="slurm: partition")
+    parser.add_argument("--account", help="slurm: account to charge")
+    parser.add_argument("--time", help="slurm: each job's time limit (minutes or [D-]HH:MM:SS); a longer run requeues")
+    parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                        help="slurm: any other submitit Slurm parameter, e.g. --slurm mem=64G --slurm qos=high")
+    parser.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then print the leaderboard")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="noisybench", description="Train and compare methods for learning from noisy labels."
@@ -76,8 +92,9 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare",
         help="run a method x seed sweep (resumable) and print a leaderboard",
-        description="Run every method with every seed on one dataset, one run after another, under "
-        "OUTPUT/<dataset>/<method>/seed<k>/. Finished runs are skipped, interrupted ones resume, failed ones "
+        description="Run every method with every seed on one dataset under OUTPUT/<dataset>/<method>/seed<k>/: "
+        "one after another in this process (default), --jobs N at once on this machine, or as Slurm jobs "
+        "(--launcher slurm). Finished runs are skipped, interrupted ones resume, failed ones "
         "are recorded and the sweep goes on. key=value arguments apply to every run (a method's section only "
         "to that method).",
     )
@@ -86,6 +103,13 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     compare.add_argument("--config", help="YAML file of config keys for every run")
     compare.add_argument("--output", required=True, help="sweep folder")
+    sweep_arguments(compare)
+    follow = commands.add_parser(
+        "status", help="where each run of a sweep stands: recorded, running (epoch), failed (error), pending, held",
+        description="Read a sweep folder (its sweep.json and run folders) and print each run's state and job id: "
+        "recorded, running with its epoch, failed with its error, pending (with the epochs saved), or held by a "
+        "process of no job of the sweep. Imports no torch: fast enough to run in a loop.")
+    follow.add_argument("folder", help="the sweep folder (compare --output)")
 
     board = commands.add_parser("leaderboard", help="tables of mean ± std over seeds from run records")
     board.add_argument("folder", help="a folder of runs (searched recursively for metrics.json)")
@@ -93,6 +117,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     board.add_argument("--output", help="write to this file instead of printing")
     board.add_argument("--reference", help="paper numbers to join (default benchmarks/reference.csv)")
     board.add_argument("--plots", help="also draw accuracy_vs_time.png and label_curves.png into this folder")
+    board.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
 
 
 def add_run_folder_commands(commands: argparse._SubParsersAction) -> None:
@@ -107,6 +132,7 @@ def add_run_folder_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", default="test", choices=["test", "val", "train"])
     evaluate.add_argument("--features", help="also write the split's pooled features to this .npy file")
+    evaluate.add_argument("--force", action="store_true", help="allow --features to replace a run's own record")
 
     export = commands.add_parser("export", help="a run's samples sorted by suspicion, to clean data with")
     export.add_argument("run_dir")
@@ -115,6 +141,7 @@ def add_run_folder_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--folds", type=int, default=0,
                         help="also score every training sample out of sample: K runs of the run's config, each "
                         "trained without one fold (RUN_DIR/folds/); key=value arguments change their config")
+    export.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
 
     predict = commands.add_parser(
         "predict", help="a trained run's predictions (and label noise scores) for new images",
@@ -127,6 +154,7 @@ def add_run_folder_commands(commands: argparse._SubParsersAction) -> None:
                          help="best val epoch (default) or the last epoch")
     predict.add_argument("--output", required=True, help="CSV file to write")
     predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--force", action="store_true", help="allow --output to replace a run's own record")
 
 
 def add_listing_and_data_commands(commands: argparse._SubParsersAction) -> None:
@@ -166,12 +194,12 @@ def add_listing_and_data_commands(commands: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
     from pathlib import Path
 
-    from noisybench import records
     from noisybench.api import run
+    from noisybench.outputs import is_run_folder
 
     if args.resume and not args.output:
         raise NoisybenchError("--resume needs --output DIR, the folder of the run to continue")
-    if args.resume and not records.holds_run(Path(args.output)):
+    if args.resume and not (Path(args.output).is_dir() and is_run_folder(Path(args.output))):
         raise NoisybenchError(f"--resume: {args.output} holds no run to continue (no config.yaml, checkpoint or "
                               "metrics.json); leave out --resume to start one there")
     if args.dry_run:
@@ -180,6 +208,7 @@ def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
         print(dry_run(args.method, args.dataset, args.config, overrides))
         return
     result = run(args.method, args.dataset, args.output, overrides, args.config, args.resume)
+    ignore_sigterm()  # the record is written: a stop now changes nothing
     if int(os.environ.get("RANK", "0")) != 0:
         return
     test, best = result["test"], result["best_val"]
@@ -193,6 +222,10 @@ def cmd_run(args: argparse.Namespace, overrides: list[str]) -> None:
 def cmd_data(args: argparse.Namespace, overrides: list[str]) -> int:
     from noisybench.api import make_config
 
+    if args.data_command == "bench" and args.batches < 1:
+        raise NoisybenchError(f"--batches {args.batches}: time at least one batch")
+    if args.data_command == "prepare" and args.workers is not None and args.workers < 1:
+        raise NoisybenchError(f"--workers {args.workers}: at least one process encodes the images")
     config = make_config("ce", args.dataset, args.config, overrides)
     if args.data_command == "prepare":
         from pathlib import Path
@@ -217,14 +250,16 @@ def cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     from pathlib import Path
 
     from noisybench import leaderboard, records
-    from noisybench.compare import summary, sweep
+    from noisybench.compare import summary
+    from noisybench.launchers import launch, parse_resources
 
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise NoisybenchError(f"--seeds {args.seeds}: expected comma-separated integers") from None
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    outcomes = sweep(methods, args.dataset, seeds, args.output, overrides, args.config)
+    seeds = listed("--seeds", args.seeds, int, "integers")
+    methods = listed("--methods", args.methods, str.strip, "method names")
+    resources = parse_resources(args.launcher, args.jobs, args.gpus_per_run, args.cpus_per_run, args.partition,
+                                args.account, args.time, args.slurm, args.wait)
+    outcomes = launch(methods, args.dataset, seeds, args.output, resources, overrides, args.config)
+    if outcomes is None:  # submitted to Slurm, not waited for
+        return 0
     print(summary(outcomes))
     folder = Path(args.output)
     if any(o.status != "failed" for o in outcomes):
@@ -238,14 +273,34 @@ def cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
+def listed(option: str, text: str, convert, what: str) -> list:
+    """A comma-separated list of at least one item, none twice."""
+    try:
+        items = [convert(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise NoisybenchError(f"{option} {text}: expected comma-separated {what}") from None
+    if not items:
+        raise NoisybenchError(f"{option} '{text}': no {what} given")
+    twice = sorted({str(item) for item in items if items.count(item) > 1})
+    if twice:
+        raise NoisybenchError(f"{option} {text}: {', '.join(twice)} given twice")
+    return items
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from noisybench import leaderboard, records
+    from noisybench.outputs import check_output_file
 
+    output = check_output_file(args.output, args.force) if args.output is not None else None
+    if args.plots is not None:
+        plots = Path(args.plots)
+        if not args.plots.strip() or (plots.exists() or plots.is_symlink()) and not plots.is_dir():
+            raise NoisybenchError(f"--plots {args.plots}: not a folder")
     text = leaderboard.report(args.folder, args.format, args.reference)
-    if args.output:
-        records.write_text(Path(args.output), text)
+    if output:
+        records.write_text(output, text)
     else:
         print(text, end="")
     if args.plots:
@@ -255,8 +310,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from noisybench.evaluate import evaluate, summary
+    from noisybench.outputs import check_output_file
 
-    result = evaluate(args.run_dir, args.split, args.features)
+    features = check_output_file(args.features, args.force, "--features") if args.features is not None else None
+    result = evaluate(args.run_dir, args.split, features)
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(result))
     return 0 if result.get("matches_record", True) else 1
@@ -266,17 +323,25 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from noisybench import records
+    from noisybench.outputs import check_output_file
     from noisybench.predict import predict, summary
 
+    if args.batch_size < 1:
+        raise NoisybenchError(f"--batch-size {args.batch_size}: at least one image a batch")
+    output = check_output_file(args.output, args.force)
     table = predict(args.run_dir, args.input, args.weights, args.batch_size)
-    records.write_csv(Path(args.output), table)
+    records.write_csv(output, table)
     print(summary(table, Path(args.output), args.weights))
 
 
 def cmd_export(args: argparse.Namespace, overrides: list[str]) -> None:
     from noisybench.export import export
+    from noisybench.outputs import check_output_file
 
-    print(f"wrote {export(args.run_dir, args.format, args.output, args.folds, overrides)}")
+    if args.folds < 0 or args.folds == 1:
+        raise NoisybenchError(f"--folds {args.folds}: 0 (none) or at least 2 folds")
+    output = check_output_file(args.output, args.force) if args.output is not None else None
+    print(f"wrote {export(args.run_dir, args.format, output, args.folds, overrides)}")
 
 
 def cmd_methods() -> None:
@@ -303,6 +368,34 @@ def unrecognized(arguments: list[str]) -> str:
     return message
 
 
+def own_message(exc: NoisybenchError) -> str:
+    """The error's message; one raised in a loader worker arrives wrapped in torch's report
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its own line."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith("noisybench.") and ": " in last else last
+    return text
+
+
+def ignore_sigterm() -> None:
+    """Once a run's record is written, SIGTERM changes nothing: the command ends with status 0."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
+def refuse_empty_paths(args: argparse.Namespace) -> None:
+    """An empty path argument would mean the current folder: refuse it, naming the option."""
+    for name in ("output", "input", "folder", "run_dir", "config", "reference", "plots", "features"):
+        value = getattr(args, name, None)
+        if value is not None and not value.strip():
+            raise NoisybenchError(f"{'--' + name if name not in ('folder', 'run_dir') else name.upper()}: an empty path")
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM (a scheduler's stop) ends a run as Ctrl-C does: saved epochs kept, one line."""
     import signal
@@ -316,44 +409,58 @@ def stop_on_sigterm() -> None:
         pass
 
 
+def dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Run the parsed command; its exit status."""
+    refuse_empty_paths(args)
+    if args.command == "run":
+        cmd_run(args, overrides)
+    elif args.command == "data":
+        return cmd_data(args, overrides)
+    elif args.command == "compare":
+        return cmd_compare(args, overrides)
+    elif args.command == "status":
+        from noisybench.status import report, status
+
+        print(report(status(args.folder)))
+    elif args.command == "leaderboard":
+        cmd_leaderboard(args)
+    elif args.command == "evaluate":
+        return cmd_evaluate(args)
+    elif args.command == "export":
+        cmd_export(args, overrides)
+    elif args.command == "predict":
+        cmd_predict(args)
+    elif args.command == "config":
+        from noisybench.api import describe_config
+
+        print(describe_config(args.method, args.dataset, args.config, overrides))
+    elif args.command == "methods":
+        cmd_methods()
+    elif args.command == "weights":
+        from noisybench.weights import convert
+
+        print(convert(args.source, args.model, args.output))
+    else:
+        cmd_datasets()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     unknown = [a for a in extra if a not in overrides]
     if unknown or (overrides and args.command not in ("run", "data", "compare", "config", "export")):
         parser.error(unrecognized(unknown or overrides))
+    previous = signal.getsignal(signal.SIGTERM)
     if args.command in ("run", "compare"):
         stop_on_sigterm()
     try:
-        if args.command == "run":
-            cmd_run(args, overrides)
-        elif args.command == "data":
-            return cmd_data(args, overrides)
-        elif args.command == "compare":
-            return cmd_compare(args, overrides)
-        elif args.command == "leaderboard":
-            cmd_leaderboard(args)
-        elif args.command == "evaluate":
-            return cmd_evaluate(args)
-        elif args.command == "export":
-            cmd_export(args, overrides)
-        elif args.command == "predict":
-            cmd_predict(args)
-        elif args.command == "config":
-            from noisybench.api import describe_config
-
-            print(describe_config(args.method, args.dataset, args.config, overrides))
-        elif args.command == "methods":
-            cmd_methods()
-        elif args.command == "weights":
-            from noisybench.weights import convert
-
-            print(convert(args.source, args.model, args.output))
-        else:
-            cmd_datasets()
+        return dispatch(args, overrides)
     except NoisybenchError as exc:
-        print(f"noisybench: error: {exc}", file=sys.stderr)
+        print(f"noisybench: error: {own_message(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, a read-only or missing folder: name the path, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
@@ -363,4 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"noisybench: {exc or 'interrupted'}", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        try:  # a program that calls main() gets its own SIGTERM handling back
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, TypeError):  # not the main thread, or a handler set outside Python
+            pass

@@ -42,41 +42,63 @@ def run_folder(output: Path, dataset: str, method: str, seed: int) -> Path:
     return Path(output) / dataset / method / f"seed{seed}"
 
 
+def check_runs(methods: list[str], dataset: str, seeds: list[int], overrides: Iterable[str] = (),
+               config_file: str | Path | None = None, plugins=()) -> dict[tuple[str, int], dict]:
+    """Every run's resolved config, keyed by (method, seed): every name and option is checked
+    before the first run writes anything."""
+    from noisybench.api import make_config
+
+    return {(method, seed): make_config(method, dataset, config_file,
+                                        [*overrides_for(method, overrides), f"seed={seed}"], plugins=plugins)
+            for method in methods for seed in seeds}
+
+
+def resume_note(folder: Path) -> str:
+    """How a run in ``folder`` will start: anew, resuming, or already finished."""
+    if (folder / records.METRICS_FILE).exists():
+        return " (finished before)"
+    return " (resuming)" if records.latest_checkpoint(folder) is not None else ""
+
+
+def run_one(method: str, dataset: str, seed: int, output: str | Path, overrides: Iterable[str] = (),
+            config_file: str | Path | None = None, plugins=()) -> Outcome:
+    """One run of a sweep, resumed if it was started: its outcome (a failure is recorded in
+    its folder's failed.json, not raised)."""
+    from noisybench.api import run
+
+    folder = run_folder(Path(output), dataset, method, seed)
+    finished = (folder / records.METRICS_FILE).exists()
+    started = records.latest_checkpoint(folder) is not None
+    try:
+        result = run(method, dataset, folder, [*overrides_for(method, overrides), f"seed={seed}"],
+                     config_file, resume=True, plugins=plugins)
+    except RunLocked as exc:
+        return Outcome(method, seed, folder, "busy", error=str(exc))
+    except Exception as exc:  # one failed run must not end the sweep
+        folder.mkdir(parents=True, exist_ok=True)
+        records.write_json(folder / FAILED_FILE, {"method": method, "seed": seed, "error": str(exc),
+                                                  "traceback": traceback.format_exc()})
+        return Outcome(method, seed, folder, "failed", error=f"{type(exc).__name__}: {exc}")
+    (folder / FAILED_FILE).unlink(missing_ok=True)
+    status = "finished before" if finished else "resumed" if started else "done"
+    return Outcome(method, seed, folder, status, result["test"]["accuracy"], result["efficiency"]["total_seconds"])
+
+
 def sweep(methods: list[str], dataset: str, seeds: list[int], output: str | Path, overrides: Iterable[str] = (),
           config_file: str | Path | None = None, plugins=(), announce: Callable[[str], None] = print) -> list[Outcome]:
-    """Run every method × seed (see the module docstring); ``announce`` is told of each run
-    before it starts (i of n, method, seed, folder)."""
-    from noisybench.api import make_config, run
+    """Run every method × seed in this process, one after another (see the module docstring);
+    ``announce`` is told of each run before it starts (i of n, method, seed, folder)."""
+    from noisybench.sweepstate import JobRecord
 
-    for method in methods:  # every name and option checked before the first run writes anything
-        for seed in seeds:
-            make_config(method, dataset, config_file, [*overrides_for(method, overrides), f"seed={seed}"],
-                        plugins=plugins)
+    check_runs(methods, dataset, seeds, overrides, config_file, plugins)
     outcomes = []
     total = len(methods) * len(seeds)
     for method in methods:
         for seed in seeds:
             folder = run_folder(Path(output), dataset, method, seed)
-            finished = (folder / records.METRICS_FILE).exists()
-            started = records.latest_checkpoint(folder) is not None
-            state = " (finished before)" if finished else " (resuming)" if started else ""
-            announce(f"run {len(outcomes) + 1} of {total}: {method}, seed {seed}, in {folder}{state}")
-            try:
-                result = run(method, dataset, folder, [*overrides_for(method, overrides), f"seed={seed}"],
-                             config_file, resume=True, plugins=plugins)
-            except RunLocked as exc:
-                outcomes.append(Outcome(method, seed, folder, "busy", error=str(exc)))
-                continue
-            except Exception as exc:  # one failed run must not end the sweep
-                folder.mkdir(parents=True, exist_ok=True)
-                records.write_json(folder / FAILED_FILE, {"method": method, "seed": seed, "error": str(exc),
-                                                          "traceback": traceback.format_exc()})
-                outcomes.append(Outcome(method, seed, folder, "failed", error=f"{type(exc).__name__}: {exc}"))
-                continue
-            (folder / FAILED_FILE).unlink(missing_ok=True)
-            status = "finished before" if finished else "resumed" if started else "done"
-            outcomes.append(Outcome(method, seed, folder, status, result["test"]["accuracy"],
-                                    result["efficiency"]["total_seconds"]))
+            announce(f"run {len(outcomes) + 1} of {total}: {method}, seed {seed}, in {folder}{resume_note(folder)}")
+            outcomes.append(run_one(method, dataset, seed, output, overrides, config_file,
+                                    [*plugins, JobRecord("local")]))
     return outcomes
 
 

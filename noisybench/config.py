@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from noisybench.errors import ConfigError
+from noisybench.inputs import MIB, NotRegular, read_text
+from noisybench.yamlfile import describe, read_yaml
+
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are 32-bit
+CONFIG_LIMIT = MIB  # a config file is a few KiB
+
+
+def process_limit() -> int:
+    """The most loader workers one process may ask for: 4 per core of this machine, at least
+    32 (thousands would exhaust the machine's processes and memory)."""
+    return max(32, 4 * (os.cpu_count() or 1))
 
 class Section(BaseModel):
     """Strict types (an int is no bool, a string no number), no unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class OptimizerConfig(Section):
@@ -59,20 +72,27 @@ class DataConfig(Section):
     webvision_classes: int = Field(50, ge=1, le=1000)  # webvision: the first K classes (50: mini-WebVision)
     download: bool = False
     decoder: Literal["scaled", "torchvision", "pil", "gpu"] = "scaled"
-    max_pixels: int = Field(64_000_000, ge=1)  # larger images count as unreadable, never decoded
-    image_size: Annotated[int, Field(ge=8)] | Literal["auto"] = 224
+    max_pixels: int = Field(64_000_000, ge=1, le=2**31)  # larger images count as unreadable, never decoded
+    image_size: Annotated[int, Field(ge=8, le=8192)] | Literal["auto"] = 224
     num_workers: int | None = Field(None, ge=0)
     pin_memory: bool | None = None
     persistent_workers: bool = True
-    prefetch_factor: int = Field(2, ge=1)  # batches each worker loads ahead
+    prefetch_factor: int = Field(2, ge=1, le=64)  # batches each worker loads ahead
     prepared: str | None = None  # a folder written by `noisybench data prepare`, read instead of data.root
-    split_seed: int = Field(0, ge=0)
+    split_seed: int = Field(0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
     clean_fraction: float = Field(0.1, ge=0, lt=1)
     epoch_subset: int = Field(0, ge=0)
     cv_folds: int = Field(0, ge=0)  # > 1: train on all but fold cv_fold of the training set, score that fold
     cv_fold: int = Field(0, ge=0)
+
+    @field_validator("num_workers")
+    @classmethod
+    def workers_this_machine_can_start(cls, value: int | None) -> int | None:
+        if value is not None and value > process_limit():
+            raise ValueError(f"Input should be at most {process_limit()} (4 per core of this machine)")
+        return value
 
     @model_validator(mode="after")
     def fold_in_range(self) -> "DataConfig":
@@ -114,11 +134,11 @@ class CoreConfig(Section):
     dataset: str | None = None
     recipe: Literal["auto", "scratch", "finetune"] = "auto"
     setting: Literal["noisy", "verify", "clean"] = "noisy"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     noise: str = "none"
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(512, ge=1)
+    batch_size: int = Field(128, ge=1, le=2**20)
+    eval_batch_size: int = Field(512, ge=1, le=2**20)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     progress: bool = True
     # torch's CPU threads per process: auto (1 under 64-pixel inputs, else torch's), a number, null: torch's
@@ -131,22 +151,16 @@ class CoreConfig(Section):
     eval: EvalConfig = EvalConfig()
     report: ReportConfig = ReportConfig()
 
+    @model_validator(mode="after")
+    def warmup_within_the_run(self) -> "CoreConfig":
+        if self.lr_schedule.warmup_epochs >= self.epochs > 1:
+            raise ValueError(f"lr_schedule.warmup_epochs must be below epochs, got {self.lr_schedule.warmup_epochs} "
+                             f"of {self.epochs}: the learning rate would never reach optimizer.lr")
+        return self
+
 
 DEFAULTS: dict[str, Any] = CoreConfig().model_dump()
 SETTINGS = ("noisy", "verify", "clean")
-
-
-class YamlLoader(yaml.SafeLoader):
-    """PyYAML reads YAML 1.1, where ``1e-3`` (no dot) is a string; read it as YAML 1.2 does: a number."""
-
-
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
-
-
-def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -154,23 +168,31 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"expected key=value, got '{text}'")
+    if len(raw) > CONFIG_LIMIT:
+        raise ConfigError(f"the value of '{key.strip()}' is longer than {CONFIG_LIMIT // MIB} MiB")
     try:
         value = read_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot read the value of '{key}': {exc}") from exc
+        raise ConfigError(f"cannot read the value of '{key.strip()}': {describe(exc)}") from None
     return key.strip(), value
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file of config keys (at most CONFIG_LIMIT, a regular file: yamlfile.py's rules)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = read_yaml(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (a config file is YAML in UTF-8)") from None
+        text = read_text(path, CONFIG_LIMIT, "config file")
+    except NotRegular as exc:  # a FIFO, a device, too large, not UTF-8: the message names the file
+        raise ConfigError(str(exc).replace("not UTF-8 text", "not a text file")) from None
+    if "\0" in text:
+        raise ConfigError(f"{path}: not a text file (a config file is YAML in UTF-8; it holds NUL bytes)")
+    try:
+        data = read_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{path}: not valid YAML: {describe(exc)}") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
     return data
@@ -202,7 +224,7 @@ def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
         ok = isinstance(value, type(default))
     if not ok:
         raise ConfigError(
-            f"config key '{key}' ({source}) expects {type(default).__name__}, got {value!r}"
+            f"config key '{key}' ({source}) expects {type(default).__name__}, got {short_repr(value)}"
         )
     return value
 
@@ -268,9 +290,20 @@ def resolve(
         apply(config, {k: v for k, v in flatten(layer).items() if k not in ("method", "dataset")}, source, sources)
     apply(config, dict(parse_override(o) for o in overrides), "command line", sources)
     config["method"] = method
+    refuse_non_finite(config, sources)
     validate(config, sources)
     apply_recipe(config, sources)
     return config
+
+
+def refuse_non_finite(config: dict[str, Any], sources: dict[str, str]) -> None:
+    """No float of any key, the core's or a method's, may be inf or nan: a run would train to
+    nan and its record could not be written (JSON has no inf)."""
+    for key, value in flatten(config).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"config key '{key}' ({sources.get(key, 'default')}): expects a finite number, "
+                                  f"got {item}")
 
 
 def validate(config: dict[str, Any], sources: dict[str, str] | None = None) -> None:
@@ -289,8 +322,18 @@ def validate(config: dict[str, Any], sources: dict[str, str] | None = None) -> N
             key = _cross_key(message, key)
             raise ConfigError(f"config key '{key}' ({(sources or {}).get(key, 'default')}): {message}") from None
         source = (sources or {}).get(key, "default")
-        raise ConfigError(f"config key '{key}' ({source}): {message}, got {error['input']!r}") from None
+        raise ConfigError(f"config key '{key}' ({source}): {message}, got {short_repr(error['input'])}") from None
     parse_noise(config["noise"])
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message stays one readable line."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = limit
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _cross_key(message: str, fallback: str) -> str:

@@ -57,6 +57,19 @@ def check(config: dict[str, Any], decode: bool = False) -> tuple[str, int]:
     if splits.trusted is not None:
         lines.append(f"verified-correct (trusted) training images: {len(splits.trusted)}")
     problems = 0
+    if config["data"]["prepared"]:  # every shard hashed whole against its manifest
+        from pathlib import Path
+
+        from noisybench.datasets.prepared import read_manifest, verify_shards
+        from noisybench.errors import DataError
+
+        folder = Path(config["data"]["prepared"]).expanduser()
+        try:
+            verify_shards(folder, read_manifest(folder), whole=True)
+            lines.append("prepared shards: every checksum matches its manifest")
+        except DataError as exc:
+            problems += 1
+            lines.append(f"prepared shards: {exc}")
     for name, (count, first) in scan_images(splits, decode).items():
         what = "missing or unreadable" if decode else "missing"
         if count:

@@ -43,8 +43,9 @@ from noisybench.datasets import DataSplits, build_dataset, image_files
 from noisybench.errors import RunInterrupted
 from noisybench.evaluation import Evaluator, kept_networks, test_best_epoch
 from noisybench.lock import RunLock
+from noisybench.outputs import claim_run_folder
 from noisybench.logs import logger, run_logging
-from noisybench.loaders import eval_loader, loader_options, train_loader
+from noisybench.loaders import eval_loader, loader_options, stop_workers, train_loader
 from noisybench.models import create_model, model_bytes, parameter_count
 from noisybench.optim import follow_schedule, make_optimizer, make_scheduler, step_scheduler
 from noisybench.persistence import Checkpoints, Progress, interrupted, prior_record
@@ -347,6 +348,9 @@ class Trainer:
         """Stop the worker processes of every loader of this run now, in this process: left to
         interpreter exit, persistent workers are torn down after torch's own state and a
         process of a multi-process run can abort there."""
+        for loader in (self.train_loader, self.clean_loader, self.evaluator.val_loader, self.evaluator.test_loader,
+                       *self.run._loaders.values()):
+            stop_workers(loader)
         self.run._loaders.clear()
         self.train_loader = self.clean_loader = None
         self.evaluator.val_loader = self.evaluator.test_loader = None
@@ -377,15 +381,20 @@ def train(
     """
     output = Path(output)
     try:
+        claim_run_folder(output)  # outputs.py: a folder of other files is refused, untouched
         with RunLock(output):
             record = prior_record(config, output, resume)
             if record is not None:
                 return record
+            trainer = None
             try:
                 with run_logging(output, console=config["progress"]):
-                    return Trainer(config, output, plugins).fit(resume)
+                    trainer = Trainer(config, output, plugins)
+                    return trainer.fit(resume)
             finally:
                 _clock["origin"] = time.perf_counter()
+                if trainer is not None:
+                    trainer.release_loaders()  # a failed run's too (a finished one has released them already)
     except KeyboardInterrupt as exc:
         if isinstance(exc, RunInterrupted):
             raise

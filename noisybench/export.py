@@ -9,6 +9,7 @@ runs (``folds.py``), training rows gain ``cv_noise_score``, the same out-of-samp
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,49 @@ import pandas as pd
 
 from noisybench import records
 from noisybench.errors import NoisybenchError
+from noisybench.inputs import NotRegular, read_bytes
+
+TABLE_LIMIT = 2**31  # a samples table of a few million rows
 
 COLUMNS = ["split", "index", "path", "noisy_label", "noisy_class", "corrected_label", "corrected_class", "weight",
            "noise_score", "flagged", "cv_noise_score", "predicted_label"]
+
+
+def read_table(path: Path, required: tuple[str, ...], classes: int | None,
+               labels: tuple[str, ...] = (), numbers: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A table a run wrote, read as if anyone wrote it: the ``required`` columns present,
+    ``index`` a whole number from 0, ``labels`` class ids (0..classes-1), ``numbers`` numeric
+    where given; one line naming the file and its first bad row otherwise."""
+    try:
+        table = pd.read_csv(io.BytesIO(read_bytes(path, TABLE_LIMIT, "table")))
+    except (ValueError, UnicodeDecodeError, NotRegular) as exc:
+        raise NoisybenchError(f"{path}: not a readable table ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in required if c not in table]
+    if missing:
+        raise NoisybenchError(f"{path}: not a table noisybench wrote (no column {', '.join(missing)})")
+    for column in [c for c in ("index", *labels, *numbers) if c in table]:
+        values = pd.to_numeric(table[column], errors="coerce")
+        if column in numbers:
+            bad, what = values.isna() & table[column].notna(), "a number"
+        else:
+            bad = values.isna() | (values % 1 != 0) | (values < 0)
+            if column in labels and classes:
+                bad |= values >= classes
+            what = "a class id of this run" if column in labels else "a sample index"
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise NoisybenchError(f"{path}:{row + 2}: {column} '{table[column].iloc[row]}' is not {what}")
+        table[column] = values if column in numbers else values.astype(np.int64)
+    return table
+
+
+def class_names(run_dir: Path) -> list[str] | None:
+    """The class names a run's metrics.json lists (None without a readable record)."""
+    record = records.read_record(run_dir / records.METRICS_FILE) or {}
+    names = record.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise NoisybenchError(f"{run_dir / records.METRICS_FILE}: class_names is not a list of names")
+    return names
 
 
 def suspects(run_dir: str | Path) -> pd.DataFrame:
@@ -26,14 +67,12 @@ def suspects(run_dir: str | Path) -> pd.DataFrame:
     samples_path = run_dir / records.SAMPLES_FILE
     if not samples_path.exists():
         raise NoisybenchError(f"{run_dir}: no {records.SAMPLES_FILE}; is it a finished run folder?")
-    try:
-        samples = pd.read_csv(samples_path)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise NoisybenchError(f"{samples_path}: not a readable samples table ({str(exc).splitlines()[0]})") from None
+    names = class_names(run_dir)
+    classes = len(names) if names else None
+    samples = read_table(samples_path, (), classes, labels=("noisy_label", "corrected_label"),
+                         numbers=("train_loss", "noise_score", "weight"))
     if not {"index", "noisy_label"} <= set(samples) or ("train_loss" not in samples and "noise_score" not in samples):
         raise NoisybenchError(f"{samples_path}: not a noisybench samples table (no index, noisy_label, train_loss)")
-    record = records.read_record(run_dir / records.METRICS_FILE) or {}  # only the class names are read from it
-    names = record.get("class_names")
     table = samples.copy()
     if "flagged" not in table and "corrected_label" in table:
         table["flagged"] = table["corrected_label"] != table["noisy_label"]
@@ -50,12 +89,15 @@ def suspects(run_dir: str | Path) -> pd.DataFrame:
         order = table.sort_values(["train_loss", "index"], ascending=[False, True], kind="stable")
     order = order.assign(split="train")
     cv = run_dir / "cv_scores.csv"
-    if cv.is_file():
-        order = order.merge(pd.read_csv(cv), on="index", how="left")
+    if cv.exists():
+        order = order.merge(read_table(cv, ("index", "cv_noise_score"), None, numbers=("cv_noise_score",)),
+                            on="index", how="left")
     held_out = run_dir / records.EVAL_SAMPLES_FILE
     parts = [order]
-    if held_out.is_file():
-        scored = pd.read_csv(held_out).rename(columns={"label": "noisy_label"})
+    if held_out.exists():
+        scored = read_table(held_out, ("split", "index", "label", "noise_score"), classes, labels=("label",),
+                            numbers=("noise_score",))
+        scored = scored.rename(columns={"label": "noisy_label"})
         if names:
             scored["noisy_class"] = np.asarray(names, dtype=object)[scored["noisy_label"]]
         for split in ("val", "test"):

@@ -8,11 +8,20 @@ cell over fewer runs than its row's ``n`` (a metric some records lack) shows its
 Numbers stay numbers (``table``) until ``render`` formats them. Where
 ``benchmarks/reference.csv`` has the paper's number for the same method, dataset,
 setting, noise and backbone, it sits beside the reproduced one with their difference.
+
+Records are read as if anyone wrote them: one that is unreadable, malformed or of another
+schema is named on stderr and skipped, the rest make the board. Markdown cells are escaped
+(a ``|`` in a method name would add a column, ``<script>`` would reach a rendered page);
+the table is written here rather than by ``DataFrame.to_markdown``, which needs tabulate,
+pads every cell to its column's widest, re-formats numbers ("1.00" becomes "1") and escapes
+neither.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +31,7 @@ import pandas as pd
 from noisybench import extra_tests, identity, records
 from noisybench.config import load_yaml
 from noisybench.errors import NoisybenchError
+from noisybench.inputs import MIB, NotRegular, read_bytes
 
 KEYS = ["dataset", "setting", "noise", "method"]
 GROUP = [*KEYS, "fingerprint"]
@@ -55,7 +65,21 @@ def record_row(path: Path, data: dict) -> dict:
                               f"({', '.join(map(str, records.READABLE_SCHEMAS))})")
     found = record_experiment(data, path)
     get = lambda *keys: _dig(data, keys)  # noqa: E731
+    for key in ("dataset", "setting", "method"):
+        if not isinstance(data.get(key), str):
+            raise ValueError(f"{key} is not a name")
+    if not isinstance(data.get("seed"), int) or not isinstance(found, dict):
+        raise ValueError("seed or experiment missing")
+    for section in ("noise", "test", "best_val", "labels", "detection", "efficiency"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise ValueError(f"{section} is not a mapping")
+    numbers = {name: get(*keys) for name, keys in NUMBERS.items()}
+    bad = [name for name, value in numbers.items() if value is not None and not is_number(value)]
+    if bad:
+        raise ValueError(f"{bad[0]} is not a number")
     epochs = get("efficiency", "epoch_seconds") or []
+    if not isinstance(epochs, list) or not all(is_number(e) for e in epochs):
+        raise ValueError("efficiency.epoch_seconds is not a list of numbers")
     stages = [h.get("stage", "train") for h in data.get("history", [])]
     if len(stages) == len(epochs) and "train" in stages:  # the fine-tuning stage is not a training epoch
         epochs = [s for s, stage in zip(epochs, stages) if stage == "train"]
@@ -64,15 +88,24 @@ def record_row(path: Path, data: dict) -> dict:
         "dataset": data["dataset"], "setting": data["setting"], "noise": noise_name(data["noise"]),
         "method": data["method"], "seed": data["seed"], "model": data.get("model"), "status": "finished",
         "fingerprint": data.get("fingerprint") or identity.fingerprint(found), "experiment": found,
-        "test_accuracy": get("test", "accuracy"), "best_val_test_accuracy": get("best_val", "test_accuracy"),
-        "macro_f1": get("test", "macro_f1"), "label_accuracy": get("labels", "corrected_accuracy"),
-        "detection_auc": get("detection", "auc"),
+        **{name: numbers[name] for name in ("test_accuracy", "best_val_test_accuracy", "macro_f1", "label_accuracy",
+                                            "detection_auc")},
         "seconds_per_epoch": float(np.mean(epochs)) if epochs else None,
-        "total_seconds": get("efficiency", "total_seconds"),
+        "total_seconds": numbers["total_seconds"],
         "peak_memory_mb": peak / 2**20 if peak is not None else None,
         "folder": str(path.parent),
         **extra_tests.row_columns(data),
     }
+
+
+NUMBERS = {"test_accuracy": ("test", "accuracy"), "best_val_test_accuracy": ("best_val", "test_accuracy"),
+           "macro_f1": ("test", "macro_f1"), "label_accuracy": ("labels", "corrected_accuracy"),
+           "detection_auc": ("detection", "auc"), "total_seconds": ("efficiency", "total_seconds"),
+           "peak_memory_bytes": ("efficiency", "peak_memory_bytes")}
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def record_experiment(data: dict, path: Path) -> dict:
@@ -103,16 +136,27 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     rows = []
     for path in sorted(root.rglob(records.METRICS_FILE)):
         data = records.read_record(path)
-        if data is None:  # truncated, not JSON, not a record: say so and go on
+        if data is None:  # truncated, not JSON, not a record, not a regular file: say so and go on
             print(f"warning: skipping {path}: not a readable metrics.json", file=sys.stderr)
             continue
-        rows.append(record_row(path, data))
+        try:
+            rows.append(record_row(path, data))
+        except (NoisybenchError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            print(f"warning: skipping {path}: not a metrics.json this noisybench reads ({reason})", file=sys.stderr)
     for path in sorted(root.rglob("failed.json")):
         if not (path.parent / records.METRICS_FILE).exists():
-            failed = json.loads(path.read_text())
+            try:
+                failed = json.loads(read_bytes(path, MIB, "failure record"))
+                method, seed = failed["method"], failed["seed"]
+                if not isinstance(method, str) or not isinstance(seed, int):
+                    raise ValueError("method or seed of another type")
+            except (OSError, ValueError, KeyError, TypeError, RecursionError, NotRegular) as exc:
+                print(f"warning: skipping {path}: not a readable failed.json ({exc})", file=sys.stderr)
+                continue
             parts = path.parent.relative_to(root).parts
-            rows.append({"dataset": parts[-3] if len(parts) >= 3 else None, "method": failed.get("method"),
-                         "seed": failed.get("seed"), "status": "failed", "folder": str(path.parent)})
+            rows.append({"dataset": parts[-3] if len(parts) >= 3 else None, "method": method,
+                         "seed": seed, "status": "failed", "folder": str(path.parent)})
     if not rows:
         raise NoisybenchError(f"no run records (metrics.json) under {root}")
     return pd.DataFrame(rows)
@@ -192,9 +236,27 @@ def label_variants(rows: list[dict]) -> None:
             row["variant"] = ", ".join(f"{k}={row['experiment'].get(k, '-')}" for k in sorted(keys))
 
 
+REFERENCE_COLUMNS = ["method", "variant", "dataset", "setting", "noise", "backbone", "metric", "value", "source"]
+
+
 def load_reference(path: str | Path = REFERENCE) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"noise": str}, keep_default_na=False)
-    frame["value"] = pd.to_numeric(frame["value"])
+    """benchmarks/reference.csv (or the --reference file), checked: its columns, numbers as values."""
+    import io
+
+    try:
+        frame = pd.read_csv(io.BytesIO(read_bytes(path, 64 * MIB, "reference table")), dtype=str,
+                            keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, NotRegular) as exc:
+        raise NoisybenchError(f"--reference {path}: not a CSV table ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in REFERENCE_COLUMNS if c not in frame]
+    if missing:
+        raise NoisybenchError(f"--reference {path}: no column(s) {', '.join(missing)}; expected "
+                              f"{','.join(REFERENCE_COLUMNS)}")
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise NoisybenchError(f"{path}:{row + 2}: value '{frame['value'].iloc[row]}' is not a number")
+    frame["value"] = values
     return frame
 
 
@@ -240,14 +302,20 @@ def formatted(board: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def cell(value) -> str:
+    """A value as one markdown table cell: HTML escaped, ``|`` escaped, on one line."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return text.replace("|", "\\|")
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """One markdown table per (dataset, setting, noise)."""
     blocks = []
     for key, group in frame.groupby(KEYS[:3], sort=False):
         body = group.drop(columns=KEYS[:3])
-        lines = [f"**{key[0]}**, setting {key[1]}, noise {key[2]}", "",
-                 "| " + " | ".join(body.columns) + " |", "|" + "---|" * len(body.columns)]
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in body.itertuples(index=False)]
+        lines = [f"**{cell(key[0])}**, setting {cell(key[1])}, noise {cell(key[2])}", "",
+                 "| " + " | ".join(cell(c) for c in body.columns) + " |", "|" + "---|" * len(body.columns)]
+        lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in body.itertuples(index=False)]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -273,8 +341,9 @@ def write_plots(runs: pd.DataFrame, folder: Path) -> list[Path]:
     plots.accuracy_vs_time(runs, written[0])
     histories: dict[str, list] = {}
     for row in runs[runs["status"] == "finished"].itertuples():
-        record = json.loads((Path(row.folder) / records.METRICS_FILE).read_text())
-        histories.setdefault(row.method, []).append(record["history"])
+        record = records.read_record(Path(row.folder) / records.METRICS_FILE) or {}
+        if isinstance(record.get("history"), list) and all(isinstance(h, dict) for h in record["history"]):
+            histories.setdefault(row.method, []).append(record["history"])
     if plots.label_curves(histories, folder / "label_curves.png"):
         written.append(folder / "label_curves.png")
     return written
@@ -282,6 +351,8 @@ def write_plots(runs: pd.DataFrame, folder: Path) -> list[Path]:
 
 def report(root: str | Path, fmt: str = "markdown", reference: str | Path | None = None) -> str:
     """The rendered leaderboard of every run under ``root``."""
+    if reference is not None and not os.path.lexists(reference):
+        raise NoisybenchError(f"--reference {reference}: no such file")
     path = Path(reference) if reference else REFERENCE
-    ref = load_reference(path) if path.exists() else None
+    ref = load_reference(path) if os.path.lexists(path) else None
     return render(table(load_runs(root), ref), fmt)

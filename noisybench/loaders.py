@@ -82,3 +82,15 @@ def eval_loader(config: dict[str, Any], dataset: Dataset, options: dict[str, Any
     return DataLoader(dataset, batch_size=config["eval_batch_size"], shuffle=False,
                       generator=torch.Generator().manual_seed(config["seed"]), **options)
 
+
+def stop_workers(loader: DataLoader | None) -> None:
+    """Stop a loader's persistent worker processes now, in this order: the stop message, then
+    the join. Left to the garbage collector (a persistent iterator sits in a reference cycle),
+    the collector may close the worker queues (their finalisers run before the iterator's
+    ``__del__``) before the stop message is sent: each worker is then joined until torch's
+    5-second time-out and killed, 10 s per loader of two workers at the end of every run."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+        loader._iterator = None
+

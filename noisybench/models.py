@@ -246,7 +246,8 @@ PREFIXES = ("module.", "model.", "backbone.")
 def read_weights(path: Path, key: str = "model.pretrained_file") -> dict[str, torch.Tensor]:
     """A state dict from a ``.safetensors`` file or a ``torch.save`` file (tensors only,
     ``weights_only=True``; a dict holding it under ``state_dict`` or ``model`` is opened),
-    with the prefixes that wrappers add (``module.``, ``model.``, ``backbone.``) stripped. ``key`` names what asked for the file in messages."""
+    with the prefixes that wrappers add (``module.``, ``model.``, ``backbone.``) stripped.
+    ``key`` names what asked for the file in messages."""
     if not path.is_file():
         raise ConfigError(f"{key}: no such file: {path}")
     try:
@@ -258,9 +259,9 @@ def read_weights(path: Path, key: str = "model.pretrained_file") -> dict[str, to
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file: many exception types, one message
         raise ConfigError(f"{key}: cannot read {path} as weights: {str(exc).splitlines()[0]}") from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ConfigError(f"{key}: {path} holds no state dict of tensors")
     for prefix in PREFIXES:

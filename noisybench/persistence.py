@@ -10,7 +10,6 @@ save after each epoch and to restore on ``--resume``, ``interrupted`` when a run
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +107,7 @@ class Checkpoints:
         acc = self.accelerator
         tmp = self.output / (records.CHECKPOINT_DIR + ".tmp")
         if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
+            records.remove_own_dir(tmp)
         acc.wait_for_everyone()
         with self.run.phase("checkpoint"):
             checkpoint.save(tmp, acc, self.run.model, self.training_state(scheduler), self.networks())
@@ -126,7 +125,7 @@ class Checkpoints:
         best = self.progress.best.record
         tmp = self.output / (records.BEST_DIR + ".tmp")
         if tmp.exists():
-            shutil.rmtree(tmp)
+            records.remove_own_dir(tmp)
         tmp.mkdir()
         checkpoint.save_models(tmp, self.accelerator, self.run.model, self.networks())
         records.write_json(tmp / "best.json", {"epoch": best["epoch"], "val_accuracy": best["accuracy"]})

@@ -49,7 +49,12 @@ def load_method(name: str) -> Any:
         raise ConfigError(
             f"unknown method '{name}'{suggestion}; installed methods: {', '.join(methods) or 'none'}"
         )
-    plugin = methods[name].entry_point.load()
+    try:
+        plugin = methods[name].entry_point.load()
+    except Exception as exc:  # noqa: BLE001 - a plugin's own import failed: one line naming it
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConfigError(f"method '{name}': its plugin {methods[name].entry_point.value} cannot be imported "
+                          f"({reason})") from None
     return plugin() if isinstance(plugin, type) else plugin
 
 
@@ -60,7 +65,10 @@ def method_description(info: MethodInfo) -> str:
     try:
         doc = source_docstring(info.entry_point)
     except (OSError, SyntaxError, ValueError, ImportError):
-        doc = info.entry_point.load().__doc__
+        try:
+            doc = info.entry_point.load().__doc__
+        except Exception as exc:  # noqa: BLE001 - listed, with why it cannot run
+            return f"(cannot be imported: {type(exc).__name__})"
     doc = (doc or "").strip()
     return doc.splitlines()[0] if doc else ""
 

@@ -9,24 +9,71 @@ the CSV) and optionally ``label`` (class name or id). Output, one row per image:
 predicted class and every class's probability; with labels, the label and its noise score,
 1 − p(label) (the model's disbelief in the given label: cleanlab's self-confidence score,
 turned round so that higher is more suspect).
+
+The run folder may come from anyone: ``model.json`` is checked (``ModelCard``) before a
+network is built from it (``num_classes: 10**9`` would allocate 256 GB), and weights that
+are not a safetensors file of the model's shapes fail naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from noisybench import records
-from noisybench.checkpoint import MODEL_FILE
+from noisybench.checkpoint import MODEL_FILE, load_weights
 from noisybench.errors import ConfigError, DataError
+from noisybench.inputs import MIB, NotRegular, read_bytes, read_text
 
 WEIGHTS = {"best": records.BEST_DIR, "last": records.CHECKPOINT_DIR}
+
+
+class ModelCard(BaseModel):
+    """What a run's model.json must hold for predict to rebuild its model."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    method: str
+    networks: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")]] = []
+    model: str
+    num_classes: int = Field(ge=2, le=1_000_000)
+    class_names: list[str]
+    channels: Literal[1, 3]
+    normalization: list[list[float]] | None
+    input_size: int = Field(ge=1, le=8192)
+    image_size: Annotated[int, Field(ge=8, le=8192)] | None = None
+
+    @model_validator(mode="after")
+    def consistent(self) -> "ModelCard":
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names for num_classes {self.num_classes}")
+        if self.normalization is not None and [len(v) for v in self.normalization] != [self.channels] * 2:
+            raise ValueError("normalization is not (mean, std) with one value per channel")
+        return self
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """``model.json``, checked: one line naming the file and its first fault otherwise."""
+    try:
+        card = json.loads(read_text(path, MIB, "model card"))
+        ModelCard.model_validate(card)
+    except (ValueError, RecursionError, NotRegular) as exc:
+        if isinstance(exc, ValidationError):
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            reason = f"{where + ': ' if where else ''}{error['msg'].removeprefix('Value error, ')}"
+        else:
+            reason = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"{path}: not a model card noisybench wrote ({reason})") from None
+    return card
 
 
 class Host:
@@ -40,14 +87,12 @@ class Host:
 def rebuild(card: dict[str, Any], config: dict[str, Any], weights: Path, device: torch.device) -> torch.nn.Module:
     """A network of the run's architecture and input normalisation with the weights in
     ``weights``, in eval mode on ``device``."""
-    from safetensors.torch import load_file
-
     from noisybench.models import create_model
 
     normalization = None if card["normalization"] is None else tuple(tuple(v) for v in card["normalization"])
     model = create_model(dict(config["model"], pretrained=False, pretrained_file=None), card["num_classes"],
                          card["channels"], normalization)
-    model.load_state_dict(load_file(str(weights)))
+    load_weights(model, weights)
     return model.eval().to(device)
 
 
@@ -58,7 +103,7 @@ def read_run(run_dir: Path, weights: str) -> tuple[dict[str, Any], dict[str, Any
     card_path = run_dir / records.MODEL_CARD
     if not card_path.is_file():
         raise ConfigError(f"{run_dir}: no {records.MODEL_CARD}; not a run folder (or one from before predict existed)")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card = read_card(card_path)
     folder = run_dir / WEIGHTS[weights]
     if not (folder / MODEL_FILE).is_file():
         why = "no epoch had a val accuracy (a dataset without val split?)" if weights == "best" else "no checkpoint"
@@ -87,20 +132,27 @@ def evaluator(card: dict[str, Any], config: dict[str, Any], folder: Path, device
 
 def read_input(source: Path, class_names: list[str]) -> tuple[list[str], np.ndarray | None]:
     """(image paths, labels as ids or None) from a folder or a CSV."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+    from noisybench.datasets.images import IMAGE_EXTENSIONS
+    from noisybench.datasets.user import MANIFEST_LIMIT
 
     if source.is_dir():
-        paths = sorted(str(p) for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+        paths = sorted(str(p) for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                        and not any(part.startswith(".") for part in p.relative_to(source).parts))
         if not paths:
             raise DataError(f"--input {source}: no images in it")
         return paths, None
-    if not source.is_file():
+    if not source.exists():
         raise DataError(f"--input {source}: no such folder or CSV file")
-    table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    try:
+        raw = read_bytes(source, MANIFEST_LIMIT, "CSV file")
+        table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (NotRegular, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "empty" if isinstance(
+            exc, pd.errors.EmptyDataError) else str(exc).splitlines()[0]
+        raise DataError(f"--input {source}: not a CSV table of images ({why.removeprefix(f'{source}: ')})") from None
     if "path" not in table:
         raise DataError(f"--input {source}: expected a CSV with a 'path' column (and optionally 'label')")
-    paths = [str((source.parent / p).resolve()) if not Path(p).is_absolute() else p for p in table["path"]]
+    paths = [os.path.abspath(source.parent / p) for p in table["path"]]  # not resolved: a link loop is unreadable
     if "label" not in table:
         return paths, None
     ids = {name: i for i, name in enumerate(class_names)}

@@ -6,6 +6,9 @@ can wait for; a prepared copy at the pipeline's short edge decodes several times
 ``datasets/prepared.py``. Work is saved shard by shard (each written beside its final name
 and renamed when whole), so an interrupted preparation resumes where it stopped; images are
 encoded by a pool of spawned processes, in order, so the result does not depend on the pool.
+Shards are reproducible, and the finished manifest records their checksums: run again over a
+folder whose shards were changed since, it rewrites those that no longer match. The output
+folder must be new, empty or a preparation: a folder of other files is refused untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +31,7 @@ from noisybench import records
 from noisybench.datasets import data_identity, file_positions, get_dataset, labels_of
 from noisybench.datasets.images import decode, pipeline_short_edge, quiet_torchvision_io
 from noisybench.datasets.prepared import (FORMAT, MANIFEST, QUALITY, SHARD_SIZE, VERSION, read_manifest,
-                                          shard_count, shard_paths)
+                                          shard_count, shard_paths, shard_sums)
 from noisybench.errors import ConfigError, DataError
 
 KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "PPM": "ppm"}
@@ -101,8 +105,9 @@ def write_shard(tar: Path, index: Path, encoded: list[tuple[bytes, str]], first:
     with webdataset.TarWriter(str(part), mtime=0) as writer:  # no clock in the bytes: shards are reproducible
         for offset, (data, extension) in enumerate(encoded):
             writer.write({"__key__": f"{first + offset:09d}", extension: data})
-    with tarfile.open(part) as archive:  # where each sample's bytes lie, for reading by slicing
-        table = np.array([[m.offset_data, m.size] for m in archive.getmembers()], dtype=np.int64).reshape(-1, 2)
+    with tarfile.open(part) as archive:  # where each sample's bytes lie, for reading by slicing; their CRC-32
+        table = np.array([[m.offset_data, m.size, zlib.crc32(data)] for m, (data, _) in
+                          zip(archive.getmembers(), encoded)], dtype=np.int64).reshape(-1, 3)
     if len(table) != len(encoded):
         raise DataError(f"{part}: wrote {len(encoded)} samples, the tar lists {len(table)}")
     with records.atomic_path(index) as tmp:
@@ -163,15 +168,18 @@ def prepare(config: dict[str, Any], output: str | Path, workers: int | None = No
                    for split, entry in entries.items()},
         "complete": False,
     }
-    if (output / MANIFEST).is_file():
-        before = read_manifest(output)
-        for key in ("dataset", "identity", "short_edge", "quality", "decoder", "shard_size"):
-            if before.get(key) != manifest[key]:
-                raise ConfigError(f"{output} holds another preparation ({key} {before.get(key)!r}, now "
-                                  f"{manifest[key]!r}); choose another --output")
+    before = previous_preparation(output)
+    for key in ("dataset", "identity", "short_edge", "quality", "decoder", "shard_size"):
+        if before is not None and before.get(key) != manifest[key]:
+            raise ConfigError(f"{output} holds another preparation ({key} {before.get(key)!r}, now "
+                              f"{manifest[key]!r}); choose another --output")
+    total = sum(e["count"] for e in entries.values() if "files" in e)
+    if workers is not None and workers > max(1, total):
+        raise ConfigError(f"--workers {workers}: more processes than the {total} images to prepare")
+    if before is not None:
+        discard_changed_shards(output, before)
     records.write_json(output / MANIFEST, manifest)
     data = config["data"]
-    total = sum(e["count"] for e in entries.values() if "files" in e)
     with tqdm(total=total, desc=f"preparing {name}", unit="img", disable=None if config["progress"] else True) as bar:
         for split, entry in entries.items():
             if "files" not in entry:
@@ -183,7 +191,7 @@ def prepare(config: dict[str, Any], output: str | Path, workers: int | None = No
             if not pending:
                 continue
             job = (files, short_edge, data["decoder"], data["max_pixels"])
-            with encoder_pool(workers or os.cpu_count() or 1, job) as encode_all:
+            with encoder_pool(workers or min(os.cpu_count() or 1, len(positions)), job) as encode_all:
                 for shard in pending:
                     chunk = [int(p) for p in positions[shard * shard_size:(shard + 1) * shard_size]]
                     encoded = []
@@ -191,10 +199,47 @@ def prepare(config: dict[str, Any], output: str | Path, workers: int | None = No
                         encoded.append(item)
                         bar.update(1)
                     write_shard(*shard_paths(output, split, shard), encoded, shard * shard_size)
+    for split, entry in manifest["splits"].items():
+        if "source" not in entry:
+            entry["shards"] = [shard_sums(output, split, s) for s in range(shard_count(entry["count"], shard_size))]
     manifest["complete"] = True
     manifest["unreadable"] = unreadable_counts(output, manifest)
     records.write_json(output / MANIFEST, manifest)
     return manifest
+
+
+def previous_preparation(output: Path) -> dict[str, Any] | None:
+    """The manifest of a preparation already in ``output``; None for a new or empty folder;
+    a folder of other files, or another format's preparation, is refused untouched."""
+    if not output.exists() and not output.is_symlink():
+        return None
+    if not output.is_dir():
+        raise ConfigError(f"--output {output}: not a folder")
+    if (output / MANIFEST).exists() or (output / MANIFEST).is_symlink():
+        try:
+            return read_manifest(output)
+        except DataError as exc:
+            if "format version" in str(exc) or "changed after" in str(exc):
+                raise ConfigError(f"{output} holds a preparation this noisybench cannot finish ({exc}); choose "
+                                  "another --output") from None
+            raise
+    if any(output.iterdir()):
+        raise ConfigError(f"--output {output} holds files that are not a prepared dataset (no {MANIFEST}); nothing "
+                          "in it was touched: choose a new or empty folder")
+    return None
+
+
+def discard_changed_shards(output: Path, before: dict[str, Any]) -> None:
+    """Remove the shards that no longer match the checksums the finished preparation recorded
+    (they are then written again); shards of an unfinished one are trusted as written."""
+    for split, entry in before["splits"].items():
+        for shard, sums in enumerate(entry.get("shards") or []):
+            tar, index = shard_paths(output, split, shard)
+            if tar.is_file() and index.is_file() and shard_sums(output, split, shard) == sums:
+                continue
+            for path in (tar, index):
+                if path.is_file():
+                    path.unlink()
 
 
 def unreadable_counts(output: Path, manifest: dict[str, Any]) -> dict[str, int]:

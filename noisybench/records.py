@@ -1,4 +1,10 @@
-"""Run records on disk, each written atomically (temp file, then rename)."""
+"""Run records on disk, each written atomically (temp file, then rename).
+
+Writing never replaces what is not a regular file (a device node, FIFO, socket or folder:
+``atomic_path`` refuses it; a link to a file writes the file), and a folder is removed only
+if noisybench wrote it (``remove_own_dir``). Records are read as if anyone wrote them:
+``read_record`` reads only a regular file of at most RECORD_LIMIT bytes.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 import noisybench
+from noisybench.errors import NoisybenchError
+from noisybench.inputs import MIB, NotRegular, kind, read_text
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
@@ -36,11 +45,28 @@ BEST_DIR = "best"  # model weights of the best val epoch (model.safetensors, bes
 MODEL_CARD = "model.json"  # what predict needs to rebuild the model without the training data
 UMASK = os.umask(0o022)  # read once: the only way to read the umask is to set it
 os.umask(UMASK)
+RECORD_LIMIT = 64 * MIB  # a metrics.json of a long run is a few hundred KiB
+
+
+def writable_target(path: Path) -> Path:
+    """The file a write to ``path`` replaces: ``path``, or the file a link points to; refuses
+    (NoisybenchError naming it) anything that exists and is not a regular file."""
+    if path.is_symlink():
+        path = path.resolve()
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return path
+    if not stat.S_ISREG(mode):
+        raise NoisybenchError(f"{path}: {kind(mode)}, not a regular file; noisybench writes only new or regular files")
+    return path
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds
+    (and only a new or regular file: ``writable_target``)."""
+    path = writable_target(Path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -67,16 +93,39 @@ def write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> None:
         frame.to_csv(tmp, index=index)
 
 
+def owned_dir(folder: Path) -> bool:
+    """Whether ``folder`` is one noisybench wrote and may remove: a real folder (not a link)
+    of regular ``*.safetensors`` and ``*.json`` files only."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        return all(e.is_file(follow_symlinks=False) and e.name.endswith((".safetensors", ".json"))
+                   for e in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def remove_own_dir(folder: Path) -> None:
+    """Remove ``folder`` if noisybench wrote it (``owned_dir``); refuse naming it otherwise."""
+    if not os.path.lexists(folder):
+        return
+    if not owned_dir(folder):
+        raise NoisybenchError(f"{folder}: not a folder noisybench wrote (it holds other files, or is a link); "
+                              "nothing was removed: move it away and resume")
+    shutil.rmtree(folder)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
-    """Move directory ``src`` to ``dst``; the old ``dst`` is kept as ``dst.old`` until the move is done."""
+    """Move directory ``src`` to ``dst``; the old ``dst`` is kept as ``dst.old`` until the move is
+    done. Only folders noisybench wrote are renamed or removed (``remove_own_dir``)."""
     old = dst.with_name(dst.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dst.exists():
+    remove_own_dir(old)
+    if os.path.lexists(dst):
+        if not owned_dir(dst):
+            remove_own_dir(dst)  # refuses, naming it
         dst.rename(old)
     src.rename(dst)
-    if old.exists():
-        shutil.rmtree(old)
+    remove_own_dir(old)
 
 
 def latest_checkpoint(output: Path) -> Path | None:
@@ -91,8 +140,8 @@ def read_record(path: Path) -> dict[str, Any] | None:
     """A metrics.json as a dict; None if it is absent or not a readable record (a run killed
     while it was written by something else, a truncated copy)."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        record = json.loads(read_text(path, RECORD_LIMIT, "run record"))
+    except (OSError, ValueError, RecursionError, NotRegular):
         return None
     return record if isinstance(record, dict) and "schema_version" in record else None
 
@@ -103,11 +152,6 @@ def saved_epochs(checkpoint: Path) -> int:
         return int(json.loads((checkpoint / "state.json").read_text())["progress"]["epochs_done"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
-
-
-def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run to resume: its config, a checkpoint or a record."""
-    return (folder / CONFIG_FILE).is_file() or latest_checkpoint(folder) is not None or (folder / METRICS_FILE).is_file()
 
 
 def confusion_frame(matrix: np.ndarray, class_names: list[str]) -> pd.DataFrame:

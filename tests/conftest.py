@@ -40,6 +40,20 @@ def noisybench_subprocess(*args: str, processes: int = 1, timeout: int = 600):
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
+HOLDER = ("import sys, time\nfrom noisybench.lock import RunLock\nlock = RunLock(sys.argv[1])\nlock.acquire()\n"
+          "print('held', flush=True)\ntime.sleep(120)\n")
+
+
+def hold_lock(folder: Path):
+    """A process holding ``folder``'s run lock (as a live run does) until it is killed."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 class CrashAt:
     """Stands in for a kill in the middle of a run."""
 
@@ -50,6 +64,25 @@ class CrashAt:
     def noisybench_epoch_start(self, epoch):
         if epoch == self.epoch:
             raise KeyboardInterrupt("simulated crash")
+
+
+class BestAt:
+    """Weights set by hand, so the best val epoch is ``epoch`` on any CPU: after every other
+    training epoch the classifier is zeroed (every prediction class 0, val accuracy the share of
+    class 0); after ``epoch`` it is the model the training gave (digits: far above that share)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    @hookimpl
+    def noisybench_epoch_end(self, run, epoch):
+        if epoch != self.epoch:
+            import torch
+
+            head = [m for m in run.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+            with torch.no_grad():
+                head.weight.zero_()
+                head.bias.zero_()
 
 
 class CrashMidEpoch:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import Payload, run_digits
+from conftest import Payload, hold_lock, run_digits
 from fixtures import write_cifar, write_clothing1m, write_jpeg, write_lines
 from noisybench.cli import main
 from noisybench.lock import LOCK_FILE
@@ -57,10 +57,7 @@ def finished_run(tmp, *extra):
 
 
 def locked_folder(tmp):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    tmp.joinpath("run").mkdir()
-    (tmp / "run" / LOCK_FILE).write_text(f"{holder.pid} {os.uname().nodename}\n")
-    LIVE.append(holder)
+    LIVE.append(hold_lock(tmp / "run"))
     return [*RUN, "--output", str(tmp / "run")]
 
 

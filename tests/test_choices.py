@@ -61,7 +61,8 @@ def test_the_run_says_its_choices_in_one_line_and_records_them(tmp_path, capsys)
     assert "model small_cnn (auto), 28-pixel inputs (data.image_size=auto" in lines[0]
     assert "recipe scratch (no pretrained weights): 1 epochs, batch 64, sgd lr 0.05" in lines[0]
     assert m["choices"] == {"model": "small_cnn", "model_auto": True, "input_size": 28, "image_size_auto": True,
-                            "recipe": "scratch"}
+                            "recipe": "scratch", "threads": 1, "threads_why": "auto: one for 28-pixel inputs"}
+    assert lines[0].endswith("; 1 CPU thread(s) (auto: one for 28-pixel inputs)")
     assert m["config"]["data"]["image_size"] == 28 and m["config"]["model"]["name"] == "small_cnn"
 
 

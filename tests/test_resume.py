@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import (CrashAt, CrashMidEpoch, Payload, comparable, noisybench_subprocess, resumed_like_straight,
+from conftest import (CrashAt, CrashMidEpoch, Payload, comparable, hold_lock, noisybench_subprocess, resumed_like_straight,
                       run_digits)
 from fixtures import write_jpeg, write_lines
 from noisybench.cli import main
@@ -102,17 +102,15 @@ def test_changed_data_is_refused_on_resume(tmp_path, capsys):
 
 
 def test_a_held_folder_is_refused_naming_the_holder(tmp_path, capsys):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = hold_lock(tmp_path)
     try:
-        tmp_path.mkdir(exist_ok=True)
-        (tmp_path / LOCK_FILE).write_text(f"{holder.pid} {os.uname().nodename}\n")
         assert main([*DIGITS, "--output", str(tmp_path)]) == 2
         assert f"in use by process {holder.pid}" in capsys.readouterr().err
         assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "checkpoint.tmp").exists()
     finally:
         holder.kill()
         holder.wait()
-    # the holder is gone: its lock is stale and taken over
+    # the holder is gone (killed: its lock file stays, the OS lock died with it): the folder is free
     assert main([*DIGITS, "--output", str(tmp_path), "epochs=1"]) == 0
     assert (tmp_path / "metrics.json").exists() and not (tmp_path / LOCK_FILE).exists()
 

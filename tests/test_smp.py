@@ -311,34 +311,55 @@ def test_readiness_by_hand():
     assert latest_start(15) == 8 and latest_start(4) == 3
 
 
-def test_smp_does_not_correct_a_model_that_is_not_ready(tmp_path):
-    """A learning rate so small that val accuracy keeps climbing: no correction before the
-    latest start (half-way), where the fixed start_epoch=2 would have corrected at once."""
-    m = run_digits(tmp_path, "epochs=8", "noise=symmetric:0.4", "optimizer.lr=0.0005", "lr_schedule.step_every=0",
-                   "smp.max_changed=null", method="smp")
-    curve = [h["val_accuracy"] for h in m["history"]]
-    assert all(b - a > 0.1 * (b - 0.1) for a, b in zip(curve[:3], curve[1:4]))  # built to be not ready
-    assert [h.get("smp_start_epoch") for h in m["history"]] == [None] * 4 + [5] + [None] * 3
-    assert [h["label_accuracy"] is None for h in m["history"]] == [True] * 4 + [False] * 4
+def scripted_readiness(monkeypatch, curve):
+    """smp sees ``curve`` as the val accuracies of the epochs so far, whatever the training gave."""
+    import noisybench_smp
+    from noisybench_smp.readiness import ready
+
+    monkeypatch.setattr(noisybench_smp, "ready", lambda seen, classes, fraction: ready(curve[:len(seen)], classes,
+                                                                                        fraction))
 
 
-def test_the_change_guard_warns_and_with_max_changed_refuses(tmp_path, capsys):
-    """From an untrained model (start_epoch=1) the correction at epoch 1 of this run (seed 1)
-    changes 55.1% of the labels and that of the final model, one epoch later, 54.5%: refused by
-    default (max_changed=0.5), only reported with max_changed=null."""
-    warned = run_digits(tmp_path / "a", "epochs=1", "seed=1", "noise=symmetric:0.4", "smp.start_epoch=1",
+def test_smp_does_not_correct_a_model_that_is_not_ready(tmp_path, monkeypatch):
+    """A val curve that keeps climbing (scripted): no correction before the latest start
+    (half-way, epoch 3 of 4), where a model ready at once would have been corrected at epoch 2."""
+    scripted_readiness(monkeypatch, [0.2, 0.4, 0.6, 0.8])
+    m = run_digits(tmp_path, "epochs=4", "noise=symmetric:0.4", "smp.max_changed=null", method="smp")
+    assert [h.get("smp_start_epoch") for h in m["history"]] == [None, None, 3, None]  # latest_start(4)
+    assert [h["label_accuracy"] is None for h in m["history"]] == [True, True, False, False]
+
+
+def scripted_corrections(monkeypatch, changed: float):
+    """smp's correction proposes to change the first ``changed`` share of the labels (each to the
+    next class), whatever the features say: the guard's input, set by hand."""
+    import noisybench_smp
+
+    def correct_labels(run, epoch, diagnostics_prefix="smp"):
+        y_hat = run.noisy_labels.clone()
+        count = int(round(changed * len(y_hat)))
+        y_hat[:count] = (y_hat[:count] + 1) % run.num_classes
+        return y_hat.to(run.device), torch.zeros(len(y_hat))
+
+    monkeypatch.setattr(noisybench_smp, "correct_labels", correct_labels)
+
+
+def test_the_change_guard_warns_and_with_max_changed_refuses(tmp_path, capsys, monkeypatch):
+    """A correction that changes 55% of the labels (scripted): refused by default
+    (max_changed=0.5), only reported with max_changed=null; 25% passes max_changed=0.3 silently."""
+    scripted_corrections(monkeypatch, 0.55)
+    warned = run_digits(tmp_path / "a", "epochs=1", "noise=symmetric:0.4", "smp.start_epoch=1",
                         "smp.max_changed=null", method="smp")
-    assert any("of the final model changes" in w and "more than half" in w for w in warned["labels"]["warnings"])
-    assert warned["labels"]["changed_fraction"] > 0.5  # kept: only reported
+    assert any("of the final model changes 55.0%" in w and "more than half" in w for w in warned["labels"]["warnings"])
+    assert warned["labels"]["changed_fraction"] == pytest.approx(0.55, abs=1e-3)  # kept: only reported
     assert "warning: smp: the correction of the final model changes" in capsys.readouterr().out
-    default = run_digits(tmp_path / "b", "epochs=1", "seed=1", "noise=symmetric:0.4", "smp.start_epoch=1", method="smp")
+    default = run_digits(tmp_path / "b", "epochs=1", "noise=symmetric:0.4", "smp.start_epoch=1", method="smp")
     assert any("refused the correction of the final model" in w for w in default["labels"]["warnings"])
-    assert default["labels"]["changed_fraction"] is None or default["labels"]["changed_fraction"] <= 0.5
-    strict = run_digits(tmp_path / "c", "epochs=1", "seed=1", "noise=symmetric:0.4", "smp.start_epoch=1",
+    assert any("refused the correction at epoch 1" in w for w in default["labels"]["warnings"])
+    assert default["labels"]["changed_fraction"] is None  # every correction refused, the noisy labels kept
+    scripted_corrections(monkeypatch, 0.25)
+    strict = run_digits(tmp_path / "c", "epochs=1", "noise=symmetric:0.4", "smp.start_epoch=1",
                         "smp.max_changed=0.3", method="smp")
-    assert any("refused the correction at epoch 1" in w for w in strict["labels"]["warnings"])
-    changed = strict["labels"]["changed_fraction"]  # None: every correction refused, the noisy labels kept
-    assert changed is None or changed <= 0.3
+    assert strict["labels"]["warnings"] == [] and strict["labels"]["changed_fraction"] == pytest.approx(0.25, abs=1e-3)
 
 
 # -- change_margin, agreeing_candidates and the departures, by hand -----------------------------

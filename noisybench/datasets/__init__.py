@@ -89,6 +89,8 @@ def fold_positions(labels: np.ndarray, fold: int, folds: int, seed: int) -> tupl
     (noisy) label where every class has ``folds`` samples, shuffled with ``seed``."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
+    if folds > len(labels):
+        raise ConfigError(f"data.cv_folds={folds}: more folds than the {len(labels)} training samples")
     counts = np.bincount(labels)
     splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if counts[counts > 0].min() >= folds
                 else KFold(folds, shuffle=True, random_state=seed))

@@ -52,5 +52,5 @@ def check_images(paths, split: str, dataset: str, sample: int = 512) -> None:
 
     checked, missing = find_missing(paths, sample=sample)
     if missing:
-        raise DataError(f"{dataset}: images of the {split} split are missing (checked {checked}), first ones: "
-                        f"{', '.join(missing)}")
+        shown = ", ".join(p if len(p) <= 300 else p[:300] + "..." for p in missing)
+        raise DataError(f"{dataset}: images of the {split} split are missing (checked {checked}), first ones: {shown}")

@@ -1,13 +1,23 @@
 """Image files on disk: decoding, the paper transforms, and the corrupt-image policy.
 
-Decoding: with ``data.decoder=torchvision`` JPEG, PNG, WebP and GIF go through torchvision's
-decoders and every other format PIL reads (BMP, TIFF, PPM, ...) through PIL, as does a
-16-bit image, whose values are scaled to 8 bits (not clipped). ``scaled`` (the default)
+Decoding: with ``data.decoder=torchvision`` JPEG and WebP go through torchvision's decoders
+and every other format PIL reads (PNG, GIF, BMP, TIFF, PPM, ...) through PIL, as does a
+16-bit image, whose values are scaled to 8 bits (not clipped). PNG goes through PIL because
+torchvision's libpng wrapper kills the process (SIGSEGV) on a PNG whose data ends early or
+fails its CRC (libpng's "Not enough image data"; 40 of 79 truncated or bit-flipped PNGs
+here), and only once ``pngcheck.png_intact`` found it whole (PIL would decode a short one
+with black rows): 2.1x torchvision's time for an 800x600 PNG, measured interleaved here; JPEG
+is unchanged. A GIF is read as its first frame (torchvision gives an animated GIF's every
+frame, which broke the batch); ``.gif`` files are images of an image folder too. ``scaled`` (the default)
 decodes a JPEG twice the pipeline's short edge or more at 1/2, 1/4 or 1/8 of its size
 (libjpeg-turbo's DCT scaling, 1.46x the images/s of a full decode on 800x600 photos) and
 every other image as ``torchvision``. ``gpu`` decodes JPEGs on the GPU (devicedecode.py). The header is read first:
 an image of more than ``data.max_pixels`` pixels is not decoded (a decompression bomb or a
-poster-sized scan would exhaust memory) and counts as unreadable.
+poster-sized scan would exhaust memory) and counts as unreadable, as does one that the
+pipeline's resize would blow up past that many pixels (a 1x60000 strip resized to a short
+edge of 256). Only regular files of at most ``4 x data.max_pixels`` bytes (plus 1 MiB) are
+read (inputs.py): a FIFO, a device, a symlink loop or a 12 GiB sparse file counts as
+unreadable instead of blocking or filling memory.
 
 Corrupt-image policy: an image that cannot be read or decoded (truncated, not an image,
 missing, too large) does not stop the run. It is decoded as a constant image of the dataset's mean
@@ -19,7 +29,6 @@ the loader workers; the run reports them once and lists them in ``samples.csv``.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,8 +36,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from noisybench.datasets.pngcheck import png_intact
 from noisybench.datasets.torchvision_io import quiet_torchvision_io
+from noisybench.inputs import NotRegular, is_regular, open_regular, read_bytes
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")  # lower case
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DECODERS = ("pil", "torchvision", "scaled", "device")
@@ -53,8 +65,13 @@ def small_transforms(train: bool, size: int, flip: bool = True):
 
 
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-TORCHVISION_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+TORCHVISION_FORMATS = ("JPEG", "WEBP")  # not PNG: see the module docstring
 MAX_PIXELS = 64_000_000
+
+
+def file_limit(max_pixels: int) -> int:
+    """The largest image file read: an uncompressed 32-bit image of ``max_pixels`` pixels, and 1 MiB."""
+    return 4 * max_pixels + 2**20
 
 
 def rgb(image: Image.Image) -> Image.Image:
@@ -70,6 +87,7 @@ def decode_pil(data: bytes, draft_size: int | None = None) -> Image.Image:
     with Image.open(io.BytesIO(data)) as image:
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
+        image.seek(0)  # an animated image's first frame
         return rgb(image)
 
 
@@ -77,12 +95,16 @@ class TooLarge(ValueError):
     """An image over the pixel limit: counted as unreadable, never decoded."""
 
 
-def image_header(data: bytes, max_pixels: int) -> tuple[str | None, str, int]:
-    """(format, mode, short side) from the header alone; TooLarge past ``max_pixels``."""
+def image_header(data: bytes, max_pixels: int, short_edge: int | None = None) -> tuple[str | None, str, int]:
+    """(format, mode, short side) from the header alone; TooLarge past ``max_pixels``, or past
+    it once resized to a short edge of ``short_edge`` (an extreme aspect ratio)."""
     with Image.open(io.BytesIO(data)) as image:
-        if image.width * image.height > max_pixels:
-            raise TooLarge(f"{image.width}x{image.height} pixels")
-        return image.format, image.mode, min(image.size)
+        width, height = image.size
+        if width * height > max_pixels or min(width, height) < 1:
+            raise TooLarge(f"{width}x{height} pixels")
+        if short_edge and short_edge * short_edge * max(width, height) / min(width, height) > max_pixels:
+            raise TooLarge(f"{width}x{height} pixels: resized to a short edge of {short_edge}, over the pixel limit")
+        return image.format, image.mode, min(width, height)
 
 
 def decode_torchvision(data: bytes) -> torch.Tensor:
@@ -111,7 +133,9 @@ def decode(data: bytes, decoder: str, target: int | None, max_pixels: int) -> to
     scale (``decode_scaled``); every other image as ``torchvision`` does. ``pil``: PIL for
     all, with its JPEG draft scaling.
     """
-    form, mode, short = image_header(data, max_pixels)
+    form, mode, short = image_header(data, max_pixels, target)
+    if form == "PNG" and not png_intact(data):
+        raise ValueError("a PNG that is not whole (a chunk, its CRC or its image data is missing)")
     if decoder == "scaled" and form == "JPEG" and mode in ("RGB", "L") and target and short >= 2 * target:
         try:
             return decode_scaled(data, target)
@@ -160,12 +184,15 @@ class ImageFiles(Dataset):
         self._fill = tuple(int(round(255 * m)) for m in mean)
 
     def read(self, i: int) -> bytes:
-        """Item ``i``'s encoded bytes (a subclass may read them from elsewhere than a file)."""
-        with open(str(self.paths[i]), "rb") as handle:
-            return handle.read()
+        """Item ``i``'s encoded bytes (a subclass may read them from elsewhere than a file): a
+        regular file within ``file_limit``; OSError for anything else (counted unreadable)."""
+        try:
+            return read_bytes(str(self.paths[i]), file_limit(self.max_pixels), "image file")
+        except NotRegular as exc:
+            raise OSError(str(exc)) from None
 
     def exists(self, i: int) -> bool:
-        return Path(str(self.paths[i])).is_file()
+        return is_regular(str(self.paths[i]))
 
     def load(self, i: int):
         try:
@@ -187,7 +214,7 @@ class ImageFiles(Dataset):
         resize, size, train = self.device_transform
         try:
             data = self.read(i)
-            form, mode, _ = image_header(data, self.max_pixels)
+            form, mode, _ = image_header(data, self.max_pixels, resize)
             if form == "JPEG" and mode in ("RGB", "L"):
                 return Encoded(resize, size, train, data=np.frombuffer(bytearray(data), dtype=np.uint8))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -202,7 +229,7 @@ def find_missing(paths: Sequence[str], limit: int = 5, sample: int = 512) -> tup
     paths = list(paths)
     step = max(1, len(paths) // sample)
     checked = paths[::step][:sample]
-    missing = [p for p in checked if not Path(p).is_file()]
+    missing = [p for p in checked if not is_regular(p)]
     return len(checked), missing[:limit]
 
 
@@ -225,20 +252,41 @@ SMALL_IMAGE = 64  # data.image_size=auto: below this median short side, images a
 SAMPLED = 64  # images whose headers data.image_size=auto reads
 
 
-def auto_image_size(paths: Sequence[str]) -> int:
-    """``data.image_size=auto``: the median short side of up to 64 evenly spread images when
-    it is under 64 pixels (small images, trained at their own size with the small-image
-    augmentation), else 224 (the photo pipeline: short edge 256, crop 224)."""
+def sampled_sides(paths: Sequence[str]) -> list[int]:
+    """The short sides of up to SAMPLED evenly spread images, from their headers (unreadable
+    ones left out: they are the corrupt-image policy's business)."""
     step = max(1, len(paths) // SAMPLED)
     sides = []
     for path in list(paths)[::step][:SAMPLED]:
         try:
-            with Image.open(path) as image:
+            with open_regular(path) as handle, Image.open(handle) as image:
                 sides.append(min(image.size))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            continue  # unreadable images are the corrupt-image policy's business
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, NotRegular):
+            continue
+    return sides
+
+
+def auto_image_size(paths: Sequence[str]) -> int:
+    """``data.image_size=auto``: the median short side of up to 64 evenly spread images when
+    it is under 64 pixels (small images, trained at their own size with the small-image
+    augmentation), else 224 (the photo pipeline: short edge 256, crop 224)."""
+    sides = sampled_sides(paths)
     median = int(np.median(sides)) if sides else 224
     return max(8, median) if median < SMALL_IMAGE else 224
+
+
+UPSCALE_LIMIT = 16  # data.image_size may be at most this many times the images' median short side
+
+
+def check_image_size(size: int, paths: Sequence[str]) -> None:
+    """Refuse a ``data.image_size`` far beyond the images' own size (every image would be blown
+    up, in memory, to a crop of that size: 100000 pixels is 30 GB an image)."""
+    from noisybench.errors import ConfigError
+
+    sides = sampled_sides(paths)
+    if sides and size > max(UPSCALE_LIMIT * float(np.median(sides)), 256):
+        raise ConfigError(f"data.image_size={size}: more than {UPSCALE_LIMIT}x the training images' median short side "
+                          f"({int(np.median(sides))} pixels); choose a size near the images' own, or auto")
 
 
 def pipeline_short_edge(size: int) -> int:
@@ -269,6 +317,8 @@ def photo_files(config: dict, paths: Sequence[str], labels: np.ndarray, train: b
     data = config["data"]
     if data["image_size"] == "auto":
         data["image_size"] = auto_image_size(paths)
+    elif train and files_type is None:
+        check_image_size(data["image_size"], paths)
     size = data["image_size"]
     mean, std = normalization(config)
     resize = pipeline_short_edge(size)

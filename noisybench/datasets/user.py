@@ -6,27 +6,39 @@ ImageFolder: ``data.root/<class>/<image>``, or ``data.root/{train,val,test}/<cla
 Class names come from the data (sorted names, or ids 0..K-1). Splits the data does not
 give are carved from the training rows: ``data.test_fraction`` and ``data.val_fraction``,
 stratified and seeded by ``data.split_seed``.
+
+Refused, naming file and line: a manifest that is not a regular UTF-8 file of at most
+MANIFEST_LIMIT bytes, a column named twice, integer ids far beyond the number of distinct
+labels (id 9999999999 would make ten billion class names), and an image listed twice
+(with two labels, or in two splits: a test image also trained on scores 1.0). An image
+reached twice through links counts as listed twice.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import re
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from noisybench.datasets.splits import UNKNOWN, DataSplits, register_dataset, stratified_split
 from noisybench.datasets.files import check_images
-from noisybench.datasets.images import photo_files
+from noisybench.datasets.images import IMAGE_EXTENSIONS, photo_files
 from noisybench.errors import DataError
+from noisybench.inputs import MIB, NotRegular, read_bytes
 
 SPLITS = ("train", "val", "test")
 CSV_LAYOUT = ("expected a CSV file with a header and columns path,label[,true_label][,split] "
               "(path relative to the CSV; split one of train, val, test)")
 USER_DEFAULTS = {"model": {"name": "auto"}, "data": {"image_size": "auto"}}  # the data and recipe decide
+MANIFEST_LIMIT = 128 * MIB  # about two million rows of paths and labels
+PATH_MAX = 4096  # Linux's
 
 
 def class_ids(values: list[pd.Series], file: Path) -> tuple[list[str], list[np.ndarray]]:
@@ -40,6 +52,13 @@ def class_ids(values: list[pd.Series], file: Path) -> tuple[list[str], list[np.n
         raise DataError(f"{file}:{int(odd) + 2}: label '{present[odd]}' mixes class names and integer ids in one "
                         "column; use one or the other")
     if digits.all():
+        numbers = pd.to_numeric(present, errors="coerce").to_numpy()  # float past int64: still comparable
+        bound = max(2, 2 * present.nunique())
+        if (numbers >= bound).any():
+            at = int(np.flatnonzero(numbers >= bound)[0])
+            raise DataError(f"{file}:{int(present.index[at]) + 2}: label id {present.iloc[at]} is far beyond the "
+                            f"{present.nunique()} distinct labels; integer ids number the classes 0..K-1 (or use "
+                            "class names)")
         ids = [pd.to_numeric(v, errors="coerce").fillna(UNKNOWN).astype(np.int64).to_numpy() for v in values]
         names = [str(i) for i in range(int(max(a.max() for a in ids)) + 1)]
         return names, ids
@@ -89,15 +108,25 @@ def assemble(
 
 
 def read_manifest(file: Path) -> pd.DataFrame:
-    """The manifest as strings; an empty, header-only, ragged or non-UTF-8 file fails naming the line."""
-    raw = file.read_bytes()
+    """The manifest as strings; an empty, header-only, ragged or non-UTF-8 file, or one with a
+    column named twice, fails naming the line."""
+    try:
+        raw = read_bytes(file, MANIFEST_LIMIT, "manifest")
+    except NotRegular as exc:
+        raise DataError(str(exc)) from None
     for number, line in enumerate(raw.splitlines(), 1):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
             raise DataError(f"{file}:{number}: not UTF-8 text; save the manifest as UTF-8") from None
+    header = next(csv.reader([raw.decode("utf-8-sig").split("\n", 1)[0]]), [])
+    named = [h.strip() for h in header]
+    twice = sorted({h for h in named if named.count(h) > 1})
+    if twice:
+        raise DataError(f"{file}:1: column(s) {', '.join(twice)} named twice; which one holds the data would be a guess")
     try:
-        table = pd.read_csv(file, dtype=str, keep_default_na=True, skipinitialspace=True, encoding="utf-8")
+        table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=True, skipinitialspace=True,
+                            encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{file}: empty; expected a header 'path,label' and one row per image") from None
     except pd.errors.ParserError as exc:
@@ -109,6 +138,21 @@ def read_manifest(file: Path) -> pd.DataFrame:
     if table.empty:
         raise DataError(f"{file}: a header and no rows; expected one row per image")
     return table
+
+
+def refuse_repeats(paths: np.ndarray, labels: np.ndarray, split: np.ndarray, where: Callable[[int], str],
+                   also: Callable[[int], str]) -> None:
+    """Refuse an image (a resolved path) listed twice: with two labels, in two splits (a test
+    image also trained on scores 1.0), or twice over. ``where(i)`` names row i, ``also(j)`` the
+    first listing."""
+    first: dict[str, int] = {}
+    for i, path in enumerate(paths):
+        j = first.setdefault(path, i)
+        if j == i:
+            continue
+        why = (f"in the {split[j]} and the {split[i]} split" if split[i] != split[j] else
+               "with two labels" if labels[i] != labels[j] else "twice")
+        raise DataError(f"{where(i)} is listed {why} ({also(j)}); each image may appear once")
 
 
 @register_dataset("csv", description="your images listed in a CSV manifest (path,label[,true_label][,split]); data.root=FILE.csv",
@@ -135,7 +179,13 @@ def build_csv(config: dict[str, Any]) -> DataSplits:
     columns = [table["label"]] + ([table["true_label"]] if "true_label" in table else [])
     names, ids = class_ids(columns, file)
     labels = ids[0]
-    paths = np.array([str((file.parent / p.strip()).resolve()) for p in table["path"]], dtype=object)
+    long = [i for i, p in enumerate(table["path"]) if len(p.strip()) > PATH_MAX]
+    if long:
+        raise DataError(f"{file}:{long[0] + 2}: a path of {len(table['path'][long[0]].strip()):,} characters; a path "
+                        f"has at most {PATH_MAX}")
+    paths = np.array([os.path.realpath(file.parent / p.strip()) for p in table["path"]], dtype=object)
+    shown = [p.strip() for p in table["path"]]
+    refuse_repeats(paths, labels, split, lambda i: f"{file}:{i + 2}: {shown[i]}", lambda j: f"also on line {j + 2}")
     return assemble(config, "csv", paths, labels, ids[1] if len(ids) > 1 else None, split, names)
 
 
@@ -146,10 +196,8 @@ def class_folders(folder: Path) -> list[str]:
 
 def visible_image(folder: Path, path: str) -> bool:
     """An image file with no hidden folder or file name on its path below ``folder``."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
-
     hidden = any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
-    return has_file_allowed_extension(path, IMG_EXTENSIONS) and not hidden
+    return path.lower().endswith(IMAGE_EXTENSIONS) and not hidden
 
 
 @register_dataset("imagefolder", description="your images in class folders (root/<class>/ or root/{train,val,test}/<class>/); data.root",
@@ -175,5 +223,9 @@ def build_imagefolder(config: dict[str, Any]) -> DataSplits:
         paths += [p for p, _ in rows]
         labels += [c for _, c in rows]
         split += [s] * len(rows)
-    return assemble(config, "imagefolder", np.array(paths, dtype=object), np.array(labels, dtype=np.int64), None,
-                    np.array(split, dtype=object), names)
+    labels_array, split_array = np.array(labels, dtype=np.int64), np.array(split, dtype=object)
+    real = np.array([os.path.realpath(p) for p in paths], dtype=object)
+    shown = [str(Path(p).relative_to(root)) for p in paths]
+    refuse_repeats(real, labels_array, split_array, lambda i: f"{root}: {shown[i]}",
+                   lambda j: f"the same file as {shown[j]}")
+    return assemble(config, "imagefolder", np.array(paths, dtype=object), labels_array, None, split_array, names)

@@ -66,6 +66,9 @@ def noisybench_check_options(options: dict, config: dict) -> None:
 
 @hookimpl
 def noisybench_setup(run) -> None:
+    if run.options["warm_up"] >= run.num_epochs:  # a run of nothing but warm-up is cross-entropy, not DivideMix
+        run.warn(f"dividemix.warm_up={run.options['warm_up']} is not below epochs={run.num_epochs}: every epoch is "
+                 "warm-up, no division is ever made; the run is cross-entropy with a peer network")
     run.add_network(PEER)
     run.state["w"] = torch.ones(2, run.num_train)  # clean probability by (main, peer)
 

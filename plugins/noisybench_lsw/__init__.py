@@ -124,6 +124,9 @@ def noisybench_check_options(options: dict, config: dict) -> None:
 @hookimpl
 def noisybench_setup(run) -> None:
     o = run.options
+    if o["mode"] == "joint" and o["start_epoch"] > run.num_epochs:
+        run.warn(f"lsw.start_epoch={o['start_epoch']} is past the last epoch ({run.num_epochs}): no weight is ever "
+                 "learned; the run is cross-entropy")
     optimizer = getattr(run.optimizer, "optimizer", run.optimizer)
     if not isinstance(optimizer, torch.optim.SGD):
         raise ConfigError(f"lsw differentiates an SGD step; {type(optimizer).__name__} (e.g. AdamW) is not supported")

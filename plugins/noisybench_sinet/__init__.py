@@ -126,6 +126,9 @@ def noisybench_check_options(options: dict) -> None:
 @hookimpl
 def noisybench_setup(run) -> None:
     o = run.options
+    if o["start_epoch"] > run.num_epochs:
+        run.warn(f"sinet.start_epoch={o['start_epoch']} is past the last epoch ({run.num_epochs}): no sample is ever "
+                 "weighted; the run is cross-entropy")
     parts = parse_graph_spec(o["graph"])
     source = prototype_source(run)
     if source == "trusted":

@@ -156,6 +156,10 @@ def noisybench_check_options(options: dict) -> None:
 
 @hookimpl
 def noisybench_setup(run) -> None:
+    start = run.options["start_epoch"]
+    if start != "auto" and start > run.num_epochs:
+        run.warn(f"smp.start_epoch={start} is past the last epoch ({run.num_epochs}): no label is ever corrected; "
+                 "the run is cross-entropy")
     run.state["corrected"] = run.noisy_labels.clone()
     run.state["margin"] = torch.zeros(run.num_train)
     run.state["corrections"] = 0
