@@ -65,7 +65,7 @@ def recipe_overrides(args: argparse.Namespace, method: str) -> list[str]:
     third = max(1, args.epochs // 3)
     overrides = [*common, "model.name=efficientnet_lite0", f"model.pretrained_file={args.weights}",
                  f"data.image_size={args.image_size}", f"epochs={args.epochs}", f"optimizer.lr={args.lr}",
-                 "batch_size=128", f"lr_schedule.step_every={third}"]
+                 f"batch_size={args.batch_size}", f"lr_schedule.step_every={args.step_every}"]
     if method == "smp":
         overrides.append("smp.start_epoch=2")
     if method == "coteaching":  # Co-teaching's T_k (10 of 200 epochs): the forget rate reached by a third
@@ -133,8 +133,10 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row labels, in the order to run")
     parser.add_argument("--noises", default=",".join(NOISES))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--step-every", type=int, default=2, help="lr ÷10 every this many epochs")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--tiny", action="store_true", help="2 epochs on 200 images: try the script")
     parser.add_argument("--table-only", action="store_true", help="build the table from the finished runs only")

@@ -2,7 +2,7 @@
 features of a trained run's model (or of pretrained weights before any training), on the
 run's own training set and noisy labels.
 
-    python benchmarks/smp_hubness.py RUN_DIR [RUN_DIR ...] [--pretrained WEIGHTS]
+    python benchmarks/smp_hubness.py RUN_DIR [RUN_DIR ...] [--pretrained WEIGHTS [--before-only]]
 
 Per feature space: the mean (and 10th-90th percentile) cosine of a sample to the global mean
 feature; the 10th percentile of cosine similarities within a true class against the 90th
@@ -83,6 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--pretrained", type=Path, help="also the pretrained weights' features before training")
+    parser.add_argument("--before-only", action="store_true",
+                        help="with --pretrained: only the features before training (the run may be unfinished)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"# {hardware()}")
@@ -91,7 +93,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     models = [(f"pretrained {args.pretrained.name}, before training", args.runs[0],
                pretrained_model(args.runs[0], args.pretrained))] if args.pretrained else []
-    models += [(str(run_dir), run_dir, final_model(run_dir)) for run_dir in args.runs]
+    if not (args.pretrained and args.before_only):
+        models += [(str(run_dir), run_dir, final_model(run_dir)) for run_dir in args.runs]
     for name, run_dir, model in models:
         r = stats(*split_features(model, run_dir))
         print(f"| {name} | {r['cos_to_mean']:.2f} ({r['cos_to_mean_p10']:.2f}–{r['cos_to_mean_p90']:.2f}) "

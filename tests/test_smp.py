@@ -455,3 +455,21 @@ def test_knn_labels_by_hand():
     features = unit([0, 1, 2, 3, 90, 91, 92, 93])
     noisy = torch.tensor([0, 1, 0, 0, 1, 0, 1, 1])  # 1 at 1 degree and 0 at 91: outvoted by their 3 neighbours
     assert knn_labels(features, noisy, k=3, chunk=3).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_larger_p_than_the_class_makes_every_candidate_a_prototype():
+    """num_prototypes at or above the class sizes (7 and 6 here): every sample of a class is a
+    prototype, so sigma_c is the mean cosine to all its members, the dot with the mean of its
+    unit features. By hand: class 0's mean is 0.79 long at 35.0 degrees (its 75-85 members
+    spread it), class 1's 0.97 at 83.6; the 50-degree sample scores 0.79·cos 15° = 0.76
+    against 0.97·cos 33.6° = 0.81 and keeps its right label 1, which p = 2 moved to 0."""
+    from noisybench_smp import correct_labels
+
+    features = unit(DEGREES)
+    y_hat, _ = correct_labels(correction_run(features, NOISY, num_prototypes=128), epoch=2)
+    assert y_hat.tolist() == TRUE
+    centres = torch.stack([F.normalize(features[NOISY == c], dim=1).mean(dim=0) for c in (0, 1)])
+    assert centres.norm(dim=1).tolist() == pytest.approx([0.787, 0.967], abs=1e-3)
+    assert y_hat.tolist() == (features @ centres.T).argmax(dim=1).tolist()
+    p2, _ = correct_labels(correction_run(features, NOISY, num_prototypes=2), epoch=2)
+    assert p2[-1] == 0
