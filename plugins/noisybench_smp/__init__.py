@@ -48,6 +48,15 @@ PROTOTYPE_METHODS = ("density", "kmeans++", "density_euclidean")
 SIMILARITIES = ("cosine", "euclidean")
 
 
+CATALOG = {
+    "family": "label correction",
+    "paper": "Han, Luo & Wang, ICCV 2019",
+    "code": "https://github.com/lgiesen/Deep-Self-Learning-From-Noisy-Labels",  # no code from the authors
+    "checked": "eqs. 5-9 by hand (S_c's rank, rho with sign(0) = 0, both eta branches, sigma as the mean "
+               "similarity, argmax) and the 2024 reimplementation's options (change_margin, agreeing "
+               "candidates) on features set by hand",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "start_epoch": "first correcting epoch; auto: once the model is ready (val gain flattens, readiness.py)",
