@@ -51,6 +51,7 @@ ROWS = {
     "smp num_prototypes=128": ("smp", "noisy", ["smp.num_prototypes=128"]),
     "smp agreeing_candidates": ("smp", "noisy", ["smp.agreeing_candidates=true"]),
     "smp change_margin=0.15": ("smp", "noisy", ["smp.change_margin=0.15"]),
+    "smp max_changed=null": ("smp", "noisy", ["smp.max_changed=null"]),
     "sinet": ("sinet", "noisy", [f"sinet.side_info={SIDE_INFO}"]),
     "elr": ("elr", "noisy", []),
     "lsw (clean)": ("lsw", "clean", []),
