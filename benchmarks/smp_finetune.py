@@ -104,18 +104,23 @@ def cell(values: list[float | None], digits: int = 1, scale: float = 100) -> str
 
 
 def correction_line(records: list[dict]) -> str:
-    """Per correction epoch: y_hat / argmax / k-NN label accuracy, mean over seeds."""
+    """Per correction epoch, then of the final model: y_hat / argmax / k-NN label accuracy and
+    the share of labels y_hat would change (accepted or not), mean over seeds."""
     parts = []
     epochs = sorted({h["epoch"] for r in records for h in r["history"] if "smp_yhat_accuracy" in h})
-    for epoch in epochs:
-        entries = [h for r in records for h in r["history"] if h["epoch"] == epoch and "smp_yhat_accuracy" in h]
-        means = [np.mean([h[f"smp_{k}_accuracy"] for h in entries]) for k in ("yhat", "argmax", "knn")]
-        parts.append(f"e{epoch} {means[0]:.2f}/{means[1]:.2f}/{means[2]:.2f}")
+    entries = {f"e{e}": ("smp", [h for r in records for h in r["history"] if h["epoch"] == e
+                                 and "smp_yhat_accuracy" in h]) for e in epochs}
+    entries["final"] = ("smp_final", [h for r in records for h in r["history"] if "smp_final_yhat_accuracy" in h])
+    for name, (prefix, found) in entries.items():
+        if found:
+            means = [np.mean([h[f"{prefix}_{k}"] for h in found])
+                     for k in ("yhat_accuracy", "argmax_accuracy", "knn_accuracy", "would_change")]
+            parts.append(f"{name} {means[0]:.2f}/{means[1]:.2f}/{means[2]:.2f} ({100 * means[3]:.0f}%)")
     return "; ".join(parts) or "–"
 
 
 def table(found: dict[tuple[str, str], list[dict]]) -> str:
-    lines = ["| noise | method | seeds | test acc | label acc: noisy → final | changed | per correction: ŷ / argmax / 10-NN |",
+    lines = ["| noise | method | seeds | test acc | label acc: noisy → final | changed | per correction: ŷ / argmax / 10-NN label acc (ŷ would change) |",
              "|---|---|---|---|---|---|---|"]
     for (noise, row), records in found.items():
         labels = [r["labels"] for r in records]
