@@ -10,6 +10,8 @@ save after each epoch and to restore on ``--resume``, ``interrupted`` when a run
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,7 @@ class Checkpoints:
         saved_checkpoint = records.latest_checkpoint(self.output)
         if saved_checkpoint is None:
             return scheduler
+        foreign_files_refusal(saved_checkpoint)
         self.restore(saved_checkpoint, scheduler)
         saved, done = self.progress.experiment, self.progress.epochs_done
         if saved is not None:
@@ -160,6 +163,21 @@ class Checkpoints:
                 raise ConfigError(f"cannot extend the run in {self.output} to epochs={config['epochs']}: "
                                   "its clean-set fine-tuning stage has begun")
         return schedule_for_epochs(scheduler, config, self.run.optimizer, done, (saved or {}).get("epochs"))
+
+
+def foreign_files_refusal(folder: Path) -> None:
+    """Refuse, before reading or training anything, a checkpoint folder that holds files
+    noisybench never writes: the run would have to remove them when it next saves."""
+    if records.owned_dir(folder):
+        return
+    try:
+        names = sorted(e.name for e in os.scandir(folder)
+                       if not (e.is_file(follow_symlinks=False) and e.name.endswith((".safetensors", ".json"))))
+    except OSError:
+        names = []
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    raise ConfigError(f"{folder}: not a checkpoint this noisybench wrote (it holds {shown or 'a link'}); nothing was "
+                      "read or removed: move those files away and resume")
 
 
 def prior_record(config: dict[str, Any], output: Path, resume: bool) -> dict[str, Any] | None:

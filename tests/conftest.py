@@ -29,12 +29,13 @@ def clean_ce_run(tmp_path_factory) -> Path:
 
 
 def noisybench_subprocess(*args: str, processes: int = 1, timeout: int = 600):
-    """`noisybench ARGS` in a fresh interpreter, under torchrun with several processes."""
+    """`noisybench ARGS` in a fresh interpreter, under torchrun with several processes (`--standalone`:
+    a free rendezvous port, so tests running side by side never meet on one)."""
     import os
     import subprocess
     import sys
 
-    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else []
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, *launcher, "-m", "noisybench", *args],
                           capture_output=True, text=True, env=env, timeout=timeout)

@@ -189,7 +189,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_exits_2_with_one_line(name, tmp_path, capsys):
+def test_bad_input_exits_2_with_one_line(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a case without --output writes its default runs/ folder here, not in the checkout
     build, expected = CASES[name]
     argv = build(tmp_path)
     capsys.readouterr()

@@ -300,7 +300,8 @@ def test_fp16_is_refused(tmp_path):
     class Acc:
         mixed_precision = "fp16"
 
-    run = type("R", (), {"options": {"weight_rule": "logit", "meta_layers": "all", "mode": "joint"},
+    run = type("R", (), {"options": {"weight_rule": "logit", "meta_layers": "all", "mode": "joint", "start_epoch": 1},
+                         "num_epochs": 2,
                          "optimizer": torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
                          "accelerator": Acc()})()
     with pytest.raises(ConfigError, match="fp16"):

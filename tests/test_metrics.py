@@ -91,11 +91,11 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 def test_replace_dir_swaps_checkpoints(tmp_path):
     (tmp_path / "checkpoint").mkdir()
-    (tmp_path / "checkpoint" / "old").write_text("1")
+    (tmp_path / "checkpoint" / "old.json").write_text("1")  # the kinds of file noisybench writes there
     (tmp_path / "checkpoint.tmp").mkdir()
-    (tmp_path / "checkpoint.tmp" / "new").write_text("2")
+    (tmp_path / "checkpoint.tmp" / "new.safetensors").write_text("2")
     records.replace_dir(tmp_path / "checkpoint.tmp", tmp_path / "checkpoint")
-    assert [p.name for p in (tmp_path / "checkpoint").iterdir()] == ["new"]
+    assert [p.name for p in (tmp_path / "checkpoint").iterdir()] == ["new.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 

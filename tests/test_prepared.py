@@ -82,7 +82,7 @@ def test_prepared_data_under_two_processes_records_what_raw_files_do(tmp_path, d
     two = [*SMALL, "batch_size=8", "setting=verify"]
     outputs = {}
     for name, data in (("raw", options), ("prepared", [f"data.prepared={folder}"])):
-        outputs[name] = tmp_path / name
+        outputs[name] = tmp_path / f"{name}_run"  # beside the data, never in its folder
         proc = noisybench_subprocess("run", "--method", "smp", "--dataset", dataset, "--output", str(outputs[name]),
                                      *two, *data, "smp.start_epoch=1", processes=2)
         assert proc.returncode == 0, proc.stderr[-3000:]

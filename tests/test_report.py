@@ -159,6 +159,7 @@ def test_reference_is_complete_and_every_row_parses():
     tables = ref["source"].str.extract(r"^(.*?Table \d+|thesis 2024|.*? README|.*? comparison table)")[0]
     assert tables.value_counts().to_dict() == TABLE_ROWS | {
         "ELR authors' code README": 20, "Co-teaching authors' code README": 9,  # every number of their tables
+        "Nested-Co-teaching README": 6, "InstanceGM authors' code README": 12,
         "DivideMix (Li, Socher & Hoi), ICLR 2020, Clothing1M comparison table": 1,
         "ELR (Liu et al.), NeurIPS 2020, Clothing1M comparison table": 1}
     assert ref["value"].notna().all() and (ref["value"] >= 0).all()

@@ -13,6 +13,7 @@ from conftest import (CrashAt, CrashMidEpoch, Payload, comparable, hold_lock, no
                       run_digits)
 from fixtures import write_jpeg, write_lines
 from noisybench.cli import main
+from noisybench.errors import ConfigError
 from noisybench.lock import LOCK_FILE
 
 DIGITS = ["run", "--method", "smp", "--dataset", "digits", "progress=false", "noise=symmetric:0.4", "epochs=2"]
@@ -153,9 +154,16 @@ def test_a_malicious_pickle_in_a_checkpoint_is_never_run(tmp_path):
                  "pytorch_model.bin", "scheduler.bin", "sampler.bin", "state.pt", "anything.pkl"):
         (checkpoint / name).write_bytes(pickle.dumps(Payload(marker)))
     torch.save({"x": Payload(marker)}, checkpoint / "model.pt")
-    resumed = run_digits(tmp_path / "run", resume=True, method="smp")
+    planted = {p.name: p.read_bytes() for p in checkpoint.iterdir() if p.suffix not in (".json", ".safetensors")}
+    # resuming would mean removing files noisybench did not write: refused before anything is read or trained
+    with pytest.raises(ConfigError, match="checkpoint: not a checkpoint this noisybench wrote .*custom_checkpoint_0"):
+        run_digits(tmp_path / "run", resume=True, method="smp")
     assert not marker.exists()
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert {name: (checkpoint / name).read_bytes() for name in planted} == planted  # every planted file kept
+    for name in planted:
+        (checkpoint / name).unlink()
+    resumed = run_digits(tmp_path / "run", resume=True, method="smp")
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2] and not marker.exists()
     from noisybench.evaluate import evaluate
 
     assert evaluate(tmp_path / "run")["matches_record"] and not marker.exists()
