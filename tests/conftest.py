@@ -117,13 +117,13 @@ def comparable(metrics):
 
 
 def resumed_like_straight(tmp_path: Path, method: str, *overrides: str, crash_at: int = 3,
-                          crash=None) -> tuple[dict, dict]:
-    """Run straight through, and again killed at the start of epoch ``crash_at`` (or by the
-    plugin ``crash``) and resumed; check both records and samples.csv agree and return
-    (straight, resumed) metrics."""
+                          crash=None, watch=()) -> tuple[dict, dict]:
+    """Run straight through (with the plugins ``watch``, which must not change the run), and
+    again killed at the start of epoch ``crash_at`` (or by the plugin ``crash``) and resumed;
+    check both records and samples.csv agree and return (straight, resumed) metrics."""
     import pandas as pd
 
-    straight = run_digits(tmp_path / "a", *overrides, method=method)
+    straight = run_digits(tmp_path / "a", *overrides, method=method, plugins=watch)
     with pytest.raises(KeyboardInterrupt):
         run_digits(tmp_path / "b", *overrides, method=method, plugins=[crash or CrashAt(crash_at)])
     resumed = run_digits(tmp_path / "b", resume=True, method=method)

@@ -151,24 +151,34 @@ TABLE_ROWS = {  # numbers in each paper's result tables
     "SINet 2020 Table 1": 6, "SINet 2020 Table 2": 10, "SINet 2020 Table 3": 4, "SINet 2020 Table 4": 8,
     "SINet 2020 Table 5": 8, "SINet 2020 Table 6": 6, "SINet 2020 Table 7": 24, "SINet 2020 Table 8": 8,
     "SINet 2020 Table 9": 5, "thesis 2024": 6,  # the thesis's tables hold no numbers: those of its §4 text
+    "SOP ICML 2022 Table 1": 4,
 }
 
 
 def test_reference_is_complete_and_every_row_parses():
     ref = leaderboard.load_reference(REFERENCE)
-    tables = ref["source"].str.extract(r"^(.*?Table \d+|thesis 2024|.*? README|.*? comparison table)")[0]
+    tables = ref["source"].str.extract(r"^(.*?Table \d+|thesis 2024|.*? README|.*? comparison table|.*? poster)")[0]
     assert tables.value_counts().to_dict() == TABLE_ROWS | {
         "ELR authors' code README": 20, "Co-teaching authors' code README": 9,  # every number of their tables
         "Nested-Co-teaching README": 6, "InstanceGM authors' code README": 12,
         "DivideMix (Li, Socher & Hoi), ICLR 2020, Clothing1M comparison table": 1,
-        "ELR (Liu et al.), NeurIPS 2020, Clothing1M comparison table": 1}
+        "ELR (Liu et al.), NeurIPS 2020, Clothing1M comparison table": 1,
+        "SCE PyTorch reproduction README": 16,
+        # Meta-Weight-Net's uniform-noise (46: S-Model has no 60% entry), flip-noise (48) and Clothing1M (8) tables,
+        # as the authors' poster prints them; the confident-learning paper's CIFAR-10 table (9 rows x 12 columns)
+        "MW-Net NeurIPS 2019 poster": 102, "CL JAIR 2021 Table 2": 108}
     assert ref["value"].notna().all() and (ref["value"] >= 0).all()
     for column in ("method", "dataset", "setting", "noise", "backbone", "metric", "source"):
         assert (ref[column] != "").all(), column
     assert set(ref["setting"]) <= {"noisy", "verify", "clean"}
-    spelled = ref["noise"].str.fullmatch(r"(symmetric|asymmetric|mapped|instance|real):0\.\d\d?|human:[a-z]+\d?|real|unspecified")
+    spelled = ref["noise"].str.fullmatch(r"(symmetric|uniform|asymmetric|mapped|instance|flip2|real):0\.\d\d?|human:[a-z]+\d?"
+                                         r"|real|unspecified|clmatrix:0\.\d/0\.\d")
     assert spelled.all(), ref.loc[~spelled, "noise"].unique()
     # spot checks against the papers
+    mwnet = ref[(ref.method == "mwnet") & (ref.dataset == "cifar10")].set_index("noise")["value"]
+    assert mwnet.to_dict() == {"uniform:0.4": 89.27, "uniform:0.6": 84.07, "flip2:0.2": 90.33, "flip2:0.4": 87.54}
+    pbnr = ref[(ref.method == "cleanlab") & (ref.variant == "retrained with Co-teaching")].set_index("noise")["value"]
+    assert (pbnr["clmatrix:0.2/0.0"], pbnr["clmatrix:0.4/0.0"], pbnr["clmatrix:0.6/0.6"]) == (90.7, 87.1, 36.4)
     smp = ref[(ref.method == "smp") & (ref.dataset == "clothing1m") & (ref.variant == "") & (ref.metric == "test_accuracy")]
     assert set(smp.value) == {74.45, 76.44, 81.16}
     lsw = ref[(ref.method == "lsw") & (ref.dataset == "clothing1m")]
@@ -176,9 +186,12 @@ def test_reference_is_complete_and_every_row_parses():
     elr = ref[(ref.method == "elr") & (ref.variant == "") & (ref.dataset == "cifar10")].set_index("noise")["value"]
     assert elr.to_dict() == {"symmetric:0.2": 91.16, "symmetric:0.4": 89.15, "symmetric:0.6": 86.12,
                              "symmetric:0.8": 73.86, "mapped:0.4": 90.12}
-    coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10")
-                     & ~ref.noise.str.startswith("human")].set_index("noise")["value"]  # CIFAR-N rows aside
+    coteaching = ref[(ref.method == "coteaching") & (ref.dataset == "cifar10") & (ref.backbone == "cnn9")
+                     & ~ref.noise.str.startswith("human")].set_index("noise")["value"]  # CIFAR-N and MW-Net rows aside
     assert coteaching.to_dict() == {"asymmetric:0.45": 72.85, "symmetric:0.5": 74.49, "symmetric:0.2": 82.18}
+    cifar_n = ref[ref.noise.str.startswith("human:") & ref.method.isin(["jocor", "coteachingplus"])]
+    cifar_n = cifar_n.set_index(["method", "noise"])["value"]
+    assert (cifar_n["jocor", "human:aggre"], cifar_n["coteachingplus", "human:worse"], len(cifar_n)) == (91.44, 83.26, 12)
 
 
 # -- sweeps -----------------------------------------------------------------------------------

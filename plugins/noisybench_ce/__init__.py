@@ -8,6 +8,14 @@ import torch.nn.functional as F
 from noisybench import hookimpl
 
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "baseline",
+    "paper": None,
+    "code": None,
+    "checked": "PyTorch's cross-entropy on the noisy labels: the baseline of every method's cost and accuracy",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {"label_smoothing": "cross-entropy's label smoothing (0: none)"}
 

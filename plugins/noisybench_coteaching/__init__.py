@@ -22,6 +22,15 @@ from noisybench.run import StepOutput
 
 PEER = "peer"
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "sample selection",
+    "paper": "Han, Yao, Yu, Niu, Xu, Hu, Tsang & Sugiyama, NeurIPS 2018",
+    "code": "https://github.com/bhanML/Co-teaching",
+    "checked": "the keep rate R(T) of the authors' forget schedule and the cross selection of small-loss samples "
+               "by hand; the mean-softmax evaluation of both networks",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "forget_rate": "tau: the fraction of each batch finally left out (auto: the run's synthetic noise rate)",

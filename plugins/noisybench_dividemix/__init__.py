@@ -29,6 +29,15 @@ from noisybench_dividemix.mixmatch import (clean_probability, co_guess, mix, mix
 
 PEER = "peer"
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "semi-supervised",
+    "paper": "Li, Socher & Hoi, ICLR 2020",
+    "code": "https://github.com/LiJunnan1992/DivideMix",
+    "checked": "the mixture split, sharpening and label refinement, co-guessing, MixUp's larger weight and the "
+               "uniform-prior penalty by hand",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "warm_up": "epochs of plain cross-entropy before the first division (paper: 10 CIFAR-10, 30 CIFAR-100, 1 Clothing1M)",

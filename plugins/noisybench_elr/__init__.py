@@ -31,6 +31,15 @@ MAPPED = (0.9, 1.0)  # config_cifar10_asym.json
 DEFAULT = (0.7, 3.0)  # config_cifar10.json; ELR+'s config_clothing1m.json
 CLAMP = 1e-4
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "regularisation",
+    "paper": "Liu, Niles-Weed, Razavian & Fernandez-Granda, NeurIPS 2020",
+    "code": "https://github.com/shengliu66/ELR",
+    "checked": "the target update and loss by hand with the authors' 1e-4 clamp and renormalisation; beta and lambda "
+               "per dataset from their config files",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "beta": "the targets' momentum (auto: 0.9 on cifar100 or with mapped noise, else 0.7, the authors' values)",

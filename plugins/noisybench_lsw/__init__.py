@@ -34,6 +34,15 @@ from noisybench_lsw.meta import full_meta_step, head_meta_step, jvp_meta_step, u
 META_GRADIENTS = {"jvp": jvp_meta_step, "higher": full_meta_step}
 
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "meta-weighting",
+    "paper": "Hoang, Tran, Rana, Gupta & Venkatesh, 2024",
+    "code": None,
+    "checked": "the meta-gradient against finite differences, higher and torch.func in float64; the printed and the "
+               "accumulating weight rules by hand; flipped samples losing weight on a separable toy",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "start_epoch": "first epoch whose steps learn the weights (two epochs of delay, section 3.2)",
@@ -121,21 +130,29 @@ def noisybench_check_options(options: dict, config: dict) -> None:
                           "(e.g. AdamW) is not supported")
 
 
-@hookimpl
-def noisybench_setup(run) -> None:
-    o = run.options
-    if o["mode"] == "joint" and o["start_epoch"] > run.num_epochs:
-        run.warn(f"lsw.start_epoch={o['start_epoch']} is past the last epoch ({run.num_epochs}): no weight is ever "
-                 "learned; the run is cross-entropy")
+def check_meta_run(run, method: str) -> None:
+    """What a differentiable SGD step needs of a run: an SGD optimiser, no fp16, a clean set
+    (shared with ``mwnet``)."""
     optimizer = getattr(run.optimizer, "optimizer", run.optimizer)
     if not isinstance(optimizer, torch.optim.SGD):
-        raise ConfigError(f"lsw differentiates an SGD step; {type(optimizer).__name__} (e.g. AdamW) is not supported")
+        raise ConfigError(f"{method} differentiates an SGD step; {type(optimizer).__name__} (e.g. AdamW) is not "
+                          "supported")
     if run.accelerator.mixed_precision == "fp16":
-        raise ConfigError("lsw supports mixed_precision no or bf16: an fp16 meta-gradient would need its own loss scaling")
+        raise ConfigError(f"{method} supports mixed_precision no or bf16: an fp16 meta-gradient would need its own "
+                          "loss scaling")
     try:
         run.clean_set()
     except ConfigError as exc:
-        raise ConfigError(f"lsw needs a clean set to learn weights on: {exc}") from None
+        raise ConfigError(f"{method} needs a clean set to learn weights on: {exc}") from None
+
+
+@hookimpl
+def noisybench_setup(run) -> None:
+    o = run.options
+    check_meta_run(run, "lsw")
+    if o["mode"] == "joint" and o["start_epoch"] > run.num_epochs:
+        run.warn(f"lsw.start_epoch={o['start_epoch']} is past the last epoch ({run.num_epochs}): no weight is ever "
+                 "learned; the run is cross-entropy")
     if o["mode"] == "retrain":
         run.state["alpha"] = load_kept_weights(run)
     else:
@@ -196,16 +213,22 @@ def meta_train_step(run, batch, clean):
     else:
         seen, values = run.collect(batch.indices, torch.stack([new_alpha, new_logit], dim=1))
     run.state["alpha"][seen], run.state["logit"][seen] = values[:, 0], values[:, 1]
+    take_step(run, model, result.buffers, result.grads)
+    return StepOutput(result.loss, result.logits)
+
+
+def take_step(run, model, buffers: dict, grads: list) -> None:
+    """Keep the BatchNorm statistics of the noisy forward (averaged over the processes) and take
+    the run's optimiser step with ``grads`` (shared with ``mwnet``)."""
     with torch.no_grad():
         for (name, buffer) in model.named_buffers():
-            if name in result.buffers:
-                buffer.copy_(run.accelerator.reduce(result.buffers[name], "mean") if buffer.is_floating_point()
-                             else result.buffers[name])
+            if name in buffers:
+                buffer.copy_(run.accelerator.reduce(buffers[name], "mean") if buffer.is_floating_point()
+                             else buffers[name])
     run.optimizer.zero_grad(set_to_none=True)
-    for parameter, grad in zip(model.parameters(), result.grads):
+    for parameter, grad in zip(model.parameters(), grads):
         parameter.grad = grad.to(parameter.dtype)
     run.optimizer.step()
-    return StepOutput(result.loss, result.logits)
 
 
 @hookimpl

@@ -23,6 +23,14 @@ Under several processes pass ``all_reduce``: the weighted loss is normalised by 
 global sum of alpha and the step uses the sum of every process's gradient, both through
 a differentiable all-reduce, so Theta' and the meta-gradient equal those of one process
 holding the union of the batches.
+
+Meta-Weight-Net (``noisybench_mwnet``) uses the two exact forms with three options: the
+weights may be a function of the noisy batch's per-sample losses (``alpha=callable``,
+called on the detached losses after the noisy forward: w_i = V(L_i; phi)); the weighted loss
+may be normalised by the batch size instead (``normalise="mean"``: sum_i w_i L_i / n, so
+g_i = −lr·u_i / n); and ``keep_graph=True`` keeps the noisy forward's graph, so that
+``MetaResult.regrad(new_alpha)`` gives the weighted-loss gradient for other weights with one
+more backward and no second forward.
 """
 
 from __future__ import annotations
@@ -43,28 +51,58 @@ class MetaResult(NamedTuple):
     loss: torch.Tensor  # the weighted noisy loss (detached)
     logits: torch.Tensor  # noisy-batch logits (detached)
     buffers: dict[str, torch.Tensor]  # BatchNorm statistics after the noisy forward
+    alpha: torch.Tensor | None = None  # the weights the step used (detached)
+    regrad: Callable | None = None  # keep_graph: new weights -> the weighted-loss gradient (as ``grads``)
 
 
 def _identity(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+NORMALISATIONS = ("sum", "mean")
+
+
+def weight_total(alpha: torch.Tensor, all_reduce: Callable = _identity, normalise: str = "sum") -> torch.Tensor:
+    """The weighted loss's denominator over the (global) batch: sum_i alpha_i (``sum``) or n (``mean``)."""
+    if normalise == "mean":
+        return all_reduce(torch.full((), float(len(alpha)), dtype=alpha.dtype, device=alpha.device))
+    return all_reduce(alpha.sum()).clamp_min(1e-12)
+
+
+def weighted_sum(losses: torch.Tensor, alpha: torch.Tensor, all_reduce: Callable = _identity,
+                 normalise: str = "sum") -> torch.Tensor:
+    """sum_i alpha_i L_i / total (``weight_total``) over the (global) batch; this process's share."""
+    return (alpha * losses).sum() / weight_total(alpha, all_reduce, normalise)
+
+
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor,
-                  all_reduce: Callable = _identity) -> torch.Tensor:
-    """sum_i alpha_i L_i / sum_i alpha_i over the (global) batch; this process's share."""
+                  all_reduce: Callable = _identity, normalise: str = "sum") -> torch.Tensor:
+    """sum_i alpha_i L_i / sum_i alpha_i over the (global) batch (or / n); this process's share."""
     losses = F.cross_entropy(widened(logits), labels, reduction="none")
-    return (alpha * losses).sum() / all_reduce(alpha.sum()).clamp_min(1e-12)
+    return weighted_sum(losses, alpha, all_reduce, normalise)
+
+
+def weights_for(alpha, losses: torch.Tensor) -> torch.Tensor:
+    """The step's weights: ``alpha`` itself, or ``alpha(losses)`` for a function of the
+    per-sample losses (given detached), detached either way."""
+    return (alpha(losses.detach()) if callable(alpha) else alpha).detach()
+
+
+def gradients_of(loss: torch.Tensor, params: list[torch.Tensor], all_reduce: Callable = _identity,
+                 retain_graph: bool = False) -> list[torch.Tensor]:
+    """d loss / d params, zeros where a parameter is unused, summed over the processes (detached)."""
+    found = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain_graph)
+    return [all_reduce(torch.zeros_like(p) if g is None else g).detach() for g, p in zip(found, params)]
 
 
 def full_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_labels, lr: float,
-                   all_reduce: Callable = _identity) -> MetaResult:
+                   all_reduce: Callable = _identity, *, normalise: str = "sum", keep_graph: bool = False) -> MetaResult:
     """Meta-gradient through one differentiable SGD step of all parameters (``higher``).
 
     BatchNorm: ``higher`` runs the model on a copy of its buffers; the statistics after
     the noisy forward are returned for the caller to keep, and the clean forward (on
     Theta', batch statistics) changes nothing.
     """
-    alpha = alpha.detach().requires_grad_(True)
     inner = torch.optim.SGD(model.parameters(), lr=lr)
     captured: list[torch.Tensor] = []
     params = list(model.parameters())
@@ -76,18 +114,26 @@ def full_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_
         return grads
 
     with higher.innerloop_ctx(model, inner, copy_initial_weights=True) as (fmodel, diffopt):
+        initial = list(fmodel.parameters())  # the fast weights before the step: Theta's values
         logits, _ = fmodel(images)
         buffers = {name: b.detach().clone() for name, b in fmodel.named_buffers()}
-        loss = weighted_loss(logits, labels, alpha, all_reduce)
+        losses = F.cross_entropy(widened(logits), labels, reduction="none")
+        alpha = weights_for(alpha, losses).requires_grad_(True)
+        loss = weighted_sum(losses, alpha, all_reduce, normalise)
         diffopt.step(loss, grad_callback=reduce_and_keep)
         clean_logits, _ = fmodel(clean_images)
         clean_loss = F.cross_entropy(widened(clean_logits), clean_labels, reduction="sum")
-        (alpha_grad,) = torch.autograd.grad(clean_loss, alpha)
-    return MetaResult(alpha_grad.detach(), captured, loss.detach(), logits.detach(), buffers)
+        (alpha_grad,) = torch.autograd.grad(clean_loss, alpha, retain_graph=keep_graph)
+
+    def regrad(new_alpha: torch.Tensor) -> list[torch.Tensor]:
+        return gradients_of(weighted_sum(losses, new_alpha.detach(), all_reduce, normalise), initial, all_reduce)
+
+    return MetaResult(alpha_grad.detach(), captured, loss.detach(), logits.detach(), buffers, alpha.detach(),
+                      regrad if keep_graph else None)
 
 
 def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_labels, lr: float,
-                  all_reduce: Callable = _identity) -> MetaResult:
+                  all_reduce: Callable = _identity, *, normalise: str = "sum", keep_graph: bool = False) -> MetaResult:
     """The exact meta-gradient of ``full_meta_step`` by the chain rule and one JVP (see the
     module docstring for the formula and the pass count).
 
@@ -105,10 +151,10 @@ def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_l
     before = random_state(images.device)
     logits, _ = model(images)
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    loss = weighted_loss(logits, labels, alpha.detach(), all_reduce)
-    found = torch.autograd.grad(loss, [named[name] for name in moving], allow_unused=True)
-    step = {name: all_reduce(torch.zeros_like(named[name]) if g is None else g).detach()
-            for name, g in zip(moving, found)}
+    losses = F.cross_entropy(widened(logits), labels, reduction="none")
+    alpha = weights_for(alpha, losses)
+    loss = weighted_sum(losses, alpha, all_reduce, normalise)
+    step = dict(zip(moving, gradients_of(loss, [named[name] for name in moving], all_reduce, keep_graph)))
     fast = {name: (named[name].detach() - lr * step[name]).requires_grad_(True) for name in moving}
     clean_logits, _ = functional_call(model, ({**fast, **fixed}, scratch_buffers(buffers)), (clean_images,))
     clean_loss = F.cross_entropy(widened(clean_logits), clean_labels, reduction="sum")
@@ -126,11 +172,19 @@ def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_l
         warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
         set_random_state(before, images.device)  # the noisy forward's draws again; fork_rng restores the stream after
         _, u = jvp(per_sample_losses, ({name: named[name].detach() for name in moving},), (v,))
-    alpha = alpha.detach().to(u.dtype)
-    total = all_reduce(alpha.sum()).clamp_min(1e-12)
-    alpha_grad = -lr * (u - all_reduce((alpha * u).sum()) / total) / total
+    weights = alpha.to(u.dtype)
+    total = weight_total(weights, all_reduce, normalise)
+    centred = u - all_reduce((weights * u).sum()) / total if normalise == "sum" else u
+    alpha_grad = -lr * centred / total
     grads = [step[name] if name in step else torch.zeros_like(p) for name, p in named.items()]
-    return MetaResult(alpha_grad.detach(), grads, loss.detach(), logits.detach(), buffers)
+
+    def regrad(new_alpha: torch.Tensor) -> list[torch.Tensor]:
+        new_loss = weighted_sum(losses, new_alpha.detach(), all_reduce, normalise)
+        found = dict(zip(moving, gradients_of(new_loss, [named[name] for name in moving], all_reduce)))
+        return [found[name] if name in found else torch.zeros_like(p) for name, p in named.items()]
+
+    return MetaResult(alpha_grad.detach(), grads, loss.detach(), logits.detach(), buffers, alpha,
+                      regrad if keep_graph else None)
 
 
 def widened(logits: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,15 @@ PROTOTYPE_SOURCES = ("auto", "noisy", "trusted", "clean")
 FEATURE_SOURCES = ("eval_pass", "train_pass")
 
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
+CATALOG = {
+    "family": "sample weighting with side information",
+    "paper": "Cheng, Zhou, Zhao, Li, Shang, Zheng, Pan & Xu, 2020",
+    "code": None,
+    "checked": "consistency, initial and visual prototypes and the weights max(0, alpha - d)^beta by hand; the chunked "
+               "refresh equals the definitions on random data; the shipped relation graphs regenerate",
+}
+
 # What each option means: `noisybench config` prints it beside the option's value.
 OPTION_HELP = {
     "start_epoch": "first epoch with sample weights (plain cross-entropy before)",

@@ -48,13 +48,15 @@ PROTOTYPE_METHODS = ("density", "kmeans++", "density_euclidean")
 SIMILARITIES = ("cosine", "euclidean")
 
 
+# The methods catalog (docs/methods/catalog.md) is generated from this.
 CATALOG = {
     "family": "label correction",
     "paper": "Han, Luo & Wang, ICCV 2019",
-    "code": "https://github.com/lgiesen/Deep-Self-Learning-From-Noisy-Labels",  # no code from the authors
-    "checked": "eqs. 5-9 by hand (S_c's rank, rho with sign(0) = 0, both eta branches, sigma as the mean "
-               "similarity, argmax) and the 2024 reimplementation's options (change_margin, agreeing "
-               "candidates) on features set by hand",
+    "code": None,
+    "checked": "Algorithm 1 on hand cases (the rank threshold S_c, density rho, eta, the prototype walk with "
+               "eta < 0.95, sigma as a mean), eq. 8 written out on random data, label recovery on two clusters "
+               "per class, and the 2024 reimplementation's change_margin and agreeing candidates on features set "
+               "by hand (the authors published no code)",
 }
 
 # What each option means: `noisybench config` prints it beside the option's value.
