@@ -55,7 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_commands(commands)
     add_run_folder_commands(commands)
     add_listing_and_data_commands(commands)
+    add_weights_commands(commands)
     return parser
+
+
+def add_weights_commands(commands: argparse._SubParsersAction) -> None:
+    """``weights convert``."""
+    weights = commands.add_parser("weights", help="pretrained weights").add_subparsers(dest="weights_command",
+                                                                                      required=True)
+    convert = weights.add_parser(
+        "convert",
+        help="pretrained weights of another layout as a safetensors file that model.pretrained_file loads",
+        description="Read SRC (.pth/.pt/.bin as tensors only, or .safetensors) and write its tensors in timm's key "
+        "names for --model: by name where the names are timm's, else by order where every shape matches one to "
+        "one; refused otherwise, naming the first tensor that does not fit.",
+    )
+    convert.add_argument("source", metavar="SRC", help="the checkpoint to convert")
+    convert.add_argument("--model", required=True, help="timm model name, e.g. efficientnet_lite0")
+    convert.add_argument("--output", required=True, help="the .safetensors file to write")
 
 
 def add_run_commands(commands: argparse._SubParsersAction) -> None:
@@ -461,6 +478,10 @@ def dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
         print(describe_config(args.method, args.dataset, args.config, overrides))
     elif args.command == "methods":
         cmd_methods()
+    elif args.command == "weights":
+        from noisybench.weights import convert
+
+        print(convert(args.source, args.model, args.output))
     else:
         cmd_datasets()
     return 0

@@ -203,6 +203,17 @@ class Classifier(nn.Module):
         return self.backbone.get_classifier()(features), features
 
 
+def check_model_name(name: str) -> None:
+    """Fail naming ``name`` and close names unless timm (with noisybench's own) has it."""
+    import timm
+
+    register_in_timm()
+    if not timm.is_model(name):
+        hint = difflib.get_close_matches(name, timm.list_models(), n=3)
+        suggestion = f"; close names: {', '.join(hint)}" if hint else ""
+        raise ConfigError(f"model.name='{name}' is not a timm model{suggestion}")
+
+
 def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int,
                  normalization: tuple | None = None, channels_last: bool = False) -> Classifier:
     """Build ``model.name`` for ``num_classes``; weights come from ``model.pretrained_file`` if set."""
@@ -210,11 +221,7 @@ def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int,
     if name not in PLAIN:
         import timm
 
-        register_in_timm()
-        if not timm.is_model(name):
-            hint = difflib.get_close_matches(name, timm.list_models(), n=3)
-            suggestion = f"; close names: {', '.join(hint)}" if hint else ""
-            raise ConfigError(f"model.name='{name}' is not a timm model{suggestion}")
+        check_model_name(name)
     weights = model_config["pretrained_file"]
     pretrained = bool(model_config["pretrained"] or weights)
     if pretrained and not weights:
@@ -236,12 +243,13 @@ def create_model(model_config: dict[str, Any], num_classes: int, in_chans: int,
 PREFIXES = ("module.", "model.", "backbone.")
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: Path, key: str = "model.pretrained_file") -> dict[str, torch.Tensor]:
     """A state dict from a ``.safetensors`` file or a ``torch.save`` file (tensors only,
     ``weights_only=True``; a dict holding it under ``state_dict`` or ``model`` is opened),
-    with the prefixes that wrappers add (``module.``, ``model.``, ``backbone.``) stripped."""
+    with the prefixes that wrappers add (``module.``, ``model.``, ``backbone.``) stripped.
+    ``key`` names what asked for the file in messages."""
     if not path.is_file():
-        raise ConfigError(f"model.pretrained_file: no such file: {path}")
+        raise ConfigError(f"{key}: no such file: {path}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -250,12 +258,12 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file: many exception types, one message
-        raise ConfigError(f"model.pretrained_file: cannot read {path} as weights: {str(exc).splitlines()[0]}") from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+        raise ConfigError(f"{key}: cannot read {path} as weights: {str(exc).splitlines()[0]}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ConfigError(f"model.pretrained_file: {path} holds no state dict of tensors")
+        raise ConfigError(f"{key}: {path} holds no state dict of tensors")
     for prefix in PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
@@ -264,8 +272,13 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def load_pretrained(backbone: nn.Module, path: Path, in_chans: int) -> int:
     """Load ``path`` into ``backbone``; every tensor but the classifier's must match. Returns
-    the number of tensors loaded. The classifier stays new (the class count differs); a
-    first conv trained on 3 channels is adapted to ``in_chans`` as timm does."""
+    the number of tensors loaded. The classifier is new (the class count differs), with
+    ``nn.Linear``'s own init, as the papers' code replaces a head (``model.fc =
+    nn.Linear(2048, K)``): some architectures' inits are scaled for 1,000 classes, e.g.
+    timm's EfficientNet draws U(±1/√K), whose logits on pretrained features start with a
+    std of 5-12 for K = 10, and fine-tuning from such a head wrecks the pretrained features
+    in its first steps. A first conv trained on 3 channels is adapted to ``in_chans`` as
+    timm does."""
     from timm.models import adapt_input_conv
 
     state = read_weights(path)
@@ -289,6 +302,9 @@ def load_pretrained(backbone: nn.Module, path: Path, in_chans: int) -> int:
         raise ConfigError(f"model.pretrained_file: {path} does not fit {type(backbone).__name__}: "
                           f"{'; '.join(faults)} tensors; is it the weights of another model?")
     backbone.load_state_dict(state, strict=False)
+    head = backbone.get_classifier()
+    if isinstance(head, nn.Linear):  # new, as the papers' code makes it: nn.Linear's own init
+        head.reset_parameters()
     return len(state)
 
 

@@ -43,6 +43,12 @@ def label_metrics(entry: dict[str, Any], run: Run, splits: DataSplits, progress:
     entry["label_accuracy"] = quality["corrected_accuracy"]
     entry["changed_fraction"] = quality["changed_fraction"]
     entry["detection_auc"] = metrics.noise_auc(flags, outputs.get("noise_score"))
+    for name, labels in run.scored_labels.items():  # run.score_labels: a method's diagnostics (-1: no label)
+        given = labels.numpy() >= 0
+        true = None if splits.true_labels is None else splits.true_labels[given]
+        entry[name] = metrics.label_quality(splits.train_labels[given], true, None,
+                                            labels.numpy()[given])["corrected_accuracy"]
+    run.scored_labels.clear()
     capture_initial(progress, splits, outputs)
     drawn = plots.chosen_epochs(run.num_epochs, run.config["report"]["histogram_epochs"])
     if "weight" in outputs and flags is not None and (flags >= 0).any() and run.epoch in drawn:

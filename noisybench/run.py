@@ -125,6 +125,7 @@ class Run:
     phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     epoch_log: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # the core's per-epoch entries so far
+    scored_labels: dict[str, torch.Tensor] = field(default_factory=dict)  # score_labels: this epoch's, by name
     warnings: list[str] = field(default_factory=list)
     networks: dict[str, Network] = field(default_factory=dict)  # further networks a method added
     network_factory: Any = field(default=None, repr=False)  # the core's builder behind add_network
@@ -214,6 +215,14 @@ class Run:
     def log(self, **values: Any) -> None:
         """Add values to this epoch's ``history`` entry in metrics.json."""
         self.epoch_log.update(values)
+
+    def score_labels(self, **labels: torch.Tensor) -> None:
+        """Labels for every training sample that the method wants scored (a diagnostic, such as
+        another labelling it considered): at the end of the epoch the core puts each one's
+        accuracy against the true labels into ``history`` under its name, over the samples
+        given a label (-1: none; null where the true labels are unknown). The method itself
+        never sees the true labels."""
+        self.scored_labels.update({name: value.detach().cpu() for name, value in labels.items()})
 
     def collect(
         self, indices: torch.Tensor, values: torch.Tensor, order: torch.Tensor | None = None

@@ -131,3 +131,16 @@ def test_weights_of_another_model_are_refused_naming_the_tensors(tmp_path):
 def test_unknown_model_name_suggests_close_names():
     with pytest.raises(ConfigError, match="resnet5 .*not a timm model.*resnet50"):
         create_model(config(name="resnet5 "), 10, 3)
+
+
+def test_a_pretrained_models_new_classifier_has_nn_linears_init_not_one_scaled_for_1000_classes(tmp_path):
+    """timm's MobileNetV3 (as its EfficientNets) draws a classifier U(±1/√K): for K = 10 its logits
+    on pretrained features start huge. Loaded weights get a head as nn.Linear makes it."""
+    torch.manual_seed(0)
+    torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), tmp_path / "w.pth")
+    fresh = create_model(config(name="mobilenetv3_small_050"), num_classes=10, in_chans=3)
+    fan_in = fresh.backbone.get_classifier().in_features
+    assert fresh.backbone.get_classifier().weight.abs().max() > 3 / fan_in ** 0.5  # timm's own: up to 1/√10
+    loaded = create_model(config(name="mobilenetv3_small_050", pretrained_file=str(tmp_path / "w.pth")), 10, 3)
+    head = loaded.backbone.get_classifier()
+    assert head.weight.abs().max() <= 1 / fan_in ** 0.5 and head.bias.abs().max() <= 1 / fan_in ** 0.5

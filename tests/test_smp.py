@@ -194,7 +194,7 @@ def test_loss_reads_pseudo_labels_by_sample_index_not_batch_position():
 
 def test_a_class_smaller_than_m_gives_all_its_samples():
     run = SimpleNamespace(noisy_labels=torch.tensor([0, 0, 1, 1, 1, 1, 1]), config={"setting": "noisy"},
-                          options={"samples_per_class": 3, "agreeing_candidates": False}, num_train=7,
+                          options={"samples_per_class": 3, "network_candidates": False}, num_train=7,
                           state={"corrections": 0})
     rng = np.random.default_rng(0)
     assert candidates(run, 0, rng).tolist() == [0, 1]
@@ -214,13 +214,13 @@ class Probe:
 
     @hookimpl
     def noisybench_setup(self, run):
-        extract = run.extract_features
+        predict = run.predict  # extract_features passes through it too
 
-        def counted(indices=None, **kwargs):
+        def counted(indices=None, *args, **kwargs):
             self.passes.append((run.epoch, None if indices is None else len(indices)))
-            return extract(indices, **kwargs)
+            return predict(indices, *args, **kwargs)
 
-        run.extract_features = counted
+        run.predict = counted
 
     @hookimpl(tryfirst=True)
     def noisybench_loss(self, run):
@@ -237,6 +237,12 @@ def test_feature_passes_per_correcting_epoch(tmp_path, source, passes):
     assert probe.passes == passes
     assert probe.eval_batches == 0  # the model is back in train mode after every extraction
     assert m["labels"]["corrected_accuracy"] is not None
+    history = {h["epoch"]: h for h in m["history"]}
+    for epoch in (2, 3):  # every correction accepted (max_changed=null): y_hat's accuracy is the labels'
+        assert history[epoch]["smp_yhat_accuracy"] == history[epoch]["label_accuracy"]
+        assert 0 < history[epoch]["smp_argmax_accuracy"] < 1 and 0 < history[epoch]["smp_knn_accuracy"] < 1
+    assert history[4]["smp_final_yhat_accuracy"] == history[4]["label_accuracy"]  # the final model's labels
+    assert "smp_yhat_accuracy" not in history[1] and "smp_final_yhat_accuracy" not in history[3]
     assert {"features", "prototypes", "relabel"} <= set(m["efficiency"]["phase_seconds"])
 
 
@@ -328,7 +334,7 @@ def scripted_corrections(monkeypatch, changed: float):
     next class), whatever the features say: the guard's input, set by hand."""
     import noisybench_smp
 
-    def correct_labels(run, epoch):
+    def correct_labels(run, epoch, diagnostics_prefix="smp"):
         y_hat = run.noisy_labels.clone()
         count = int(round(changed * len(y_hat)))
         y_hat[:count] = (y_hat[:count] + 1) % run.num_classes
@@ -354,3 +360,116 @@ def test_the_change_guard_warns_and_with_max_changed_refuses(tmp_path, capsys, m
     strict = run_digits(tmp_path / "c", "epochs=1", "noise=symmetric:0.4", "smp.start_epoch=1",
                         "smp.max_changed=0.3", method="smp")
     assert strict["labels"]["warnings"] == [] and strict["labels"]["changed_fraction"] == pytest.approx(0.25, abs=1e-3)
+
+
+# -- change_margin, agreeing_candidates and the departures, by hand -----------------------------
+
+
+def test_change_margin_is_measured_above_the_least_similar_class():
+    """Dense features put every sigma near 0.9. sigma = [0.90, 0.93, 0.85], label 0: above the
+    floor 0.85 the new class scores 0.08 against 0.05, 60% higher: changed at margin 0.15 (the
+    thesis's scale from zero asked 0.93 >= 1.15 * 0.90 and kept it); [0.90, 0.905, 0.85] is
+    10% higher: kept. A shift or scaling of all scores changes no decision."""
+    scores = torch.tensor([[0.90, 0.93, 0.85], [0.90, 0.905, 0.85], [0.20, 0.30, 0.10]])
+    noisy = torch.tensor([0, 0, 0])
+    y_hat, margin = relabel(scores, noisy, change_margin=0.15)
+    assert y_hat.tolist() == [1, 0, 1] and margin.tolist() == pytest.approx([0.03, 0.005, 0.10], abs=1e-6)
+    assert relabel(scores, noisy, change_margin=0.8)[0].tolist() == [0, 0, 1]  # 60%, 10%, 100% higher
+    assert relabel(scores, noisy, change_margin=1.5)[0].tolist() == [0, 0, 0]
+    for shifted in (scores - 0.7, 3 * scores, -torch.ones(3, 3) + scores):
+        assert relabel(shifted, noisy, change_margin=0.15)[0].tolist() == [1, 0, 1]
+    with_empty = torch.cat([scores, torch.full((3, 1), -torch.inf)], dim=1)  # a class without prototypes
+    assert relabel(with_empty, noisy, change_margin=0.15)[0].tolist() == [1, 0, 1]
+
+
+def unit(degrees):
+    radians = torch.tensor(degrees, dtype=torch.float64).deg2rad()
+    return torch.stack([radians.cos(), radians.sin()], dim=1).float()
+
+
+def correction_run(features, noisy, logits=None, **options):
+    """A run object with what ``correct_labels`` reads: features by hand, no training."""
+    from contextlib import nullcontext
+
+    from noisybench_smp import noisybench_config_defaults
+
+    logged = {}
+    logits = torch.zeros(len(noisy), int(noisy.max()) + 1) if logits is None else logits
+    return SimpleNamespace(
+        options={**noisybench_config_defaults(), **options}, config={"seed": 0, "setting": "noisy"},
+        noisy_labels=noisy, num_classes=logits.shape[1], num_train=len(noisy), device=torch.device("cpu"),
+        phase=lambda name: nullcontext(), harvest_end=lambda: None, predict=lambda dtype: (logits, features),
+        log=logged.update, score_labels=logged.update, logged=logged)
+
+
+# Class 0: true samples at 0-6 degrees, and three true-1 samples labelled 0 at 75-85 degrees, the
+# densest of which class 0's walk (p = 2) takes as a prototype: its centre lies at ~40 degrees.
+# Class 1: true samples at 88-92 degrees and one at 50, which the one-pass y_hat moves to class 0
+# (sigma 0.81 against 0.77). The 75-85 samples get y_hat 1: without them class 0's redrawn
+# prototypes lie at 0-6 degrees and the 50-degree sample keeps its right label (0.68 against 0.77).
+DEGREES = [0, 2, 4, 6, 75, 80, 85, 88, 89, 90, 91, 92, 50]
+NOISY = torch.tensor([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+TRUE = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+
+
+def test_agreeing_candidates_redraw_at_the_first_correction_from_the_agreeing_samples():
+    from noisybench_smp import correct_labels
+
+    features, options = unit(DEGREES), {"num_prototypes": 2, "samples_per_class": 100}
+    one_pass, _ = correct_labels(correction_run(features, NOISY, **options), epoch=2)
+    run = correction_run(features, NOISY, agreeing_candidates=True, **options)
+    two_pass, _ = correct_labels(run, epoch=2)
+    # by hand: the first y_hat is the one-pass one; the redraw takes each class's agreeing samples
+    agreeing = one_pass == NOISY
+    prototypes = [select_prototypes(features[(NOISY == c) & agreeing], 2, 0.4) for c in (0, 1)]
+    assert two_pass.tolist() == relabel(class_scores(features, prototypes), NOISY)[0].tolist()
+    assert two_pass.tolist() == TRUE and one_pass.tolist() != TRUE
+
+
+def test_network_candidates_draw_only_where_the_network_gives_the_noisy_label():
+    from noisybench_smp import correct_labels
+
+    features = unit(DEGREES)
+    logits = F.one_hot(torch.tensor(TRUE), 2).float()  # a network that knows the true labels
+    run = correction_run(features, NOISY, logits=logits, network_candidates=True, num_prototypes=2)
+    y_hat, _ = correct_labels(run, epoch=2)
+    clean = [select_prototypes(features[(NOISY == c) & (torch.tensor(TRUE) == c)], 2, 0.4) for c in (0, 1)]
+    assert y_hat.tolist() == relabel(class_scores(features, clean), NOISY)[0].tolist() == TRUE
+    assert run.logged["smp_argmax_accuracy"].tolist() == TRUE  # scored by the core; the labels of the argmax
+
+
+def test_centred_features_subtract_the_training_mean_before_every_similarity():
+    from noisybench_smp import correct_labels
+
+    features = unit(DEGREES) + torch.tensor([3.0, 3.0])  # a common offset: all cosines near 1
+    centred = features - features.mean(dim=0)
+    by_option, _ = correct_labels(correction_run(features, NOISY, centre_features=True), epoch=2)
+    by_hand, _ = correct_labels(correction_run(centred, NOISY), epoch=2)
+    plain, _ = correct_labels(correction_run(features, NOISY), epoch=2)
+    assert by_option.tolist() == by_hand.tolist() and by_option.tolist() != plain.tolist()
+
+
+def test_knn_labels_by_hand():
+    from noisybench_smp.diagnostics import knn_labels
+
+    features = unit([0, 1, 2, 3, 90, 91, 92, 93])
+    noisy = torch.tensor([0, 1, 0, 0, 1, 0, 1, 1])  # 1 at 1 degree and 0 at 91: outvoted by their 3 neighbours
+    assert knn_labels(features, noisy, k=3, chunk=3).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_larger_p_than_the_class_makes_every_candidate_a_prototype():
+    """num_prototypes at or above the class sizes (7 and 6 here): every sample of a class is a
+    prototype, so sigma_c is the mean cosine to all its members, the dot with the mean of its
+    unit features. By hand: class 0's mean is 0.79 long at 35.0 degrees (its 75-85 members
+    spread it), class 1's 0.97 at 83.6; the 50-degree sample scores 0.79·cos 15° = 0.76
+    against 0.97·cos 33.6° = 0.81 and keeps its right label 1, which p = 2 moved to 0."""
+    from noisybench_smp import correct_labels
+
+    features = unit(DEGREES)
+    y_hat, _ = correct_labels(correction_run(features, NOISY, num_prototypes=128), epoch=2)
+    assert y_hat.tolist() == TRUE
+    centres = torch.stack([F.normalize(features[NOISY == c], dim=1).mean(dim=0) for c in (0, 1)])
+    assert centres.norm(dim=1).tolist() == pytest.approx([0.787, 0.967], abs=1e-3)
+    assert y_hat.tolist() == (features @ centres.T).argmax(dim=1).tolist()
+    p2, _ = correct_labels(correction_run(features, NOISY, num_prototypes=2), epoch=2)
+    assert p2[-1] == 0
