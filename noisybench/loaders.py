@@ -37,6 +37,10 @@ def loader_options(config: dict[str, Any], dataset: Dataset, cuda: bool, process
     if workers > 0:
         options["persistent_workers"] = bool(data["persistent_workers"])
         options["prefetch_factor"] = data["prefetch_factor"]
+        if processes > 1:
+            # Several processes run the collective backend's threads: a worker forked from such a
+            # process can stall for ever on a lock one of them held; forkserver workers start clean.
+            options["multiprocessing_context"] = "forkserver"
     return options
 
 
