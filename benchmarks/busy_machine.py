@@ -46,7 +46,9 @@ def quick_start(policy: str, folder: Path) -> tuple[float, float]:
     """(wall seconds of the whole command, the record's training seconds)."""
     extra_env, overrides = POLICIES[policy]
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    env.update({k: v for k, v in extra_env.items() if v})
+    # An empty OMP_WAIT_POLICY keeps noisybench from setting PASSIVE and is ignored by OpenMP (which
+    # warns once): the wait policy torch had before noisybench chose one.
+    env.update(extra_env)
     out = folder / f"{policy}-{time.monotonic_ns()}"
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "noisybench", "run", *QUICK_START, "progress=false", *overrides,
