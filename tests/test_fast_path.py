@@ -47,7 +47,9 @@ def test_loader_options_have_no_worker_cap_and_prefetch(monkeypatch):
     files = ImageFiles(["a.jpg"], [0], transform=None)
     config = make_config("ce", "digits", overrides=["data.prefetch_factor=6"])
     options = loader_options(config, files, cuda=True, processes=2)
-    assert options == {"num_workers": 16, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 6}
+    assert options == {"num_workers": 16, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 6,
+                       "multiprocessing_context": "forkserver"}  # several processes: workers not forked beside gloo
+    assert "multiprocessing_context" not in loader_options(config, files, cuda=True, processes=1)
     assert loader_options(config, torch.utils.data.TensorDataset(torch.zeros(2)), cuda=False,
                           processes=1) == {"num_workers": 0, "pin_memory": False}
 
