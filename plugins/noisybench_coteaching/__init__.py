@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 from noisybench.run import StepOutput
+from noisybench_coteaching.family import authors_forget_rate
 
 PEER = "peer"
 
@@ -80,9 +81,7 @@ def keep_rate(epoch: int, forget_rate: float, num_gradual: int, schedule: str = 
     ``rate_schedule[epoch]``); ``algorithm``: R(epoch − 1) = 1 − min((epoch − 1)·τ/T_k, τ)."""
     if schedule == "algorithm":
         return 1.0 - min((epoch - 1) * forget_rate / num_gradual, forget_rate)
-    if epoch >= num_gradual:
-        return 1.0 - forget_rate
-    return 1.0 - forget_rate * epoch / (num_gradual - 1)
+    return 1.0 - authors_forget_rate(epoch, forget_rate, num_gradual)
 
 
 def cross_select(loss_main: torch.Tensor, loss_peer: torch.Tensor, keep: float) -> tuple[torch.Tensor, torch.Tensor]:
