@@ -21,14 +21,17 @@ run per seed:
     and warm restarts every 10 epochs to 0.001 (their config_cifar10.json); for both, best_val
     by the first epoch of the best val accuracy (noisybench) and by the last (their >=)
   - dividemix under data.epoch_subset: beside best_val, their Clothing1M report (each
-    network's weights of its own best val epoch, tested by the sum of the two's logits)
+    network's weights of its own best val epoch, tested by the sum of the two's logits:
+    eval.each_network=true), and their Clothing1M MixMatch (dividemix.mix=labelled)
+  - coteaching under Adam with their lr and beta1 plan (scaled to the run's epochs), on
+    401 of 469 batches an epoch (their MNIST epochs: data.epoch_subset=922 of digits' 1,078),
+    and ranked by numpy's unstable argsort (theirs)
 Prints one line per contender and seed, and the mean of each contender.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -37,7 +40,7 @@ import numpy as np
 import torch
 
 from noisybench import hookimpl
-from noisybench.api import make_config, run
+from noisybench.api import run
 
 QUIET = ["progress=false", "data.num_workers=0", "threads=1"]
 
@@ -153,48 +156,40 @@ def plain_images(overrides: list[str]):
         engine.build_dataset = original
 
 
-def accuracy(models, dataset) -> float:
-    """Accuracy of the sum of ``models``' logits on ``dataset``, in eval mode, no gradients."""
-    from noisybench.run import evaluating
+@contextmanager
+def authors_lr_plan(overrides: list[str], epochs: int):
+    """Their main.py's plan scaled to ``epochs`` (theirs: 200, decay from epoch 80): Adam's lr
+    constant, then falling linearly to 1/10 of it with beta1 0.1, for both networks."""
+    last, start = epochs + 1, round(0.4 * (epochs + 1))
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=512)
-    correct = total = 0
-    with torch.no_grad():
-        for images, labels, _ in loader:
-            logits = 0
-            for model in models:
-                with evaluating(model):
-                    logits = logits + model(images)[0]
-            correct += int((logits.argmax(1) == labels).sum())
-            total += len(labels)
-    return correct / total
+    class Plan:
+        @hookimpl
+        def noisybench_epoch_start(self, run, epoch):
+            lr = 0.001 * (1.0 if epoch < start else (last - epoch) / (last - start))
+            for optimizer in (run.optimizer, run.networks["peer"].optimizer):
+                for group in optimizer.param_groups:
+                    group["lr"], group["betas"] = lr, (0.9 if epoch < start else 0.1, 0.999)
 
-
-class AuthorsDivideMixReport:
-    """Their Clothing1M report: each network's weights of its own best val epoch (that
-    network's val accuracy alone, first of ties: ``if acc > best_acc``), tested at the end by
-    the sum of the two kept networks' logits."""
-
-    def __init__(self, config):
-        from noisybench.datasets import build_dataset
-
-        self.splits, self.best = build_dataset(config), {}
-
-    @hookimpl
-    def noisybench_epoch_end(self, run, epoch):
-        for name, model in (("main", run.model), ("peer", run.networks["peer"].model)):
-            model = run.accelerator.unwrap_model(model)
-            val = accuracy([model], self.splits.val)
-            if val > self.best.get(name, (-1.0, None))[0]:
-                self.best[name] = (val, copy.deepcopy(model))
-
-    def test_accuracy(self) -> float:
-        return accuracy([self.best["main"][1], self.best["peer"][1]], self.splits.test)
+    yield [Plan()]
 
 
 @contextmanager
-def authors_report(overrides: list[str]):
-    yield [AuthorsDivideMixReport(make_config("dividemix", "digits", overrides=overrides))]
+def unstable_sort(overrides: list[str]):
+    """Their ranking: numpy's default (unstable) argsort of the losses."""
+    import noisybench_coteaching as coteaching
+
+    original = coteaching.cross_select
+
+    def numpy_order(loss_main, loss_peer, keep):
+        count = max(1, int(keep * len(loss_main)))
+        ranks = [torch.as_tensor(np.argsort(loss.detach().cpu().numpy()))[:count] for loss in (loss_peer, loss_main)]
+        return ranks[0].to(loss_main.device), ranks[1].to(loss_main.device)
+
+    coteaching.cross_select = numpy_order
+    try:
+        yield []
+    finally:
+        coteaching.cross_select = original
 
 
 def contenders(epochs: int, subset: int) -> dict[str, tuple[str, list[str], object]]:
@@ -218,7 +213,12 @@ def contenders(epochs: int, subset: int) -> dict[str, tuple[str, list[str], obje
         "elr cosine one descent": ("elr", elr_cosine, None),
         "elr cosine warm restarts": ("elr", elr_cosine, warm_restarts),
         "dividemix authors' report": ("dividemix", ["noise=symmetric:0.4", f"data.epoch_subset={subset}",
-                                                    "dividemix.warm_up=5"], authors_report),
+                                                    "dividemix.warm_up=5", "eval.each_network=true"], None),
+        "dividemix mix labelled": ("dividemix", ["noise=symmetric:0.4", f"data.epoch_subset={subset}",
+                                                 "dividemix.warm_up=5", "dividemix.mix=labelled"], None),
+        "coteaching adam lr plan": ("coteaching", adam, lambda o: authors_lr_plan(o, epochs)),
+        "coteaching 401 of 469 batches": ("coteaching", ["noise=symmetric:0.4", "data.epoch_subset=922"], None),
+        "coteaching unstable sort": ("coteaching", ["noise=symmetric:0.4"], unstable_sort),
     }
 
 
@@ -231,9 +231,8 @@ def measured(method: str, record: dict, folder: Path, plugins: list) -> dict[str
     if record["evaluation"]["test"] == "every":  # their `>=`: the last epoch of the best val accuracy
         val = [h["val_accuracy"] for h in record["history"]]
         found["best_val_last_of_ties"] = record["history"][len(val) - 1 - val[::-1].index(max(val))]["test_accuracy"]
-    for plugin in plugins:
-        if isinstance(plugin, AuthorsDivideMixReport):
-            found["authors_report"] = plugin.test_accuracy()
+    if "best_val_each_network" in record:
+        found["authors_report"] = record["best_val_each_network"]["test_accuracy"]
     return found
 
 

@@ -121,6 +121,7 @@ class FinetuneConfig(Section):
 class EvalConfig(Section):
     every: int = Field(1, ge=1)  # val accuracy every k epochs and at the last
     test: Literal["end", "every"] = "end"  # test accuracy at the end only, or after every epoch
+    each_network: bool = False  # also each network's own best val epoch, tested by the sum of logits (each_network.py)
 
 
 TRACKERS = ("tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive")

@@ -221,6 +221,8 @@ class Trainer:
         self.evaluator.evaluate_epoch(entry, last=epoch == run.num_epochs + self.finetune_epochs)
         entry.update(run.epoch_log)
         progress.best.offer(entry, kept_networks(run))
+        if self.config["eval"]["each_network"]:
+            progress.each_best.offer(run, entry, kept_networks(run), self.evaluator.val_loader)
         progress.epoch_seconds.append(time.perf_counter() - epoch_start)
         entry["seconds"] = progress.epoch_seconds[-1]
         progress.history.append(entry)
@@ -235,6 +237,8 @@ class Trainer:
         """The best epoch tested if it was not, the record written, the loaders stopped."""
         acc = self.accelerator
         test_best_epoch(self.progress.best, self.evaluator)
+        if self.config["eval"]["each_network"]:
+            self.progress.each_best.test(self.run, kept_networks(self.run), self.evaluator.test_loader)
         result = results.write_record(self)
         if self.config["report"]["trackers"]:
             acc.log(final_values(result), step=self.progress.epochs_done)

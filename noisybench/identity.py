@@ -32,10 +32,11 @@ NOT_EXPERIMENT = (
 IMPLIED_WHEN_ABSENT = {"eval.every": 1, "lsw.meta_gradient": "higher", "lr_schedule.name": "step",
                        "lr_schedule.warmup_epochs": 0, "lr_schedule.warmup_lr": 1e-5, "lr_schedule.min_lr": 0.0,
                        "data.cv_folds": 0, "data.cv_fold": 0, "data.val_noise": False, "data.crop_padding": "auto", "data.flip": "auto",
-                       "coteaching.schedule": "algorithm", "coteaching.evaluate": "mean"}
+                       "coteaching.schedule": "algorithm", "coteaching.evaluate": "mean",
+                       "eval.each_network": False, "dividemix.mix": "all"}
 # Keys added at a value that leaves every earlier run as it was: left out of the experiment
 # at that value, so the fingerprints of the runs that do not use them stay as they were.
-LEFT_OUT_AT = {"data.val_noise": False}
+LEFT_OUT_AT = {"data.val_noise": False, "eval.each_network": False, "dividemix.mix": "all"}
 # Keys that may change on --resume besides those: epochs may grow (the run continues).
 RESUMABLE = ("epochs",)
 

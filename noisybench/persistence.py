@@ -20,6 +20,7 @@ import torch
 
 from noisybench import checkpoint, identity, records
 from noisybench.config import load_yaml
+from noisybench.each_network import EachNetworkBest
 from noisybench.errors import ConfigError
 from noisybench.evaluation import BestEpoch
 from noisybench.optim import load_scheduler, schedule_for_epochs
@@ -34,6 +35,7 @@ class Progress:
         self.epochs_done = 0
         self.history: list[dict[str, Any]] = []
         self.best = BestEpoch()
+        self.each_best = EachNetworkBest()  # eval.each_network: each network's own best epoch
         self.corrected_accuracy_initial: float | None = None
         self.initial_corrected: np.ndarray | None = None
         self.weight_snapshots: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -59,6 +61,7 @@ class Progress:
             "experiment": self.experiment,
             "harvested": _cpu(self.run.scratch.get("harvested")),
             "warnings": self.run.warnings,
+            **(self.each_best.state_dict() if self.run.config["eval"]["each_network"] else {}),
             **best,  # best_weights last, where runs have always kept it
         }
 
@@ -66,6 +69,7 @@ class Progress:
         self.epochs_done = state["epochs_done"]
         self.history[:] = state["history"]  # the same list run.history shows
         self.best.load_state_dict(state)
+        self.each_best.load_state_dict(state)
         self.corrected_accuracy_initial = state["corrected_accuracy_initial"]
         self.initial_corrected = state["initial_corrected"]
         self.weight_snapshots = state["weight_snapshots"]

@@ -128,6 +128,7 @@ def metrics_record(trainer: Any, corrupt: dict[str, np.ndarray]) -> dict[str, An
         "class_names": splits.class_names,
         "test": metrics.classification(trainer.evaluator.test_true, trainer.evaluator.test_pred, splits.num_classes),
         "best_val": progress.best.record,
+        **({"best_val_each_network": progress.each_best.record} if config["eval"]["each_network"] else {}),
         "evaluation": evaluation_record(config["eval"], progress.history),
         "labels": labels,
         "detection": found["detection"],

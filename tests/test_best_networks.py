@@ -64,3 +64,54 @@ def test_best_val_with_two_networks_tests_both_networks_of_the_best_epoch(tmp_pa
     with trained_run(tmp_path / "end") as trainer:  # both networks as best/ holds them
         load_models(tmp_path / "end" / "best", trainer.accelerator, trainer.run.model, trainer.network_models())
         assert score_split(trainer, "test")["accuracy"] == end["best_val"]["test_accuracy"]
+
+
+class OwnVotes:
+    """Each network's classifier set by hand after each epoch: weights zeroed, the bias
+    ``biases[network][epoch]`` (class -> logit, the rest 0). A network alone predicts its
+    largest bias for every image; the sum of two networks' logits predicts the class whose
+    summed bias is largest."""
+
+    def __init__(self, biases: dict[str, dict[int, dict[int, float]]]):
+        self.biases = biases
+
+    @hookimpl
+    def noisybench_epoch_end(self, run, epoch):
+        unwrap = run.accelerator.unwrap_model
+        for name, model in (("main", run.model), ("peer", run.networks["peer"].model)):
+            classifier = unwrap(model).backbone.get_classifier()
+            with torch.no_grad():
+                classifier.weight.zero_()
+                classifier.bias.zero_()
+                for label, logit in self.biases[name][epoch].items():
+                    classifier.bias[label] = logit
+
+
+def test_each_network_keeps_its_own_best_epoch_and_tests_the_sum_of_logits(tmp_path):
+    """eval.each_network (DivideMix's Clothing1M report): the main network is best at epoch 1
+    (it votes A there, then S, the val's smallest class), the peer at epoch 2 (S, then B).
+    With both own-best weights in place the summed logits vote E (22 + 22 beats A's 30 and
+    B's 28); the main network of epoch 2 with the best peer votes B, the best main with the
+    peer of epoch 1 votes A: only the right pair of epochs gives E's test share."""
+    val, test = class_shares()
+    s = int(np.argmin(val))
+    others = [k for k in range(10) if val[k] > val[s]]
+    a, b = others[0], others[1]
+    e = next(k for k in others if test[k] not in (test[a], test[b]))
+    votes = OwnVotes({"main": {1: {a: 30.0, e: 22.0}, 2: {s: 15.0}},
+                      "peer": {1: {s: 15.0}, 2: {b: 28.0, e: 22.0}}})
+    common = ["noise=symmetric:0.4", "batch_size=32", "data.epoch_subset=64", "dividemix.warm_up=1",
+              "eval.each_network=true"]
+    whole = run_digits(tmp_path / "whole", "epochs=2", *common, method="dividemix", plugins=[votes])
+    report = whole["best_val_each_network"]
+    assert report["epochs"] == {"model": 1, "network_peer": 2}
+    assert report["val_accuracy"] == pytest.approx({"model": val[a], "network_peer": val[b]})
+    assert report["test_accuracy"] == pytest.approx(test[e])
+    assert [h["val_accuracy_model"] for h in whole["history"]] == pytest.approx([val[a], val[s]])
+    assert [h["val_accuracy_network_peer"] for h in whole["history"]] == pytest.approx([val[s], val[b]])
+    resumed = tmp_path / "resumed"  # the main network's epoch-1 weights survive the checkpoint
+    run_digits(resumed, "epochs=1", *common, method="dividemix", plugins=[votes])
+    again = run_digits(resumed, "epochs=2", *common, method="dividemix", plugins=[votes], resume=True)
+    assert again["best_val_each_network"] == report
+    plain = run_digits(tmp_path / "plain", "epochs=2", *common[:-1], method="dividemix", plugins=[votes])
+    assert "best_val_each_network" not in plain and plain["fingerprint"] != whole["fingerprint"]

@@ -69,7 +69,7 @@ def test_the_uniform_prior_penalty_and_the_losses_by_hand():
 
 def test_options_and_the_confidence_penalty_under_asymmetric_noise():
     options = {"warm_up": 10, "p_threshold": 0.5, "temperature": 0.5, "alpha": 4.0, "lambda_u": 25.0,
-               "confidence_penalty": "auto"}
+               "confidence_penalty": "auto", "mix": "auto"}
     noisybench_check_options(options=options, config={"noise": "asymmetric:0.4"})
     assert options["confidence_penalty"] is True
     for noise, dataset, expected in (("symmetric:0.4", "digits", False), ("none", "clothing1m", True),
@@ -79,6 +79,56 @@ def test_options_and_the_confidence_penalty_under_asymmetric_noise():
         assert chosen["confidence_penalty"] is expected
     with pytest.raises(ConfigError, match="dividemix.p_threshold"):
         noisybench_check_options(options=dict(options, p_threshold=1.5), config={"noise": "none"})
+    for dataset, expected in (("clothing1m", "labelled"), ("cifar10", "all")):  # their Clothing1M script's mix
+        chosen = dict(options, mix="auto")
+        noisybench_check_options(options=chosen, config={"noise": "none", "dataset": dataset})
+        assert chosen["mix"] == expected
+    with pytest.raises(ConfigError, match="dividemix.mix"):
+        noisybench_check_options(options=dict(options, mix="unlabelled"), config={"noise": "none"})
+
+
+class CountingNet(torch.nn.Module):
+    """A linear classifier on 4 features that records the batch size of every forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.sizes = torch.nn.Linear(4, 3), []
+
+    def forward(self, x):
+        self.sizes.append(len(x))
+        return self.linear(x), None
+
+
+def one_mixmatch_step(mix_scope: str, lambda_u: float, w: torch.Tensor):
+    """The loss of one mixmatch_step on a fixed case (seeded MixUp), and the net it trained."""
+    from types import SimpleNamespace
+
+    from noisybench_dividemix import mixmatch_step
+
+    torch.manual_seed(0)
+    net, other = CountingNet(), CountingNet()
+    views = [torch.rand(6, 4), torch.rand(6, 4)]
+    run = SimpleNamespace(options={"p_threshold": 0.5, "temperature": 0.5, "alpha": 4.0, "lambda_u": lambda_u,
+                                   "warm_up": 1, "mix": mix_scope},
+                          num_classes=3, epoch=9, accelerator=SimpleNamespace(backward=lambda loss: loss.backward()))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss = mixmatch_step(run, net, other, optimizer, views, torch.tensor([0, 1, 2, 0, 1, 2]), w)
+    return float(loss), net
+
+
+def test_mix_labelled_scores_only_the_mixed_labelled_samples_without_an_unlabelled_loss():
+    """dividemix.mix=labelled (their Clothing1M script): the trained forward sees the 2·2 mixed
+    labelled samples only (all: the 12 mixed samples), and the loss does not move with λ_u;
+    with no labelled sample in the batch the step changes nothing."""
+    w = torch.tensor([0.9, 0.8, 0.1, 0.2, 0.3, 0.1])
+    loss, net = one_mixmatch_step("labelled", 25.0, w)
+    assert net.sizes[-1] == 4 and loss == one_mixmatch_step("labelled", 1000.0, w)[0]
+    loss_all, net_all = one_mixmatch_step("all", 25.0, w)
+    assert net_all.sizes[-1] == 12 and loss_all != one_mixmatch_step("all", 1000.0, w)[0]
+    torch.manual_seed(0)
+    before = CountingNet().linear.weight.detach().clone()
+    loss, net = one_mixmatch_step("labelled", 25.0, torch.zeros(6))
+    assert loss == 0 and torch.equal(net.linear.weight, before)
 
 
 def test_dividemix_on_digits_divides_and_tests_by_both_networks(tmp_path):

@@ -47,13 +47,15 @@ OPTION_HELP = {
     "alpha": "MixUp's Beta(alpha, alpha) (paper 4; 0.5 for Clothing1M)",
     "lambda_u": "the unlabelled loss's weight (paper: 0 to 150 by noise; 0 for Clothing1M)",
     "confidence_penalty": "warm-up's negative-entropy penalty (auto: asymmetric or mapped noise, or clothing1m, as the authors)",
+    "mix": "all: the MixMatch loss over the mixed labelled and unlabelled samples (paper, CIFAR code); labelled: over "
+           "the mixed labelled samples only, no L_u (their Clothing1M script); auto: labelled on clothing1m, else all",
 }
 
 
 @hookimpl
 def noisybench_config_defaults() -> dict:
     return {"warm_up": 10, "p_threshold": 0.5, "temperature": 0.5, "alpha": 4.0, "lambda_u": 25.0,
-            "confidence_penalty": "auto"}
+            "confidence_penalty": "auto", "mix": "auto"}
 
 
 @hookimpl
@@ -63,12 +65,15 @@ def noisybench_check_options(options: dict, config: dict) -> None:
     if options["confidence_penalty"] == "auto":  # as the authors: asymmetric noise, and their Clothing1M script
         options["confidence_penalty"] = (parse_noise(config["noise"]).type in ("asymmetric", "mapped")
                                          or config.get("dataset") == "clothing1m")
+    if options["mix"] == "auto":
+        options["mix"] = "labelled" if config.get("dataset") == "clothing1m" else "all"
     checks = {"warm_up": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
               "p_threshold": lambda v: isinstance(v, (int, float)) and 0 < v < 1,
               "temperature": lambda v: isinstance(v, (int, float)) and v > 0,
               "alpha": lambda v: isinstance(v, (int, float)) and v > 0,
               "lambda_u": lambda v: isinstance(v, (int, float)) and v >= 0,
-              "confidence_penalty": lambda v: isinstance(v, bool)}
+              "confidence_penalty": lambda v: isinstance(v, bool),
+              "mix": lambda v: v in ("all", "labelled")}
     for key, ok in checks.items():
         if isinstance(options[key], bool) and key != "confidence_penalty" or not ok(options[key]):
             raise ConfigError(f"config key 'dividemix.{key}' has a bad value: {options[key]!r} ({OPTION_HELP[key]})")
@@ -158,10 +163,16 @@ def mixmatch_step(run, net, other, optimizer, views, labels, w) -> torch.Tensor:
     targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
     lam = float(torch.distributions.Beta(o["alpha"], o["alpha"]).sample())
     mixed_inputs, mixed_targets = mix(inputs, targets, lam, torch.randperm(len(inputs), device=inputs.device))
-    logits, _ = net(mixed_inputs)
     count = 2 * int(labelled.sum())
+    labelled_only = o["mix"] == "labelled"  # their Clothing1M script: partners from both parts, the loss on the labelled part
+    if labelled_only and count:
+        mixed_inputs, mixed_targets = mixed_inputs[:count], mixed_targets[:count]
+    logits, _ = net(mixed_inputs)
     lx, lu = mixmatch_losses(logits[:count], mixed_targets[:count], logits[count:], mixed_targets[count:])
-    loss = lx + o["lambda_u"] * rampup(run.epoch - 1, o["warm_up"]) * lu + uniform_prior_penalty(logits)
+    if labelled_only:  # no L_u; a batch without labelled samples learns nothing (a zero loss every process steps on)
+        loss = lx + uniform_prior_penalty(logits) if count else logits.sum() * 0
+    else:
+        loss = lx + o["lambda_u"] * rampup(run.epoch - 1, o["warm_up"]) * lu + uniform_prior_penalty(logits)
     optimizer.zero_grad(set_to_none=True)
     run.accelerator.backward(loss)
     optimizer.step()
