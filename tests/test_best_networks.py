@@ -115,3 +115,5 @@ def test_each_network_keeps_its_own_best_epoch_and_tests_the_sum_of_logits(tmp_p
     assert again["best_val_each_network"] == report
     plain = run_digits(tmp_path / "plain", "epochs=2", *common[:-1], method="dividemix", plugins=[votes])
     assert "best_val_each_network" not in plain and plain["fingerprint"] != whole["fingerprint"]
+    losses = [[h["train_loss"] for h in record["history"]] for record in (plain, whole)]
+    assert losses[0] == losses[1]  # its val passes draw nothing from the run's random stream
