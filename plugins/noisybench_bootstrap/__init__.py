@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from noisybench import hookimpl
+from noisybench.floats import wide
 from noisybench.errors import ConfigError
 
 # The methods catalog (docs/methods/catalog.md) is generated from this.
@@ -36,11 +37,6 @@ OPTION_HELP = {
     "kind": "soft (mix the label with the prediction) or hard (with the predicted class)",
     "beta": "the label's weight in the target (auto: the paper's, 0.95 soft, 0.8 hard)",
 }
-
-
-def wide(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 @hookimpl

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from noisybench import hookimpl
+from noisybench.floats import wide
 from noisybench.errors import ConfigError
 
 # The methods catalog (docs/methods/catalog.md) is generated from this.
@@ -44,11 +45,6 @@ OPTION_HELP = {
     "prune_every": "epochs between prunings (auto: the paper's 10/120 of the epochs, cifar100 10/150; at least 1)",
     "prune_source": "p_y for pruning: train_pass (each sample's last training batch, free) or eval_pass (a pass)",
 }
-
-
-def wide(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 @hookimpl

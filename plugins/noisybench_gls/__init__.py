@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from noisybench import hookimpl
+from noisybench.floats import wide
 from noisybench.errors import ConfigError
 
 # The methods catalog (docs/methods/catalog.md) is generated from this.
@@ -39,11 +40,6 @@ OPTION_HELP = {
                      "0.2, else 120/220 of the epochs, the authors')",
     "lr_after_warmup": "the learning rate of the GLS epochs after a warm-up (the authors': 1e-6; null: the run's)",
 }
-
-
-def wide(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 @hookimpl

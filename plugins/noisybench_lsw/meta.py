@@ -44,6 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jvp
 
+from noisybench.floats import wide
+
 
 class MetaResult(NamedTuple):
     alpha_grad: torch.Tensor  # d L_clean / d alpha, one per noisy sample
@@ -78,7 +80,7 @@ def weighted_sum(losses: torch.Tensor, alpha: torch.Tensor, all_reduce: Callable
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor,
                   all_reduce: Callable = _identity, normalise: str = "sum") -> torch.Tensor:
     """sum_i alpha_i L_i / sum_i alpha_i over the (global) batch (or / n); this process's share."""
-    losses = F.cross_entropy(widened(logits), labels, reduction="none")
+    losses = F.cross_entropy(wide(logits), labels, reduction="none")
     return weighted_sum(losses, alpha, all_reduce, normalise)
 
 
@@ -117,12 +119,12 @@ def full_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_
         initial = list(fmodel.parameters())  # the fast weights before the step: Theta's values
         logits, _ = fmodel(images)
         buffers = {name: b.detach().clone() for name, b in fmodel.named_buffers()}
-        losses = F.cross_entropy(widened(logits), labels, reduction="none")
+        losses = F.cross_entropy(wide(logits), labels, reduction="none")
         alpha = weights_for(alpha, losses).requires_grad_(True)
         loss = weighted_sum(losses, alpha, all_reduce, normalise)
         diffopt.step(loss, grad_callback=reduce_and_keep)
         clean_logits, _ = fmodel(clean_images)
-        clean_loss = F.cross_entropy(widened(clean_logits), clean_labels, reduction="sum")
+        clean_loss = F.cross_entropy(wide(clean_logits), clean_labels, reduction="sum")
         (alpha_grad,) = torch.autograd.grad(clean_loss, alpha, retain_graph=keep_graph)
 
     def regrad(new_alpha: torch.Tensor) -> list[torch.Tensor]:
@@ -151,19 +153,19 @@ def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_l
     before = random_state(images.device)
     logits, _ = model(images)
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    losses = F.cross_entropy(widened(logits), labels, reduction="none")
+    losses = F.cross_entropy(wide(logits), labels, reduction="none")
     alpha = weights_for(alpha, losses)
     loss = weighted_sum(losses, alpha, all_reduce, normalise)
     step = dict(zip(moving, gradients_of(loss, [named[name] for name in moving], all_reduce, keep_graph)))
     fast = {name: (named[name].detach() - lr * step[name]).requires_grad_(True) for name in moving}
     clean_logits, _ = functional_call(model, ({**fast, **fixed}, scratch_buffers(buffers)), (clean_images,))
-    clean_loss = F.cross_entropy(widened(clean_logits), clean_labels, reduction="sum")
+    clean_loss = F.cross_entropy(wide(clean_logits), clean_labels, reduction="sum")
     found = torch.autograd.grad(clean_loss, list(fast.values()), allow_unused=True)
     v = {name: all_reduce(torch.zeros_like(fast[name]) if d is None else d).detach() for name, d in zip(moving, found)}
 
     def per_sample_losses(moving_params):
         out, _ = functional_call(model, ({**moving_params, **fixed}, scratch_buffers(buffers)), (images,))
-        return F.cross_entropy(widened(out), labels, reduction="none")
+        return F.cross_entropy(wide(out), labels, reduction="none")
 
     cuda = [images.device] if images.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), torch.autocast(images.device.type, enabled=False), \
@@ -185,11 +187,6 @@ def jvp_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_l
 
     return MetaResult(alpha_grad.detach(), grads, loss.detach(), logits.detach(), buffers, alpha,
                       regrad if keep_graph else None)
-
-
-def widened(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32, or wider where they already are (a float64 check stays float64)."""
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 def scratch_buffers(buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -230,7 +227,7 @@ def head_meta_step(model: nn.Module, images, labels, alpha, clean_images, clean_
     with higher.innerloop_ctx(head, inner, copy_initial_weights=True) as (fhead, diffopt):
         head_loss = weighted_loss(fhead(features.detach()), labels, alpha_var, all_reduce)
         diffopt.step(head_loss, grad_callback=lambda gs: [all_reduce(g) for g in gs])
-        clean_loss = F.cross_entropy(widened(fhead(clean_features)), clean_labels, reduction="sum")
+        clean_loss = F.cross_entropy(wide(fhead(clean_features)), clean_labels, reduction="sum")
         (alpha_grad,) = torch.autograd.grad(clean_loss, alpha_var)
     return MetaResult(alpha_grad.detach(), [g.detach() for g in grads], loss.detach(), logits.detach(), buffers)
 

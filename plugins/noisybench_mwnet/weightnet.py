@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisybench_lsw.meta import weighted_sum, widened
+from noisybench.floats import wide
+from noisybench_lsw.meta import weighted_sum
 
 
 class WeightNet(nn.Module):
@@ -89,7 +90,7 @@ def meta_weight_step(model: nn.Module, images, labels, clean_images, clean_label
     for parameter in net.parameters():
         parameter.grad = all_reduce(parameter.grad)
     net_optimizer.step()
-    losses = F.cross_entropy(widened(result.logits), labels, reduction="none")  # step 1's losses, again
+    losses = F.cross_entropy(wide(result.logits), labels, reduction="none")  # step 1's losses, again
     with torch.no_grad():
         new = weights_of(net, losses)
     grads = result.regrad(new)

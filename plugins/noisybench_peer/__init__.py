@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from noisybench import hookimpl
+from noisybench.floats import wide
 from noisybench.errors import ConfigError
 from noisybench.run import StepOutput
 
@@ -51,11 +52,6 @@ OPTION_HELP = {
             "authors', one forward of twice the batch)",
     "scale_lr": "divide each epoch's learning rate by 1 + alpha, as the authors",
 }
-
-
-def wide(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 @hookimpl

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from noisybench import hookimpl
+from noisybench.floats import wide
 from noisybench.errors import ConfigError
 
 # The methods catalog (docs/methods/catalog.md) is generated from this.
@@ -47,11 +48,6 @@ OPTION_HELP = {
             "else 1.0)",
     "A": "log 0 inside RCE (the authors' code: ln 1e-4 = -9.21; the paper's text: -4)",
 }
-
-
-def wide(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32 at least (mixed precision computes the loss in float32; float64 stays, for checks)."""
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 @hookimpl

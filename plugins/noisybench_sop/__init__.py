@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
+from noisybench.floats import wide
 from noisybench.noise import parse_noise
 
 EPSILON = 1e-4
@@ -82,7 +83,7 @@ def sop_loss(logits: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, v: tor
     writes it (``F.normalize``, the one-hot product), in float32 at least; differentiable in
     ``logits``, ``u`` and ``v``. Training computes the same loss and its gradients in closed
     form (``loss_and_gradients``); tests hold the two equal."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logits = wide(logits)
     onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
     big_u, big_v = noise_terms(u.to(logits.dtype), v.to(logits.dtype), onehot)
     prediction = (torch.softmax(logits, dim=1) + big_u - big_v.detach()).clamp_min(EPSILON)
@@ -127,7 +128,7 @@ def sop_step(logits: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, v: tor
     weight decay 0) on the gradient of the loss the network steps on, taken at the same point.
     The loss is ``sop_loss``'s value and backpropagates its closed-form gradient to ``logits``
     (one product node instead of the loss's graph)."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logits = wide(logits)
     u, v = u.to(logits.dtype), v.to(logits.dtype)
     value, d_logits, grad_u, grad_v = loss_and_gradients(logits.detach(), labels, u, v)
     surrogate = (logits * d_logits).sum()

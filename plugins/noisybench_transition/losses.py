@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import torch
 
+from noisybench.floats import wide
+
 EPSILON = 1e-7  # keras.backend.epsilon()
 
 
 def clipped_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """p̂: the softmax clipped to [ε, 1 − ε], in float32 at least."""
-    p = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+    p = torch.softmax(wide(logits), dim=1)
     return p.clamp(EPSILON, 1.0 - EPSILON)
 
 
