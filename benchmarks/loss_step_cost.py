@@ -6,7 +6,9 @@ thread spends on one step swings far less. This times whole training steps (forw
 the method's loss hook as the core's default step calls it, past any warm-up, backward, SGD
 step) of ``small_cnn`` on ``size``×``size`` one-channel images (8: digits; 28: the
 Fashion-MNIST subset), batch 64, for ce and each method in turn, ``reps`` interleaved
-rounds, and prints min and median CPU milliseconds and their ratio to ce. An epoch adds
+rounds (each starting at another contender, so that none always runs first), and prints
+min and median CPU milliseconds and their ratio to ce; ``ce again`` times ce a second time,
+the noise floor of a ratio here. An epoch adds
 evaluation and a checkpoint that cost the same for every method, so the step ratio bounds
 the epoch ratio from above. The losses' own work does not grow with the image; the
 network's does, so the ratio falls toward 1 as images grow. (peer's ``draw=dataset``
@@ -68,11 +70,15 @@ def main(args: list[str]) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images, labels = torch.randn(BATCH, 1, size, size), torch.randint(0, classes, (BATCH,))
     indices = torch.randperm(TRAIN)[:BATCH]
-    losses = {"ce": lambda z: F.cross_entropy(z.float(), labels)}
+    ce = lambda z: F.cross_entropy(z.float(), labels)  # noqa: E731
+    losses = {"ce": ce, "ce again": ce}  # the second ce: how far two runs of the same step differ here
     losses |= {m: loss_of(m, labels, indices, classes) for m in METHODS}
     times: dict[str, list[float]] = {name: [] for name in losses}
-    for _ in range(reps):
-        for name, loss_fn in losses.items():
+    names = list(losses)
+    for round_index in range(reps):
+        shift = round_index % len(names)  # each round starts elsewhere: no contender is always first or last
+        for name in names[shift:] + names[:shift]:
+            loss_fn = losses[name]
             start = time.thread_time()
             loss = loss_fn(model(images))
             optimizer.zero_grad(set_to_none=True)
