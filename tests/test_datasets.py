@@ -368,7 +368,8 @@ def test_paper_configs_resolve():
     dividemix = make_config("dividemix", config_file=folder / "clothing1m_dividemix.yaml")
     assert dividemix["batch_size"] == 32 and dividemix["epochs"] == 81 and dividemix["data"]["epoch_subset"] == 32000
     assert dividemix["dividemix"] == {"warm_up": 1, "p_threshold": 0.5, "temperature": 0.5, "alpha": 0.5,
-                                      "lambda_u": 0.0, "confidence_penalty": True}
+                                      "lambda_u": 0.0, "confidence_penalty": True, "mix": "labelled"}
+    assert dividemix["eval"]["each_network"] is True  # their report: each network's own best epoch
     for name, noise, epochs, milestones, elr in (("cifar10_elr", "uniform:0.4", 150, None, (0.7, 3.0)),
                                                   ("cifar10_asym_elr", "mapped:0.4", 120, [40, 80], (0.9, 1.0)),
                                                   ("cifar100_elr", "uniform:0.4", 150, [80, 120], (0.9, 7.0))):
