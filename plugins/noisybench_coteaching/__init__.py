@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
 from noisybench.run import StepOutput
-from noisybench_coteaching.family import authors_forget_rate
+from noisybench_coteaching.family import authors_forget_rate, noise_forget_rate
 
 PEER = "peer"
 
@@ -56,14 +56,8 @@ def noisybench_config_defaults() -> dict:
 
 @hookimpl
 def noisybench_check_options(options: dict, config: dict) -> None:
-    from noisybench.noise import parse_noise
-
-    if options["forget_rate"] == "auto":
-        spec = parse_noise(config["noise"])
-        if not spec.synthetic:
-            raise ConfigError("coteaching.forget_rate=auto needs synthetic noise (its rate); with real noise set "
-                              "coteaching.forget_rate to the estimated noise rate")
-        options["forget_rate"] = spec.rate  # resolved into the saved config and the fingerprint
+    if options["forget_rate"] == "auto":  # resolved into the saved config and the fingerprint
+        options["forget_rate"] = noise_forget_rate("coteaching", config["noise"])
     rate = options["forget_rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise ConfigError(f"config key 'coteaching.forget_rate' must be a number in [0, 1) or auto, got {rate!r}")

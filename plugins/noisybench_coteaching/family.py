@@ -1,4 +1,4 @@
-"""What the Co-teaching family's plugins share (Co-teaching+, JoCoR): the authors' forget-rate schedule and the two-network evaluation.
+"""What the Co-teaching family's plugins share (Co-teaching+, JoCoR): the authors' forget-rate schedule, its τ from the noise rate, and the two-network evaluation.
 
 Their ``main.py`` builds ``rate_schedule = np.ones(n_epoch) * tau`` with its first T_k
 entries replaced by ``np.linspace(0, tau ** c, T_k)``, and trains epoch ``e`` (their loop
@@ -13,7 +13,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from noisybench.errors import ConfigError
+
 EVALUATIONS = ("main", "mean")
+
+
+def noise_forget_rate(method: str, noise: str, halve_mapped: bool = False) -> float:
+    """``forget_rate=auto``: τ is the run's synthetic noise rate (JoCoR's code halves it for
+    CIFAR's class-mapped "asymmetric" noise, where half the classes flip); real noise names no rate."""
+    from noisybench.noise import parse_noise
+
+    spec = parse_noise(noise)
+    if not spec.synthetic:
+        raise ConfigError(f"{method}.forget_rate=auto needs synthetic noise (its rate); with real noise set "
+                          f"{method}.forget_rate to the estimated noise rate")
+    return spec.rate / 2 if halve_mapped and spec.type == "mapped" else spec.rate
 
 
 def authors_forget_rate(epoch: int, tau: float, num_gradual: int, exponent: float = 1.0) -> float:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from noisybench_coteaching import PEER, cross_select, noisybench_sample_outputs, noisybench_setup, record  # noqa: F401
-from noisybench_coteaching.family import EVALUATIONS, authors_forget_rate, two_network_logits
+from noisybench_coteaching.family import EVALUATIONS, authors_forget_rate, noise_forget_rate, two_network_logits
 
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
@@ -69,14 +69,8 @@ def noisybench_config_defaults() -> dict:
 
 @hookimpl
 def noisybench_check_options(options: dict, config: dict) -> None:
-    from noisybench.noise import parse_noise
-
-    if options["forget_rate"] == "auto":
-        spec = parse_noise(config["noise"])
-        if not spec.synthetic:
-            raise ConfigError("coteachingplus.forget_rate=auto needs synthetic noise (its rate); with real noise "
-                              "set coteachingplus.forget_rate to the estimated noise rate")
-        options["forget_rate"] = spec.rate  # resolved into the saved config and the fingerprint
+    if options["forget_rate"] == "auto":  # resolved into the saved config and the fingerprint
+        options["forget_rate"] = noise_forget_rate("coteachingplus", config["noise"])
     if options["init_epoch"] == "auto":
         options["init_epoch"] = INIT_EPOCH.get(config.get("dataset"), 0)
     checks = {"forget_rate": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,

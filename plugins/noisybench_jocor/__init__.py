@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from noisybench_coteaching import PEER, cross_select, noisybench_sample_outputs, noisybench_setup, record  # noqa: F401
-from noisybench_coteaching.family import EVALUATIONS, authors_forget_rate, two_network_logits
+from noisybench_coteaching.family import EVALUATIONS, authors_forget_rate, noise_forget_rate, two_network_logits
 
 from noisybench import hookimpl
 from noisybench.errors import ConfigError
@@ -68,14 +68,8 @@ def authors_lambda(dataset: str | None, noise: str | None) -> float:
 
 @hookimpl
 def noisybench_check_options(options: dict, config: dict) -> None:
-    from noisybench.noise import parse_noise
-
     if options["forget_rate"] == "auto":
-        spec = parse_noise(config["noise"])
-        if not spec.synthetic:
-            raise ConfigError("jocor.forget_rate=auto needs synthetic noise (its rate); with real noise set "
-                              "jocor.forget_rate to the estimated noise rate")
-        options["forget_rate"] = spec.rate / 2 if spec.type == "mapped" else spec.rate
+        options["forget_rate"] = noise_forget_rate("jocor", config["noise"], halve_mapped=True)
     if options["co_lambda"] == "auto":
         options["co_lambda"] = authors_lambda(config.get("dataset"), config.get("noise"))
     checks = {"forget_rate": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
