@@ -11,14 +11,13 @@ main network, ``network_<name>`` a further one, as ``kept_networks`` names them)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from noisybench import metrics
+from noisybench.evaluation import weights_in, weights_of
 from noisybench.run import Run, evaluating_all
 
 
@@ -35,19 +34,6 @@ def sum_of_logits_accuracy(run: Run, networks: list[torch.nn.Module], loader: Da
             preds.append(pred)
             trues.append(true)
     return metrics.accuracy(torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy())
-
-
-@contextmanager
-def weights_in(networks: dict[str, torch.nn.Module], weights: dict[str, dict[str, torch.Tensor]]) -> Iterator[None]:
-    """``weights`` (by network name) in ``networks`` for the block, their own weights back after it."""
-    current = {name: {k: t.detach().clone() for k, t in networks[name].state_dict().items()} for name in weights}
-    try:
-        for name, state in weights.items():
-            networks[name].load_state_dict(state)
-        yield
-    finally:
-        for name, state in current.items():
-            networks[name].load_state_dict(state)
 
 
 class EachNetworkBest:
@@ -68,7 +54,7 @@ class EachNetworkBest:
             best = self.record["val_accuracy"].get(name)
             if best is None or accuracy > best:
                 self.record["epochs"][name], self.record["val_accuracy"][name] = entry["epoch"], accuracy
-                self.weights[name] = {k: t.detach().clone() for k, t in model.state_dict().items()}
+                self.weights[name] = weights_of(model)
 
     def test(self, run: Run, networks: dict[str, torch.nn.Module], test: DataLoader) -> None:
         """The test accuracy of the sum of the kept networks' logits, each with its own best weights."""

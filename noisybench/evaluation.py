@@ -108,6 +108,19 @@ def weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: t.detach().clone() for name, t in model.state_dict().items()}
 
 
+@contextmanager
+def weights_in(networks: dict[str, torch.nn.Module], weights: dict[str, dict[str, torch.Tensor]]) -> Iterator[None]:
+    """``weights`` (by network name) in ``networks`` for the block, their own weights back after it."""
+    current = {name: weights_of(networks[name]) for name in weights}
+    try:
+        for name, state in weights.items():
+            networks[name].load_state_dict(state)
+        yield
+    finally:
+        for name, state in current.items():
+            networks[name].load_state_dict(state)
+
+
 class BestEpoch:
     """The epoch of the best val accuracy so far (metrics.json's ``best_val``: epoch, val and
     test accuracy) and, where its test accuracy is not known yet, the weights of that epoch
@@ -130,17 +143,9 @@ class BestEpoch:
         self.unsaved = True
         return True
 
-    @contextmanager
-    def weights_in(self, networks: dict[str, torch.nn.Module]) -> Iterator[None]:
+    def weights_in(self, networks: dict[str, torch.nn.Module]):
         """The kept weights in ``networks`` for the block, their own weights back after it."""
-        current = {name: weights_of(networks[name]) for name in self.weights}
-        try:
-            for name, weights in self.weights.items():
-                networks[name].load_state_dict(weights)
-            yield
-        finally:
-            for name, weights in current.items():
-                networks[name].load_state_dict(weights)
+        return weights_in(networks, self.weights)
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's ``best_val`` and ``best_weights`` (the main model's state dict, as
