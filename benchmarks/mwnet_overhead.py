@@ -23,11 +23,8 @@ import sys
 
 import torch
 from common import hardware, interleaved, ratio_line
-from lsw_overhead import batches, ce_step, lsw_step, random_batches
+from lsw_overhead import batches, ce_step, lsw_step, random_batches, setup
 
-from noisybench.api import make_config
-from noisybench.datasets import build_dataset
-from noisybench.models import create_model
 from noisybench_lsw.meta import full_meta_step, jvp_meta_step
 from noisybench_mwnet.weightnet import WeightNet, meta_weight_step, weight_optimizer
 
@@ -52,16 +49,9 @@ def mwnet_step(meta):
 
 
 def main(args: list[str]) -> None:
-    own = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in ("rounds", "pixels"))
-    rounds, pixels = int(own.get("rounds", 7)), int(own.get("pixels", 0))
-    overrides = [a for a in args if a.split("=", 1)[0] not in own]
-    config = make_config("ce", "digits", overrides=["progress=false", *overrides])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    splits = None if pixels else build_dataset(config)
-    model = create_model(config["model"], 10 if pixels else splits.num_classes, 3 if pixels else splits.channels,
-                         None if pixels else splits.normalization).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config["optimizer"]["lr"], momentum=0.9)
-    size = config["batch_size"]
+    b = setup(args)
+    rounds, pixels, config, device, splits = b.rounds, b.pixels, b.config, b.device, b.splits
+    model, optimizer, size = b.model, b.optimizer, b.size
     draw = (lambda seed: random_batches(pixels, size, device, 20, seed)) if pixels else \
         (lambda seed: batches(splits.train, size, device, 20, seed))
     noisy, clean = draw(0), draw(1)

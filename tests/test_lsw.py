@@ -35,6 +35,20 @@ def toy_batch(seed=0, n=6, nc=4, dim=5, classes=3, dtype=torch.float64):
     return x, y, alpha, xc, yc
 
 
+def separable_toy(g):
+    """300 points in three clusters, 90 of their labels moved to the next class, and 60 clean
+    points: a toy on which learned sample weights must fall on the moved labels."""
+    centres = torch.tensor([[2.0, 0.0, 0, 0, 0], [-2.0, 0, 0, 0, 0], [0, 2.0, 0, 0, 0]])
+    true = torch.arange(300) % 3
+    x = centres[true] + 0.5 * torch.randn(300, 5, generator=g)
+    noisy = true.clone()
+    flipped = torch.randperm(300, generator=g)[:90]
+    noisy[flipped] = (true[flipped] + 1) % 3
+    clean_y = torch.arange(60) % 3
+    clean_x = centres[clean_y] + 0.5 * torch.randn(60, 5, generator=g)
+    return x, true, noisy, clean_x, clean_y
+
+
 def clean_loss_after_step(model, x, y, alpha, xc, yc, lr):
     """L_clean(Theta'(alpha)) written out with torch.func, eq. 1 and 2."""
     params = dict(model.named_parameters())
@@ -204,14 +218,7 @@ def test_printed_rule_by_hand():
 def test_flipped_samples_lose_weight_on_a_separable_toy():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    centres = torch.tensor([[2.0, 0.0, 0, 0, 0], [-2.0, 0, 0, 0, 0], [0, 2.0, 0, 0, 0]])
-    true = torch.arange(300) % 3
-    x = centres[true] + 0.5 * torch.randn(300, 5, generator=g)
-    noisy = true.clone()
-    flipped = torch.randperm(300, generator=g)[:90]
-    noisy[flipped] = (true[flipped] + 1) % 3
-    clean_y = torch.arange(60) % 3
-    clean_x = centres[clean_y] + 0.5 * torch.randn(60, 5, generator=g)
+    x, true, noisy, clean_x, clean_y = separable_toy(g)
     model = TinyNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
     alpha, logit = torch.full((300,), 0.5), torch.zeros(300)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import resumed_like_straight, run_digits
-from test_lsw import ConvNet, TinyNet, toy_batch
+from test_lsw import ConvNet, TinyNet, separable_toy, toy_batch
 from torch.func import functional_call
 
 from noisybench.errors import ConfigError
@@ -121,14 +121,7 @@ def test_jvp_and_higher_agree_with_batchnorm_and_dropout(normalise):
 def test_flipped_samples_are_weighted_down_on_a_separable_toy():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    centres = torch.tensor([[2.0, 0.0, 0, 0, 0], [-2.0, 0, 0, 0, 0], [0, 2.0, 0, 0, 0]])
-    true = torch.arange(300) % 3
-    x = centres[true] + 0.5 * torch.randn(300, 5, generator=g)
-    noisy = true.clone()
-    flipped = torch.randperm(300, generator=g)[:90]
-    noisy[flipped] = (true[flipped] + 1) % 3
-    clean_y = torch.arange(60) % 3
-    clean_x = centres[clean_y] + 0.5 * torch.randn(60, 5, generator=g)
+    x, true, noisy, clean_x, clean_y = separable_toy(g)
     model, net = TinyNet(), WeightNet()
     optimizer, net_optimizer = torch.optim.SGD(model.parameters(), lr=0.2), torch.optim.Adam(net.parameters(), lr=1e-3)
     weights = torch.ones(300)
