@@ -473,3 +473,55 @@ def test_a_larger_p_than_the_class_makes_every_candidate_a_prototype():
     assert y_hat.tolist() == (features @ centres.T).argmax(dim=1).tolist()
     p2, _ = correct_labels(correction_run(features, NOISY, num_prototypes=2), epoch=2)
     assert p2[-1] == 0
+
+
+def test_agreeing_candidates_keep_the_earlier_filters_in_the_redraw():
+    """With network_candidates too, the second drawing takes the samples that pass both: the
+    network rejects the 0- and 2-degree samples (it says 1), the first y_hat gives them their label 0,
+    and class 0's redrawn prototypes come from 4-6 degrees only (with 0-2 among them the margins differ)."""
+    from noisybench_smp import correct_labels
+
+    features, noisy = unit(DEGREES), NOISY
+    network = torch.tensor(TRUE)
+    network[:2] = 1
+    options = {"num_prototypes": 2, "samples_per_class": 100, "network_candidates": True}
+    run = correction_run(features, noisy, logits=F.one_hot(network, 2).float(), agreeing_candidates=True, **options)
+    _, margin = correct_labels(run, epoch=2)
+    first, _ = correct_labels(correction_run(features, noisy, logits=F.one_hot(network, 2).float(), **options), epoch=2)
+    assert first[:2].tolist() == [0, 0]  # the first y_hat agrees with the labels the network rejects
+    agreeing = first == noisy
+
+    def margins(mask):
+        prototypes = [select_prototypes(features[(noisy == c) & mask], 2, 0.4) for c in (0, 1)]
+        return relabel(class_scores(features, prototypes), noisy)[1]
+
+    assert margin.tolist() == pytest.approx(margins(agreeing & (network == noisy)).tolist(), abs=1e-6)
+    assert not torch.allclose(margins(agreeing), margin, atol=1e-4)  # the filter dropped: another answer
+
+
+def test_num_prototypes_above_eight_takes_that_many():
+    """Classes of 12: with p = 128 every member is a prototype, so sigma_c is the cosine with the mean
+    of the class's unit features and the margin max sigma - sigma_y follows by hand; p = 8 differs."""
+    from noisybench_smp import correct_labels
+
+    features = unit(list(range(0, 36, 3)) + list(range(50, 98, 4)))
+    noisy = torch.tensor([0] * 11 + [1] + [1] * 11 + [0])  # one wrong label in each class
+    y_hat, margin = correct_labels(correction_run(features, noisy, num_prototypes=128, samples_per_class=100), epoch=2)
+    sigma = features @ torch.stack([features[noisy == c].mean(dim=0) for c in (0, 1)]).T
+    assert margin.tolist() == pytest.approx((sigma.max(dim=1).values - sigma[torch.arange(24), noisy]).tolist(), abs=1e-6)
+    assert y_hat.tolist() == sigma.argmax(dim=1).tolist()
+    _, eight = correct_labels(correction_run(features, noisy, num_prototypes=8, samples_per_class=100), epoch=2)
+    assert not torch.allclose(eight, margin, atol=1e-4)
+
+
+def test_a_refused_correction_trains_exactly_as_cross_entropy(tmp_path):
+    """max_changed=0.01 refuses every correction of this 40% noise (each changes ~40%): the loss is then CE's, and the
+    feature pass, the prototype draws and the diagnostics take nothing from the run's random stream."""
+    common = ("epochs=2", "noise=symmetric:0.4")
+    ce = run_digits(tmp_path / "ce", *common)
+    smp = run_digits(tmp_path / "smp", *common, "smp.start_epoch=2", "smp.max_changed=0.01", method="smp")
+    assert len(smp["labels"]["warnings"]) == 2  # epoch 2 and the final model: both refused
+    assert [h["train_loss"] for h in smp["history"]] == [h["train_loss"] for h in ce["history"]]
+    assert smp["test"]["accuracy"] == ce["test"]["accuracy"]
+    losses = [pd.read_csv(tmp_path / name / "samples.csv")["train_loss"] for name in ("ce", "smp")]
+    assert losses[0].equals(losses[1])
