@@ -9,7 +9,9 @@ methods and SMP's departures; or the same rows from scratch (``--recipe scratch`
 
 ``--recipe finetune`` (default): ``efficientnet_lite0`` from ``--weights``, 48-pixel inputs
 (the grey images as three equal channels, resized: the smallest size whose linear probe
-keeps the pretrained features' lead, benchmarks/finetune_input_size.py), the paper's SGD
+keeps the pretrained features' lead, benchmarks/finetune_input_size.py), laid out channels
+last (``model.channels_last=true``: a training step 1.8x faster on one CPU thread than
+NCHW, 0.17 s against 0.31 s for a batch of 32), the paper's SGD
 (momentum 0.9, weight decay 5e-3, lr ÷10 during training) scaled to what a 2-core CPU
 fine-tunes in half an hour (~8 images/s): ``--epochs`` 3, lr ÷10 after epoch 2
 (``--step-every``), batch 32 instead of 128 (3,600 images give a batch of 128 only 28 steps
@@ -52,6 +54,9 @@ ROWS = {
     "smp agreeing_candidates": ("smp", "noisy", ["smp.agreeing_candidates=true"]),
     "smp change_margin=0.15": ("smp", "noisy", ["smp.change_margin=0.15"]),
     "smp max_changed=null": ("smp", "noisy", ["smp.max_changed=null"]),
+    "smp network_candidates max_changed=null": ("smp", "noisy", ["smp.network_candidates=true",
+                                                                 "smp.max_changed=null"]),
+    "smp num_prototypes=128 max_changed=null": ("smp", "noisy", ["smp.num_prototypes=128", "smp.max_changed=null"]),
     "sinet": ("sinet", "noisy", [f"sinet.side_info={SIDE_INFO}"]),
     "elr": ("elr", "noisy", []),
     "lsw (clean)": ("lsw", "clean", []),
@@ -68,6 +73,7 @@ def recipe_overrides(args: argparse.Namespace, method: str) -> list[str]:
         return common
     third = max(1, args.epochs // 3)
     overrides = [*common, "model.name=efficientnet_lite0", f"model.pretrained_file={args.weights}",
+                 "model.channels_last=true",
                  f"data.image_size={args.image_size}", f"epochs={args.epochs}", f"optimizer.lr={args.lr}",
                  f"batch_size={args.batch_size}", f"lr_schedule.step_every={args.step_every}"]
     if method == "smp":
