@@ -16,7 +16,6 @@ Run: python benchmarks/lsw_overhead.py [rounds=N] [pixels=P] [key=value ...]   (
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -86,9 +85,10 @@ def random_batches(pixels, size, device, count, seed=0):
              torch.randint(0, 10, (size,), generator=g).to(device)) for _ in range(count)]
 
 
-def setup(args: list[str]) -> SimpleNamespace:
+def setup(args: list[str]) -> tuple:
     """What both meta-step benchmarks measure on: ``rounds=N`` and ``pixels=P`` (random images
-    of that size instead of digits) from ``args``, the rest config overrides of a ce run."""
+    of that size instead of digits) from ``args``, the rest config overrides of a ce run.
+    Returns (rounds, pixels, config, device, splits, model, optimizer, batch size)."""
     own = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in ("rounds", "pixels"))
     rounds, pixels = int(own.get("rounds", 7)), int(own.get("pixels", 0))
     overrides = [a for a in args if a.split("=", 1)[0] not in own]
@@ -98,14 +98,11 @@ def setup(args: list[str]) -> SimpleNamespace:
     model = create_model(config["model"], 10 if pixels else splits.num_classes, 3 if pixels else splits.channels,
                          None if pixels else splits.normalization).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config["optimizer"]["lr"], momentum=0.9)
-    return SimpleNamespace(rounds=rounds, pixels=pixels, config=config, device=device, splits=splits, model=model,
-                           optimizer=optimizer, size=config["batch_size"])
+    return rounds, pixels, config, device, splits, model, optimizer, config["batch_size"]
 
 
 def main(args: list[str]) -> None:
-    b = setup(args)
-    rounds, pixels, config, device, splits = b.rounds, b.pixels, b.config, b.device, b.splits
-    model, optimizer, size = b.model, b.optimizer, b.size
+    rounds, pixels, config, device, splits, model, optimizer, size = setup(args)
 
     def draw(count_size, seed):
         if pixels:

@@ -49,9 +49,7 @@ def mwnet_step(meta):
 
 
 def main(args: list[str]) -> None:
-    b = setup(args)
-    rounds, pixels, config, device, splits = b.rounds, b.pixels, b.config, b.device, b.splits
-    model, optimizer, size = b.model, b.optimizer, b.size
+    rounds, pixels, config, device, splits, model, optimizer, size = setup(args)
     draw = (lambda seed: random_batches(pixels, size, device, 20, seed)) if pixels else \
         (lambda seed: batches(splits.train, size, device, 20, seed))
     noisy, clean = draw(0), draw(1)

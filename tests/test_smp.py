@@ -484,10 +484,10 @@ def test_agreeing_candidates_keep_the_earlier_filters_in_the_redraw():
     features, noisy = unit(DEGREES), NOISY
     network = torch.tensor(TRUE)
     network[:2] = 1
-    options = {"num_prototypes": 2, "samples_per_class": 100, "network_candidates": True}
-    run = correction_run(features, noisy, logits=F.one_hot(network, 2).float(), agreeing_candidates=True, **options)
-    _, margin = correct_labels(run, epoch=2)
-    first, _ = correct_labels(correction_run(features, noisy, logits=F.one_hot(network, 2).float(), **options), epoch=2)
+    options = {"logits": F.one_hot(network, 2).float(), "num_prototypes": 2, "samples_per_class": 100,
+               "network_candidates": True}
+    _, margin = correct_labels(correction_run(features, noisy, agreeing_candidates=True, **options), epoch=2)
+    first, _ = correct_labels(correction_run(features, noisy, **options), epoch=2)
     assert first[:2].tolist() == [0, 0]  # the first y_hat agrees with the labels the network rejects
     agreeing = first == noisy
 
