@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from noisybench.api import run
+from noisybench.records import write_text
 
 RUNS = [("ce", "noisy"), ("smp", "noisy"), ("sinet", "noisy"), ("ce", "clean"), ("lsw", "clean")]
 SIDE_INFO = Path(__file__).parent / "side_info" / "fashion_mnist.yaml"
@@ -60,7 +61,7 @@ def main() -> None:
                              f"| {cell([lab['noisy_accuracy'] for lab in labels])} → {cell(final)} "
                              f"| {cell([lab['changed_fraction'] for lab in labels])} |")
     table = "\n".join(lines) + "\n"
-    (args.output / "table.md").write_text(table)
+    write_text(args.output / "table.md", table)
     print(table)
 
 

@@ -22,6 +22,9 @@ import torch
 
 from common import hardware
 
+from noisybench import records
+from noisybench.outputs import NotOurs, check_output_file
+
 
 def read_split(manifest: Path, split: str) -> tuple[list[Path], np.ndarray]:
     with open(manifest, newline="") as handle:
@@ -73,6 +76,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,48,64,96")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    try:  # before minutes of features: never a FIFO, a folder or a run's own record
+        output = check_output_file(args.output) if args.output else None
+    except NotOurs as exc:
+        parser.error(str(exc))
     torch.manual_seed(0)
     pretrained = timm.create_model(args.model, num_classes=10).eval()
     load_pretrained(pretrained, args.weights, 3)
@@ -90,8 +97,8 @@ def main() -> None:
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.output:
-        args.output.write_text(text)
+    if output:
+        records.write_text(output, text)
 
 
 if __name__ == "__main__":

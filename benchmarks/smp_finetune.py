@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from noisybench.api import run
+from noisybench.records import write_text
 from noisybench.lock import RunLocked
 
 SIDE_INFO = Path(__file__).parent / "side_info" / "fashion_mnist.yaml"
@@ -173,8 +174,7 @@ def main() -> None:
                     print(f"{args.recipe} {noise} {row} seed{seed}: test {record['test']['accuracy']:.4f}", flush=True)
     order = {noise: i for i, noise in enumerate(noises)}
     text = table(dict(sorted(found.items(), key=lambda item: (order[item[0][0]], rows.index(item[0][1])))))
-    (args.output / args.recipe).mkdir(parents=True, exist_ok=True)
-    (args.output / args.recipe / "table.md").write_text(text)
+    write_text(args.output / args.recipe / "table.md", text)
     print(text)
 
 
